@@ -1,0 +1,121 @@
+"""Deterministic, disjoint train/probe splits.
+
+Everything is ordered by a seeded hash of a stable key, never by input order or Python's
+`hash`, so the same seed gives the same split on every machine and in every process.
+Retrieval splits by target document, so no probe document (nor any query pointing to it) is
+ever trained on; labelled splits by text.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+
+from soupkit.data.family import (
+    ClassificationProbeData,
+    ClusteringProbeData,
+    RetrievalProbeData,
+    TrainExample,
+)
+
+
+def stable_key(seed: int, key: str) -> str:
+    return hashlib.sha1(f"{seed}\x00{key}".encode()).hexdigest()
+
+
+def stable_shuffle(items: Iterable[str], seed: int) -> list[str]:
+    """Unique items in a seeded order that does not depend on the input order."""
+    return sorted(set(items), key=lambda k: stable_key(seed, k))
+
+
+def split_retrieval(
+    pairs: Sequence[tuple[str, str]],
+    seed: int,
+    probe_queries: int,
+    probe_corpus: int,
+    max_train: int,
+    negatives: dict[str, str] | None = None,
+) -> tuple[list[TrainExample], RetrievalProbeData]:
+    """(query, document) pairs -> training examples and a retrieval probe.
+
+    Documents are the split unit. The probe takes `probe_queries` documents with one query each,
+    plus distractor documents up to `probe_corpus`; all other documents train. `negatives` maps a
+    query to a hard-negative document (kept only when that document is in the training side).
+    """
+    by_doc: dict[str, list[str]] = defaultdict(list)
+    for query, doc in pairs:
+        if query and doc and query != doc:
+            by_doc[doc].append(query)
+    docs = stable_shuffle(by_doc, seed)
+    n_probe_docs = min(probe_corpus, len(docs) // 3)
+    probe_docs, train_docs = docs[:n_probe_docs], docs[n_probe_docs:]
+    n_queries = min(probe_queries, n_probe_docs)
+
+    queries, relevant = [], []
+    for i, doc in enumerate(probe_docs[:n_queries]):
+        queries.append(stable_shuffle(by_doc[doc], seed)[0])
+        relevant.append({i})
+    probe = RetrievalProbeData(queries=queries, corpus=list(probe_docs), relevant=relevant)
+
+    train_doc_set = set(train_docs)
+    rng = random.Random(seed)
+    train: list[TrainExample] = []
+    for doc in train_docs:
+        for query in sorted(by_doc[doc]):
+            neg = (negatives or {}).get(query)
+            train.append(TrainExample(query, doc, neg if neg in train_doc_set and neg != doc else None, group=doc))
+    rng.shuffle(train)
+    return train[:max_train], probe
+
+
+def split_labelled(
+    texts: Sequence[tuple[str, str]],
+    seed: int,
+    probe_size: int,
+    max_train: int,
+    kind: str,
+    min_per_label: int = 2,
+) -> tuple[list[TrainExample], ClassificationProbeData | ClusteringProbeData]:
+    """(text, label) items -> same-label training pairs and a classification or clustering probe.
+
+    Texts are the split unit. A training pair is (text, another text of the same label) with the
+    label as its group, so a batch never holds two examples of one label.
+    """
+    label_of: dict[str, str] = {}
+    for text, label in texts:
+        if text and label:
+            label_of.setdefault(text, label)
+    ordered = stable_shuffle(label_of, seed)
+    probe_texts, train_texts = ordered[:probe_size], ordered[probe_size:]
+
+    by_label: dict[str, list[str]] = defaultdict(list)
+    for text in train_texts:
+        by_label[label_of[text]].append(text)
+    rng = random.Random(seed)
+    train: list[TrainExample] = []
+    for label in sorted(by_label):
+        members = by_label[label]
+        if len(members) < min_per_label:
+            continue
+        for text in members:
+            partner = members[rng.randrange(len(members))]
+            while partner == text:
+                partner = members[rng.randrange(len(members))]
+            train.append(TrainExample(text, partner, group=label))
+    rng.shuffle(train)
+
+    if kind == "clustering":
+        probe = ClusteringProbeData(texts=probe_texts, labels=[label_of[t] for t in probe_texts])
+    elif kind == "classification":
+        half = len(probe_texts) // 2
+        probe = ClassificationProbeData(
+            train_texts=probe_texts[:half],
+            train_labels=[label_of[t] for t in probe_texts[:half]],
+            test_texts=probe_texts[half:],
+            test_labels=[label_of[t] for t in probe_texts[half:]],
+        )
+    else:
+        raise ValueError(f"unknown labelled probe kind {kind!r}")
+    return train[:max_train], probe
