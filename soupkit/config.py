@@ -1,0 +1,222 @@
+"""Typed recipes and mixtures, validated once at the edge (pydantic, extra="forbid").
+
+A Recipe says which base model, which families, how to finetune, how to score and how long to
+search. A Mixture holds only weights over family names, saved in the same YAML a person writes.
+Inside the library only these objects travel, never raw dicts.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from soupkit.errors import SoupkitError
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+RECIPES_DIR = REPO_ROOT / "recipes"
+MIXTURES_DIR = REPO_ROOT / "mixtures"
+BUNDLED_BASE = "bundled:all-MiniLM-L6-v2"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Mixture(Strict):
+    """Weights on the simplex over families; stored unnormalised as written, read normalised."""
+
+    name: str | None = None
+    weights: dict[str, float]
+
+    @field_validator("weights")
+    @classmethod
+    def _valid_weights(cls, weights: dict[str, float]) -> dict[str, float]:
+        if not weights:
+            raise ValueError("a mixture needs at least one family weight")
+        for family, w in weights.items():
+            if not math.isfinite(w) or w < 0:
+                raise ValueError(f"weight of '{family}' must be a finite number >= 0, got {w}")
+        if sum(weights.values()) <= 0:
+            raise ValueError("weights are all zero")
+        return weights
+
+    def normalised(self) -> dict[str, float]:
+        total = sum(self.weights.values())
+        return {k: v / total for k, v in self.weights.items()}
+
+    def to_yaml(self) -> str:
+        body = {"name": self.name, "weights": {k: round(v, 6) for k, v in self.weights.items()}}
+        return yaml.safe_dump({k: v for k, v in body.items() if v is not None}, sort_keys=False)
+
+
+class LocalFamily(Strict):
+    """A family from the user's own file (jsonl/csv/parquet) or a hub dataset id (online)."""
+
+    name: str
+    path: str | None = None
+    hub: str | None = None
+    split: str = "train"
+    task: Literal["retrieval", "code", "classification", "clustering", "similarity", "paraphrase", "bitext"] = (
+        "retrieval"
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> LocalFamily:
+        if (self.path is None) == (self.hub is None):
+            raise ValueError(f"family '{self.name}' needs exactly one of 'path' or 'hub'")
+        return self
+
+
+FamilyEntry = Union[str, LocalFamily]
+
+
+class LossSpec(Strict):
+    """The paper's objective; every part can be switched off."""
+
+    scale: float = Field(20.0, gt=0)
+    hard_negatives: bool = True
+    hard_negative_alpha: float = 5.0
+    mask_duplicates: bool = True
+    spread_out_weight: float = Field(0.0, ge=0)
+    matryoshka_dims: list[int] | None = None
+
+
+class FinetuneSpec(Strict):
+    steps: int = Field(30, gt=0)
+    batch_size: int = Field(32, ge=2)
+    learning_rate: float = Field(5e-5, gt=0)
+    warmup_ratio: float = Field(0.1, ge=0, lt=1)
+    weight_decay: float = Field(0.01, ge=0)
+    max_seq_length: int = Field(64, gt=0)
+    bf16: bool | None = None  # None: on where the device supports it (CUDA, or a CPU with bf16 units)
+    loss: LossSpec = LossSpec()
+
+
+class ProbeSpec(Strict):
+    probe_size: int = Field(200, gt=0)
+    probe_corpus: int = Field(400, gt=0)
+    max_seq_length: int = Field(128, gt=0)
+    batch_size: int = Field(64, gt=0)
+    max_train: int = Field(20_000, gt=0)
+
+
+class ObjectiveSpec(Strict):
+    """Weighted mean of probe primary metrics. Probes missing from `weights` weigh 1."""
+
+    weights: dict[str, float] = {}
+
+    @field_validator("weights")
+    @classmethod
+    def _non_negative(cls, weights: dict[str, float]) -> dict[str, float]:
+        for probe, w in weights.items():
+            if not math.isfinite(w) or w < 0:
+                raise ValueError(f"objective weight of '{probe}' must be >= 0, got {w}")
+        return weights
+
+
+class SearchSpec(Strict):
+    budget: int = Field(40, gt=0)
+    sampler: Literal["gp", "tpe", "random"] = "gp"
+    n_startup_trials: int = Field(10, ge=0)
+
+
+class Recipe(Strict):
+    name: str
+    base: str = BUNDLED_BASE
+    seed: int = 0
+    families: list[FamilyEntry]
+    seed_mixture: Union[str, dict[str, float], None] = None
+    finetune: FinetuneSpec = FinetuneSpec()
+    probes: ProbeSpec = ProbeSpec()
+    objective: ObjectiveSpec = ObjectiveSpec()
+    search: SearchSpec = SearchSpec()
+
+    @field_validator("families")
+    @classmethod
+    def _unique_families(cls, families: list[FamilyEntry]) -> list[FamilyEntry]:
+        if not families:
+            raise ValueError("a recipe needs at least one family")
+        names = [family_name(f) for f in families]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"family '{dupes[0]}' is listed twice")
+        return families
+
+    def family_names(self) -> list[str]:
+        return [family_name(f) for f in self.families]
+
+
+def family_name(entry: FamilyEntry) -> str:
+    return entry if isinstance(entry, str) else entry.name
+
+
+def _read_yaml(path: Path, what: str) -> object:
+    if not path.is_file():
+        raise SoupkitError(f"{what} file not found: {path}")
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise SoupkitError(f"{path}:{where}: malformed YAML: {problem}") from None
+
+
+def _first_error(path: Path, exc: ValidationError) -> SoupkitError:
+    err = exc.errors()[0]
+    loc = ".".join(str(p) for p in err["loc"] if not str(p).startswith(("function-after", "str", "LocalFamily")))
+    if err["type"] == "extra_forbidden":
+        return SoupkitError(f"{path}: unknown key '{loc}'")
+    msg = err["msg"].removeprefix("Value error, ")
+    return SoupkitError(f"{path}: {loc}: {msg}" if loc else f"{path}: {msg}")
+
+
+def resolve_named(value: str, directory: Path, what: str) -> Path:
+    """A path as given, or a bare name looked up as <directory>/<name>.yaml."""
+    path = Path(value)
+    if path.suffix in {".yaml", ".yml"} or path.exists():
+        return path
+    candidate = directory / f"{value}.yaml"
+    if candidate.is_file():
+        return candidate
+    known = sorted(p.stem for p in directory.glob("*.yaml"))
+    raise SoupkitError(f"unknown {what} '{value}'; known: {', '.join(known)} (or give a path to a .yaml file)")
+
+
+def load_recipe(path: str | Path) -> Recipe:
+    path = resolve_named(str(path), RECIPES_DIR, "recipe")
+    data = _read_yaml(path, "recipe")
+    if not isinstance(data, dict):
+        raise SoupkitError(f"{path}: a recipe must be a YAML mapping")
+    try:
+        return Recipe.model_validate(data)
+    except ValidationError as exc:
+        raise _first_error(path, exc) from None
+
+
+def load_mixture(path: str | Path) -> Mixture:
+    path = resolve_named(str(path), MIXTURES_DIR, "mixture")
+    data = _read_yaml(path, "mixture")
+    if not isinstance(data, dict):
+        raise SoupkitError(f"{path}: a mixture must be a YAML mapping with a 'weights' key")
+    try:
+        return Mixture.model_validate(data)
+    except ValidationError as exc:
+        raise _first_error(path, exc) from None
+
+
+def seed_mixture_of(recipe: Recipe, recipe_path: Path | None = None) -> Mixture | None:
+    """The recipe's hand-made seed mixture: a name in mixtures/, a path, or inline weights."""
+    if recipe.seed_mixture is None:
+        return None
+    if isinstance(recipe.seed_mixture, dict):
+        where = recipe_path or Path(recipe.name)
+        try:
+            return Mixture(name=f"{recipe.name}-seed", weights=recipe.seed_mixture)
+        except ValidationError as exc:
+            raise _first_error(where, exc) from None
+    return load_mixture(recipe.seed_mixture)

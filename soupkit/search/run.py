@@ -1,0 +1,147 @@
+"""`soupkit search`: build the families once, score the base model once, then run trials until
+the study holds `budget` completed trials (resuming whatever an earlier run left)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from soupkit.atomic import atomic_write_text
+from soupkit.config import Recipe, seed_mixture_of
+from soupkit.errors import SoupkitError
+from soupkit.search.space import params_for_mixture
+from soupkit.search.study import check_same_recipe, default_storage, open_study, recover_dead_trials, trial_counts
+from soupkit.search.trial import TrialContext, run_trial
+
+MAX_CONSECUTIVE_FAILURES = 5
+
+
+@dataclass
+class SearchResult:
+    study_name: str
+    storage: str
+    out: Path
+    best_value: float | None
+    base_value: float
+    completed: int
+
+
+def effective_recipe_json(recipe: Recipe) -> str:
+    """The parts of a recipe that change what a trial produces (not the budget or sampler)."""
+    data = recipe.model_dump(mode="json", exclude={"search"})
+    return json.dumps(data, sort_keys=True)
+
+
+def run_search(
+    recipe: Recipe,
+    out: Path,
+    storage: str | None = None,
+    recipe_path: Path | None = None,
+    command: str = "",
+    log: Callable[[str], None] = print,
+    show_progress: bool = True,
+) -> SearchResult:
+    import optuna
+    import torch
+
+    from soupkit.base_model import load_model, pick_device, use_bf16
+    from soupkit.data.load import check_recipe, load_families
+    from soupkit.probes.score import objective_value, score_probes
+    from soupkit.search.samplers import make_sampler
+
+    check_recipe(recipe, recipe_path)
+    out.mkdir(parents=True, exist_ok=True)
+    storage = storage or default_storage(out)
+    spec = recipe.search
+
+    seed_mixture = seed_mixture_of(recipe, recipe_path)
+    # the sampler's random stream restarts on resume: offset its seed so draws are not replayed
+    probe_study = open_study(storage, recipe.name, None, ["maximize"])
+    n_existing = len(probe_study.get_trials(deepcopy=False))
+    startup = spec.n_startup_trials + (1 if seed_mixture else 0)
+    study = open_study(storage, recipe.name, make_sampler(spec.sampler, recipe.seed + n_existing, startup), ["maximize"])
+    check_same_recipe(study, effective_recipe_json(recipe))
+    atomic_write_text(out / "recipe.yaml", yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False))
+
+    t0 = time.perf_counter()
+    families = load_families(recipe, recipe_path.parent if recipe_path else None, log=log)
+    data_seconds = time.perf_counter() - t0
+    names = list(families)
+    if n_existing == 0 and seed_mixture is not None:
+        study.enqueue_trial(params_for_mixture(seed_mixture.weights, names), user_attrs={"seeded": "recipe"})
+    requeued = recover_dead_trials(study)
+    if requeued:
+        log(f"re-queued interrupted trials: {', '.join(map(str, requeued))}")
+
+    device = pick_device()
+    bf16 = use_bf16(device, recipe.finetune.bf16)
+    model = load_model(recipe.base, device)
+    base_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    ctx = TrialContext(recipe, families, model, base_state, out, bf16, command)
+
+    base_scores = study.user_attrs.get("base_scores")
+    if base_scores is None or set(base_scores) != set(names):
+        start = time.perf_counter()
+        base_scores = score_probes(model, families, ctx.probe_settings)
+        study.set_user_attr("base_scores", base_scores)
+        study.set_user_attr("base_model", recipe.base)
+        log(f"base model scored in {time.perf_counter() - start:.1f}s")
+    base_value = objective_value(base_scores, recipe.objective.weights)
+    study.set_user_attr("base_objective", base_value)
+    study.set_user_attr("data_seconds", round(data_seconds, 2))
+    log(f"base model objective {base_value:.4f}  " + "  ".join(f"{k} {v:.3f}" for k, v in base_scores.items()))
+
+    failures = 0
+    while True:
+        counts = trial_counts(study)
+        if counts["COMPLETE"] >= spec.budget:
+            break
+        if counts["COMPLETE"] + counts["RUNNING"] >= spec.budget:
+            # other workers hold the remaining trials; wait for them, failing any that went stale
+            time.sleep(5)
+            optuna.storages.fail_stale_trials(study)
+            recover_dead_trials(study)
+            continue
+        n = counts["COMPLETE"] + 1
+        bar = _progress(show_progress, recipe.finetune.steps, f"trial {n}/{spec.budget}")
+        ctx.on_step = (lambda step, loss: (bar.update(1), bar.set_postfix(loss=f"{loss:.3f}"))) if bar else None
+        before = time.perf_counter()
+        study.optimize(lambda t: run_trial(t, ctx), n_trials=1, catch=(Exception,), gc_after_trial=False)
+        if bar:
+            bar.close()
+        last = study.trials[-1]
+        if last.state.name == "COMPLETE":
+            failures = 0
+            best = study.best_value
+            secs = last.user_attrs.get("seconds", {})
+            log(
+                f"trial {n}/{spec.budget} (#{last.number}) objective {last.value:.4f}  best {best:.4f}  "
+                f"base {base_value:.4f}  finetune {secs.get('finetune', 0):.0f}s probe {secs.get('probe', 0):.0f}s "
+                f"total {time.perf_counter() - before:.0f}s"
+            )
+        else:
+            failures += 1
+            log(f"trial #{last.number} failed: {last.user_attrs.get('error', 'unknown error')}")
+            if failures >= MAX_CONSECUTIVE_FAILURES:
+                raise SoupkitError(
+                    f"{failures} trials failed in a row; last error: {last.user_attrs.get('error', '?')}"
+                )
+        torch.manual_seed(recipe.seed)
+
+    completed = trial_counts(study)["COMPLETE"]
+    best_value = study.best_value if completed else None
+    return SearchResult(recipe.name, storage, out, best_value, base_value, completed)
+
+
+def _progress(enabled: bool, total: int, desc: str):
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, leave=False, file=sys.stderr, dynamic_ncols=True)

@@ -1,0 +1,100 @@
+"""One search trial: mixture -> finetune -> probe -> objective, with its record in the study.
+
+Every trial records the user attributes `mixture`, `scores`, `checkpoint`, `seconds` and, on
+failure, `error`. Its checkpoint folder explains itself: the model, the mixture YAML, the scores.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from soupkit.atomic import atomic_write_text
+from soupkit.config import Mixture, Recipe
+from soupkit.data.family import TaskFamily
+from soupkit.probes.score import ProbeSettings, objective_value, score_probes
+from soupkit.search.space import suggest_mixture
+from soupkit.search.study import worker_id
+from soupkit.train.finetune import finetune_on_mixture
+
+
+@dataclass
+class TrialContext:
+    """What every trial of one search shares: the loaded data, the model and its base weights."""
+
+    recipe: Recipe
+    families: Mapping[str, TaskFamily]
+    model: object
+    base_state: dict
+    out: Path
+    bf16: bool
+    command: str
+    on_step: Callable[[int, float], None] | None = None
+
+    @property
+    def probe_settings(self) -> ProbeSettings:
+        p = self.recipe.probes
+        return ProbeSettings(batch_size=p.batch_size, max_seq_length=p.max_seq_length, bf16=self.bf16,
+                             seed=self.recipe.seed)
+
+    def reset_model(self) -> None:
+        self.model.load_state_dict(self.base_state)
+
+
+def checkpoint_dir(out: Path, number: int) -> Path:
+    return out / "trials" / f"trial-{number:04d}"
+
+
+def run_trial(trial, ctx: TrialContext) -> float:
+    """The Optuna objective. Failures are recorded with their reason and re-raised."""
+    trial.set_user_attr("worker", worker_id())
+    try:
+        return _run_trial(trial, ctx)
+    except KeyboardInterrupt:
+        trial.set_user_attr("error", "interrupted")
+        raise
+    except Exception as exc:
+        trial.set_user_attr("error", f"{type(exc).__name__}: {exc}".splitlines()[0][:500])
+        raise
+
+
+def _run_trial(trial, ctx: TrialContext) -> float:
+    recipe = ctx.recipe
+    weights = suggest_mixture(trial, list(ctx.families))
+    mixture = Mixture(name=f"{recipe.name}-trial-{trial.number:04d}", weights={k: round(v, 6) for k, v in weights.items()})
+    trial.set_user_attr("mixture", mixture.weights)
+    ckpt = checkpoint_dir(ctx.out, trial.number)
+
+    ctx.reset_model()
+    readme = {"mixture.yaml": mixture.to_yaml()}
+    result = finetune_on_mixture(
+        ctx.model, ctx.families, weights, recipe.finetune, ckpt, recipe.seed, ctx.bf16, readme, ctx.on_step
+    )
+    trial.set_user_attr("checkpoint", str(ckpt.resolve()))
+
+    start = time.perf_counter()
+    scores = score_probes(ctx.model, ctx.families, ctx.probe_settings)
+    probe_seconds = time.perf_counter() - start
+    value = objective_value(scores, recipe.objective.weights)
+
+    seconds = {"finetune": round(result.seconds, 2), "probe": round(probe_seconds, 2)}
+    trial.set_user_attr("scores", scores)
+    trial.set_user_attr("seconds", seconds)
+    trial.set_user_attr("final_loss", round(result.losses[-1], 6) if result.losses else None)
+    record = {
+        "trial": trial.number,
+        "study": recipe.name,
+        "objective": round(value, 6),
+        "scores": scores,
+        "mixture": mixture.weights,
+        "seed": recipe.seed,
+        "finetune": recipe.finetune.model_dump(),
+        "seconds": seconds,
+        "command": ctx.command,
+    }
+    atomic_write_text(ckpt / "soupkit_trial.yaml", yaml.safe_dump(record, sort_keys=False))
+    return value

@@ -1,0 +1,147 @@
+"""A short finetune of a sentence-transformers model on one mixture of task families.
+
+A bare torch loop over a precomputed batch schedule (soupkit.train.batches): one family per
+batch, families in proportion to the mixture, a fixed number of steps, seeded so the same seed
+and mixture give the same checkpoint. The loss is the sentence-transformers-compatible
+EmbeddingGemmaLoss. The result is a complete model folder, written under a temporary name.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from soupkit.atomic import atomic_dir
+from soupkit.config import FinetuneSpec, LossSpec
+from soupkit.data.family import ASYMMETRIC_TASKS, TaskFamily
+from soupkit.probes.encode import autocast_context
+from soupkit.prompts import prompt_for
+from soupkit.train.batches import Batch, plan_batches
+
+
+class FinetuneFailed(RuntimeError):
+    """The finetune diverged (NaN/inf loss) or could not run; the trial is marked FAIL."""
+
+
+@dataclass
+class FinetuneResult:
+    path: Path
+    seconds: float
+    steps: int
+    examples: int
+    losses: list[float] = field(default_factory=list)
+
+    @property
+    def examples_per_second(self) -> float:
+        return self.examples / self.seconds if self.seconds > 0 else 0.0
+
+
+def build_loss(model, spec: LossSpec):
+    from soupkit.train.losses import EmbeddingGemmaLoss
+
+    dims = spec.matryoshka_dims
+    full = model.get_embedding_dimension()
+    if dims:
+        dims = sorted({d for d in dims if d <= full}, reverse=True)
+    return EmbeddingGemmaLoss(
+        model,
+        scale=spec.scale,
+        hard_negative_alpha=spec.hard_negative_alpha,
+        use_hard_negatives=spec.hard_negatives,
+        mask_duplicates=spec.mask_duplicates,
+        spread_out_weight=spec.spread_out_weight,
+        matryoshka_dims=dims,
+    )
+
+
+def batch_features(model, batch: Batch, task: str, use_negatives: bool) -> list[dict]:
+    """Tokenised columns (anchor, positive[, negative]) with the model's prompts for the task."""
+    prompts = getattr(model, "prompts", None)
+    query_prompt = prompt_for(prompts, task, "query")
+    doc_prompt = prompt_for(prompts, task, "document") if task in ASYMMETRIC_TASKS else query_prompt
+    columns = [
+        (query_prompt, [e.anchor for e in batch.examples]),
+        (doc_prompt, [e.positive for e in batch.examples]),
+    ]
+    if use_negatives and all(e.negative for e in batch.examples):
+        columns.append((doc_prompt, [e.negative for e in batch.examples]))
+    features = []
+    for prompt, texts in columns:
+        # preprocess() applies the prompt the way encode() does (prompt tokens, prompt_length)
+        tokens = model.preprocess(texts, prompt=prompt or None)
+        features.append({k: v.to(model.device) if hasattr(v, "to") else v for k, v in tokens.items()})
+    return features
+
+
+def train_steps(
+    model,
+    loss_fn,
+    batches: list[Batch],
+    families: Mapping[str, TaskFamily],
+    spec: FinetuneSpec,
+    bf16: bool,
+    on_step: Callable[[int, float], None] | None = None,
+) -> list[float]:
+    """The optimisation loop: AdamW, linear warmup then decay, gradient clipping at 1.0."""
+    import torch
+    from transformers import get_linear_schedule_with_warmup
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=spec.learning_rate, weight_decay=spec.weight_decay)
+    warmup = int(round(spec.warmup_ratio * len(batches)))
+    scheduler = get_linear_schedule_with_warmup(optimizer, warmup, len(batches))
+    device = str(model.device)
+    model.train()
+    losses: list[float] = []
+    for step, batch in enumerate(batches, start=1):
+        features = batch_features(model, batch, families[batch.family].task, spec.loss.hard_negatives)
+        with autocast_context(device, bf16):
+            loss = loss_fn(features, None)
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            raise FinetuneFailed(f"loss became {value} at step {step} (family '{batch.family}')")
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        losses.append(value)
+        if on_step:
+            on_step(step, value)
+    model.eval()
+    return losses
+
+
+def finetune_on_mixture(
+    model,
+    families: Mapping[str, TaskFamily],
+    weights: Mapping[str, float],
+    spec: FinetuneSpec,
+    out_dir: Path,
+    seed: int,
+    bf16: bool,
+    extra_files: Mapping[str, str] | None = None,
+    on_step: Callable[[int, float], None] | None = None,
+) -> FinetuneResult:
+    """Finetune `model` (modified in place) and save it to `out_dir` with `extra_files` beside it."""
+    import torch
+
+    unknown = [name for name in weights if name not in families]
+    if unknown:
+        raise FinetuneFailed(f"mixture names family '{unknown[0]}' which the recipe does not load")
+    torch.manual_seed(seed)
+    model.max_seq_length = spec.max_seq_length
+    batches = plan_batches(families, weights, spec.steps, spec.batch_size, seed)
+    loss_fn = build_loss(model, spec.loss)
+    start = time.perf_counter()
+    losses = train_steps(model, loss_fn, batches, families, spec, bf16, on_step)
+    seconds = time.perf_counter() - start
+    with atomic_dir(Path(out_dir)) as tmp:
+        model.save(str(tmp))
+        for name, text in (extra_files or {}).items():
+            (tmp / name).write_text(text)
+    examples = sum(len(b.examples) for b in batches)
+    return FinetuneResult(Path(out_dir), seconds, len(batches), examples, losses)
