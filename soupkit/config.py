@@ -167,7 +167,10 @@ def _read_yaml(path: Path, what: str) -> object:
 
 
 def _first_error(path: Path, exc: ValidationError) -> SoupkitError:
-    err = exc.errors()[0]
+    errors = exc.errors()
+    # in a union (family name or mapping) the "wrong type" branch is the least useful message
+    useful = [e for e in errors if e["type"] not in {"string_type", "dict_type", "model_type"}]
+    err = (useful or errors)[0]
     loc = ".".join(str(p) for p in err["loc"] if not str(p).startswith(("function-after", "str", "LocalFamily")))
     if err["type"] == "extra_forbidden":
         return SoupkitError(f"{path}: unknown key '{loc}'")

@@ -46,6 +46,7 @@ def run_search(
     command: str = "",
     log: Callable[[str], None] = print,
     show_progress: bool = True,
+    max_failures: int = MAX_CONSECUTIVE_FAILURES,
 ) -> SearchResult:
     import optuna
     import torch
@@ -128,7 +129,7 @@ def run_search(
         else:
             failures += 1
             log(f"trial #{last.number} failed: {last.user_attrs.get('error', 'unknown error')}")
-            if failures >= MAX_CONSECUTIVE_FAILURES:
+            if failures >= max_failures:
                 raise SoupkitError(
                     f"{failures} trials failed in a row; last error: {last.user_attrs.get('error', '?')}"
                 )

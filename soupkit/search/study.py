@@ -27,11 +27,15 @@ def worker_id() -> dict[str, object]:
 
 
 def open_storage(url: str):
+    import warnings
+
     import optuna
     from optuna.storages import RetryFailedTrialCallback
 
     try:
-        return optuna.storages.RDBStorage(
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.RDBStorage(
             url,
             heartbeat_interval=HEARTBEAT_SECONDS,
             grace_period=GRACE_SECONDS,
@@ -109,8 +113,10 @@ def recover_dead_trials(study) -> list[int]:
         if dead_here:
             study._storage.set_trial_user_attr(t._trial_id, "error", "worker process died")
             study.tell(t.number, state=TrialState.FAIL)
-        if (dead_here or interrupted) and t.number not in retried and t.params:
-            study.enqueue_trial(t.params, user_attrs={"retry_of": t.number}, skip_if_exists=False)
+        # a trial killed before it suggested its mixture only holds the enqueued (fixed) params
+        params = t.params or t.system_attrs.get("fixed_params")
+        if (dead_here or interrupted) and t.number not in retried and params:
+            study.enqueue_trial(params, user_attrs={"retry_of": t.number}, skip_if_exists=False)
             requeued.append(t.number)
     return requeued
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import glob
+import importlib.util
 import os
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
@@ -27,11 +28,11 @@ class IcdCode:
 
 
 def _tabular_xml(family: str) -> str:
-    try:
-        import simple_icd_10_cm
-    except ImportError:
-        raise MissingSourceError(family, "PyPI package simple-icd-10-cm", INSTALL) from None
-    files = glob.glob(os.path.join(os.path.dirname(simple_icd_10_cm.__file__), "data", "icd10c-tabular-*.xml"))
+    # find the package without importing it: its import parses the whole XML
+    spec = importlib.util.find_spec("simple_icd_10_cm")
+    if spec is None or not spec.origin:
+        raise MissingSourceError(family, "PyPI package simple-icd-10-cm", INSTALL)
+    files = glob.glob(os.path.join(os.path.dirname(spec.origin), "data", "icd10c-tabular-*.xml"))
     if not files:
         raise MissingSourceError(family, "the ICD-10-CM tabular XML in simple-icd-10-cm", INSTALL)
     return sorted(files)[-1]

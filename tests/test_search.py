@@ -1,0 +1,128 @@
+"""The search loop on a tiny model and real ICD-10 slices: records, resume, recovery, failures."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from soupkit.config import Recipe
+from soupkit.errors import SoupkitError
+from soupkit.search.run import run_search
+from soupkit.search.space import params_for_mixture
+from soupkit.search.study import default_storage, open_study
+
+FAMILIES = ["medical-icd10", "medical-icd10-chapters"]
+
+
+def tiny_recipe(model: Path, **finetune) -> Recipe:
+    return Recipe.model_validate(
+        {
+            "name": "tiny",
+            "base": str(model),
+            "families": FAMILIES,
+            "seed_mixture": {"medical-icd10": 3, "medical-icd10-chapters": 1},
+            "finetune": {"steps": 3, "batch_size": 4, "max_seq_length": 32, "bf16": False, **finetune},
+            "probes": {"probe_size": 20, "probe_corpus": 40, "max_seq_length": 32, "max_train": 200},
+            "search": {"budget": 2, "sampler": "tpe", "n_startup_trials": 1},
+        }
+    )
+
+
+def search(recipe: Recipe, out: Path, budget: int | None = None, **kw):
+    if budget is not None:
+        recipe = recipe.model_copy(update={"search": recipe.search.model_copy(update={"budget": budget})})
+    return run_search(recipe, out, log=lambda s: None, show_progress=False, **kw)
+
+
+def load_study(out: Path):
+    return open_study(default_storage(out), "tiny", None, ["maximize"])
+
+
+def test_search_records_every_trial_and_resumes(tiny_model, tmp_path):
+    out = tmp_path / "run"
+    result = search(tiny_recipe(tiny_model), out)
+    assert result.completed == 2
+    study = load_study(out)
+    trials = study.trials
+    assert [t.state.name for t in trials] == ["COMPLETE", "COMPLETE"]
+    # the first trial is the recipe's seed mixture
+    assert trials[0].user_attrs["mixture"] == {"medical-icd10": 0.75, "medical-icd10-chapters": 0.25}
+    for t in trials:
+        assert set(t.user_attrs) >= {"mixture", "scores", "checkpoint", "seconds", "worker"}
+        assert set(t.user_attrs["scores"]) == set(FAMILIES)
+        assert set(t.user_attrs["seconds"]) == {"finetune", "probe"}
+        ckpt = Path(t.user_attrs["checkpoint"])
+        assert (ckpt / "modules.json").is_file() and (ckpt / "mixture.yaml").is_file()
+        assert (ckpt / "soupkit_trial.yaml").is_file()
+    assert set(study.user_attrs["base_scores"]) == set(FAMILIES)
+    assert not list((out / "trials").glob(".tmp-*"))
+
+    # the same command again finishes nothing more; a larger budget runs exactly the difference
+    assert search(tiny_recipe(tiny_model), out).completed == 2
+    assert search(tiny_recipe(tiny_model), out, budget=3).completed == 3
+    assert len(load_study(out).trials) == 3
+
+
+def test_same_seed_and_mixture_give_the_same_checkpoint(tiny_model, tmp_path):
+    from soupkit.base_model import load_model
+    from soupkit.data.load import load_families
+    from soupkit.train.finetune import finetune_on_mixture
+
+    recipe = tiny_recipe(tiny_model)
+    families = load_families(recipe)
+    weights = {"medical-icd10": 0.5, "medical-icd10-chapters": 0.5}
+    tensors = []
+    for i in range(2):
+        model = load_model(str(tiny_model), "cpu")
+        finetune_on_mixture(model, families, weights, recipe.finetune, tmp_path / f"c{i}", seed=0, bf16=False)
+        tensors.append(load_file(tmp_path / f"c{i}" / "model.safetensors"))
+    assert tensors[0].keys() == tensors[1].keys()
+    assert all(torch.equal(tensors[0][k], tensors[1][k]) for k in tensors[0])
+    original = load_file(tiny_model / "model.safetensors")
+    assert any(not torch.equal(original[k], tensors[0][k]) for k in original if original[k].is_floating_point())
+
+
+def test_diverging_trials_fail_with_their_reason(tiny_model, tmp_path):
+    out = tmp_path / "run"
+    with pytest.raises(SoupkitError, match="2 trials failed in a row"):
+        search(tiny_recipe(tiny_model, learning_rate=1e30), out, max_failures=2)
+    trials = load_study(out).trials
+    assert [t.state.name for t in trials] == ["FAIL", "FAIL"]
+    assert all("loss became nan" in t.user_attrs["error"] for t in trials)
+
+
+def test_trial_of_a_killed_worker_is_rerun_with_its_mixture(tiny_model, tmp_path):
+    out = tmp_path / "run"
+    search(tiny_recipe(tiny_model), out, budget=1)
+    study = load_study(out)
+    # a worker on this host that died mid-trial: its trial stays RUNNING
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    trial = study.ask({"x_" + f: optuna.distributions.FloatDistribution(1e-6, 1.0) for f in FAMILIES})
+    params = params_for_mixture({"medical-icd10": 0.1, "medical-icd10-chapters": 0.9}, FAMILIES)
+    study.tell(trial, state=optuna.trial.TrialState.FAIL)  # placeholder to consume the ask
+    study.enqueue_trial(params)
+    running = study.ask()
+    running.set_user_attr("worker", {"host": __import__("socket").gethostname(), "pid": int(dead.stdout)})
+
+    search(tiny_recipe(tiny_model), out, budget=2)
+    trials = load_study(out).trials
+    states = [t.state.name for t in trials]
+    assert states.count("COMPLETE") == 2
+    assert trials[running.number].state.name == "FAIL"
+    assert trials[running.number].user_attrs["error"] == "worker process died"
+    retry = [t for t in trials if t.user_attrs.get("retry_of") == running.number]
+    assert len(retry) == 1 and retry[0].state.name == "COMPLETE"
+    assert retry[0].user_attrs["mixture"] == pytest.approx({"medical-icd10": 0.1, "medical-icd10-chapters": 0.9})
+
+
+def test_a_study_of_another_recipe_is_not_mixed_in(tiny_model, tmp_path):
+    out = tmp_path / "run"
+    search(tiny_recipe(tiny_model), out, budget=1)
+    with pytest.raises(SoupkitError, match="different recipe \\(field 'finetune' differs\\)"):
+        search(tiny_recipe(tiny_model, steps=5), out, budget=2)
