@@ -1,0 +1,81 @@
+"""Topic classification from WordNet glosses (Debian wordnet-base).
+
+Every WordNet synset is filed by its lexicographers under one of 45 topical categories
+(noun.animal, verb.motion, ...), so a gloss -> category pair is a human-labelled, many-class
+topic classification task over short definitions.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+
+from soupkit.data.family import TaskFamily
+from soupkit.data.registry import BuildOptions, builtin_family
+from soupkit.data.split import split_labelled
+from soupkit.errors import MissingSourceError
+
+WORDNET_DIRS = ("/usr/share/wordnet", "/usr/share/wordnet/dict")
+DATA_FILES = ("data.noun", "data.verb", "data.adj", "data.adv")
+INSTALL = "apt-get install wordnet-base"
+SOURCE = (
+    "WordNet 3.0 (Debian wordnet-base); WordNet 3.0 Copyright 2006 by Princeton University, "
+    "used under the WordNet licence"
+)
+DESCRIPTION = "WordNet gloss -> lexicographer category (45 classes, e.g. noun.animal, verb.motion)"
+MIN_WORDS = 3
+
+# The standard lexicographer file names, indexed by the two-digit lex_filenum (lexnames(5WN)).
+LEXNAMES = (
+    "adj.all", "adj.pert", "adv.all", "noun.Tops", "noun.act", "noun.animal", "noun.artifact",
+    "noun.attribute", "noun.body", "noun.cognition", "noun.communication", "noun.event",
+    "noun.feeling", "noun.food", "noun.group", "noun.location", "noun.motive", "noun.object",
+    "noun.person", "noun.phenomenon", "noun.plant", "noun.possession", "noun.process",
+    "noun.quantity", "noun.relation", "noun.shape", "noun.state", "noun.substance", "noun.time",
+    "verb.body", "verb.change", "verb.cognition", "verb.communication", "verb.competition",
+    "verb.consumption", "verb.contact", "verb.creation", "verb.emotion", "verb.motion",
+    "verb.perception", "verb.possession", "verb.social", "verb.stative", "verb.weather", "adj.ppl",
+)  # fmt: skip
+
+
+def wordnet_dir(family: str) -> str:
+    for path in WORDNET_DIRS:
+        if all(os.path.exists(os.path.join(path, name)) for name in DATA_FILES):
+            return path
+    raise MissingSourceError(family, "the WordNet database (data.noun, data.verb, ...)", INSTALL)
+
+
+def gloss_definition(gloss: str) -> str:
+    """The definition part of a gloss: WordNet appends quoted usage examples after '; "'."""
+    definition = gloss.split('; "')[0].strip()
+    return "" if definition.startswith('"') else definition.rstrip(";").strip()
+
+
+@functools.lru_cache(maxsize=1)
+def load_synset_glosses(path: str) -> tuple[tuple[str, str, str], ...]:
+    """(first lemma, definition, lexicographer category) for every synset with a definition.
+
+    A data line reads `offset lex_filenum ss_type w_cnt word lex_id ... | gloss`; the licence
+    header lines start with two spaces.
+    """
+    synsets = []
+    for name in DATA_FILES:
+        with open(os.path.join(path, name), encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("  ") or " | " not in line:
+                    continue
+                fields, gloss = line.split(" | ", 1)
+                parts = fields.split()
+                definition = gloss_definition(gloss)
+                if definition:
+                    synsets.append((parts[4].replace("_", " "), definition, LEXNAMES[int(parts[1])]))
+    return tuple(synsets)
+
+
+@builtin_family("topic-classification", task="classification", source=SOURCE, install=INSTALL, description=DESCRIPTION)
+def wordnet_topics(options: BuildOptions) -> TaskFamily:
+    """Definitions shorter than MIN_WORDS words say too little about their topic, so they are left out."""
+    synsets = load_synset_glosses(wordnet_dir("topic-classification"))
+    items = [(definition, lexname) for _, definition, lexname in synsets if len(definition.split()) >= MIN_WORDS]
+    train, probe = split_labelled(items, options.seed, 2 * options.probe_size, options.max_train, "classification")
+    return TaskFamily("topic-classification", "classification", SOURCE, train, probe, DESCRIPTION)

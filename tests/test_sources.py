@@ -1,0 +1,176 @@
+"""Every built-in family builds from its real source: deterministic, disjoint, non-empty, and
+reading the text its package really holds (exact spot checks)."""
+
+from __future__ import annotations
+
+import functools
+
+import pytest
+
+import soupkit.data.sources  # noqa: F401  (registers the built-in families)
+from soupkit.data.family import ClassificationProbeData, ClusteringProbeData, RetrievalProbeData, TaskFamily
+from soupkit.data.registry import FAMILIES, BuildOptions
+from soupkit.data.sources import bible, debian_packages, fortunes, icd10, python_stdlib, scancode_licences, wordnet
+from soupkit.errors import MissingSourceError
+
+SMALL = BuildOptions(probe_size=50, probe_corpus=100, max_train=500)
+UNCAPPED = BuildOptions(probe_size=50, probe_corpus=100, max_train=10**9)
+FAMILY_NAMES = FAMILIES.names()
+
+
+def or_skip(load, *args):
+    """Run a loader; a machine without the family's package skips rather than fails."""
+    try:
+        return load(*args)
+    except MissingSourceError as error:
+        pytest.skip(str(error))
+
+
+@functools.cache
+def built(name: str, options: BuildOptions = SMALL) -> TaskFamily:
+    return or_skip(FAMILIES.get(name).build, options)
+
+
+def probe_texts(family: TaskFamily) -> set[str]:
+    probe = family.probe
+    if isinstance(probe, RetrievalProbeData):
+        return set(probe.queries) | set(probe.corpus)
+    if isinstance(probe, ClassificationProbeData):
+        return set(probe.train_texts) | set(probe.test_texts)
+    return set(probe.texts)
+
+
+def test_the_built_in_families_are_registered():
+    expected = {
+        "general-retrieval", "topic-classification", "clustering", "code-search", "paraphrase",
+        "legal-licences", "legal-licence-categories", "medical-icd10", "medical-icd10-chapters",
+    }  # fmt: skip
+    assert expected <= set(FAMILY_NAMES)
+
+
+@pytest.mark.parametrize("name", FAMILY_NAMES)
+def test_family_is_deterministic(name):
+    again = FAMILIES.get(name).build(SMALL)
+    assert built(name).train == again.train
+    assert built(name).probe == again.probe
+
+
+@pytest.mark.parametrize("name", FAMILY_NAMES)
+def test_family_sizes_and_shape(name):
+    family, info = built(name), FAMILIES.get(name)
+    assert (family.name, family.task) == (info.name, info.task)
+    assert 0 < len(family.train) <= SMALL.max_train
+    assert all(ex.anchor and ex.positive and ex.anchor != ex.positive for ex in family.train)
+    probe = family.probe
+    if isinstance(probe, RetrievalProbeData):
+        assert 0 < len(probe.queries) <= SMALL.probe_size
+        assert len(probe.queries) <= len(probe.corpus) <= SMALL.probe_corpus
+        assert all(rel and max(rel) < len(probe.corpus) for rel in probe.relevant)
+    elif isinstance(probe, ClassificationProbeData):
+        assert probe.train_texts and probe.test_texts and len(set(probe.train_labels)) >= 2
+    else:
+        assert isinstance(probe, ClusteringProbeData)
+        assert 0 < len(probe.texts) <= SMALL.probe_size and len(set(probe.labels)) >= 2
+
+
+@pytest.mark.parametrize("name", FAMILY_NAMES)
+def test_train_never_sees_the_probe(name):
+    """Checked against the whole training side, not just the capped sample."""
+    family, uncapped = built(name), built(name, UNCAPPED)
+    assert uncapped.probe == family.probe, "capping train must not move the probe"
+    anchors = {ex.anchor for ex in uncapped.train}
+    targets = {ex.positive for ex in uncapped.train} | {ex.negative for ex in uncapped.train if ex.negative}
+    if isinstance(family.probe, RetrievalProbeData):
+        assert not set(family.probe.corpus) & targets
+        assert not set(family.probe.queries) & anchors
+    else:
+        assert not probe_texts(family) & (anchors | targets)
+
+
+def test_ztext_reader_returns_known_verses():
+    kjv = bible.load_verses(or_skip(bible.module_data_dir, "paraphrase", bible.KJV_MODULE))
+    web = bible.load_verses(or_skip(bible.module_data_dir, "paraphrase", bible.WEB_MODULE))
+    assert kjv["Gen.1.1"] == "In the beginning God created the heaven and the earth."
+    assert web["Gen.1.1"] == "In the beginning, God created the heavens and the earth."
+    assert kjv["John.3.16"].startswith("For God so loved the world, that he gave his only begotten Son,")
+    assert web["John.3.16"].startswith("For God so loved the world, that he gave his only born Son,")
+    # WEB follows NRSVA versification with the deuterocanon, so raw indexes differ; references must not.
+    assert web["Hos.1.1"].startswith("Yahweh’s word that came to Hosea the son of Beeri")
+
+
+def test_osis_markup_becomes_plain_text():
+    markup = '<w lemma="strong:H0430">God</w><note placement="foot">a note</note><w>created</w> <w>light</w>. ¶'
+    assert bible.osis_to_text(markup) == "God created light."
+
+
+def test_icd10_code_title():
+    codes = icd10.load_icd_codes(or_skip(icd10._tabular_xml, "medical-icd10"))
+    titles = {c.code: c.title for c in codes}
+    assert titles["A00.0"] == "Cholera due to Vibrio cholerae 01, biovar cholerae"
+
+
+def test_wordnet_gloss_and_category():
+    synsets = wordnet.load_synset_glosses(or_skip(wordnet.wordnet_dir, "topic-classification"))
+    entity = next(s for s in synsets if s[0] == "entity")
+    assert entity[1:] == (
+        "that which is perceived or known or inferred to have its own distinct existence (living or nonliving)",
+        "noun.Tops",
+    )
+    assert len(wordnet.LEXNAMES) == 45 and {s[2] for s in synsets} == set(wordnet.LEXNAMES)
+    assert wordnet.gloss_definition('having the means; "able to swim"; "she was able"') == "having the means"
+
+
+def test_debian_description_of_bash():
+    packages = {p[0]: p for p in or_skip(debian_packages.load_package_descriptions, "general-retrieval")}
+    assert packages["bash"][1] == "GNU Bourne Again SHell"
+    assert packages["bash"][2].startswith("Bash is an sh-compatible command language interpreter that executes")
+    assert debian_packages.clean_long_description(" First paragraph.\n .\n Second  one.") == (
+        "First paragraph. Second one."
+    )
+
+
+def test_fortune_quotes_by_topic():
+    quotes = fortunes.load_quotes(or_skip(fortunes.fortune_files, "clustering"))
+    startrek = (
+        'A father doesn\'t destroy his children. -- Lt. Carolyn Palamas, "Who Mourns for Adonais?", stardate 3468.1.'
+    )
+    assert (startrek, "startrek") in quotes
+    assert all(fortunes.MIN_CHARS <= len(text) <= fortunes.MAX_CHARS and "\x08" not in text for text, _ in quotes)
+
+
+def test_stdlib_function_without_docstring():
+    functions = dict(python_stdlib.load_documented_functions(or_skip(python_stdlib.stdlib_files, "code-search")))
+    code = functions["Remove any common leading whitespace from every line in `text`."]
+    assert code.startswith("def dedent(text):\n    # Look for the longest leading string")
+    assert '"""' not in code.splitlines()[1] and len(code) <= python_stdlib.MAX_CODE_CHARS
+
+
+def test_scancode_licence_and_notice():
+    data_dir = or_skip(scancode_licences.licensedcode_data_dir, "legal-licences")
+    mit = scancode_licences.load_licences(data_dir)["mit"]
+    assert (mit.name, mit.category) == ("MIT License", "Permissive")
+    assert scancode_licences.licence_document(mit).startswith(
+        "MIT License: Permission is hereby granted, free of charge, to any person obtaining a copy"
+    )
+    assert all(" " not in key for _, key in scancode_licences.load_notices(data_dir))
+
+
+def test_front_matter_of_a_licence_without_text(tmp_path):
+    path = tmp_path / "x.LICENSE"
+    path.write_text("---\nkey: x\nname: X Licence\nother_urls:\n    - http://x\n---", encoding="utf-8")
+    assert scancode_licences.read_front_matter(str(path)) == ({"key": "x", "name": "X Licence", "other_urls": ""}, "")
+
+
+def test_missing_sources_name_their_install_command(tmp_path, monkeypatch):
+    with pytest.raises(MissingSourceError, match="apt-get install sword-text-kjv"):
+        bible.module_data_dir("paraphrase", bible.KJV_MODULE, root=str(tmp_path))
+    with pytest.raises(MissingSourceError, match="apt-get install fortunes"):
+        fortunes.fortune_files("clustering", str(tmp_path))
+
+    # apt lists without Translation-en: only synopses, so the family must say how to fetch them.
+    def apt_without_translations(family, *args):
+        return "Package: bash\nDescription: GNU Bourne Again SHell\n\n" if args[0] == "apt-cache" else ""
+
+    monkeypatch.setattr(debian_packages, "apt_output", apt_without_translations)
+    with pytest.raises(MissingSourceError, match="apt-get update -o Acquire::Languages=en"):
+        debian_packages.load_package_descriptions.__wrapped__("general-retrieval")
