@@ -157,3 +157,7 @@ def dashboard(out: Path, storage: str | None, host: str, port: int) -> None:
 
     click.echo(f"optuna-dashboard on http://{host}:{port}/ (Ctrl-C to stop)")
     run_server(open_storage(storage or default_storage(out)), host=host, port=port)
+
+
+if __name__ == "__main__":
+    main()
