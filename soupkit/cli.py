@@ -137,6 +137,96 @@ def families(build: bool) -> None:
         click.echo(f"{'':28s} source: {info.source}")
 
 
+def _open_run_study(out: Path, storage: str | None, name: str | None = None):
+    """The study of a run folder (or of --storage); its name is the only one in the storage."""
+    import optuna
+
+    from soupkit.search.study import default_storage, open_storage
+
+    if storage is None and not (out / "study.db").is_file():
+        raise SoupkitError(f"no study found: {out / 'study.db'} does not exist (run `soupkit search` first)")
+    store = open_storage(storage or default_storage(out))
+    names = [s.study_name for s in optuna.get_all_study_summaries(store, include_best_trial=False)]
+    if name is None:
+        if len(names) != 1:
+            raise SoupkitError(f"storage holds {len(names)} studies ({', '.join(names)}); name one with --study")
+        name = names[0]
+    elif name not in names:
+        raise SoupkitError(f"no study named '{name}' in the storage (found: {', '.join(names) or 'none'})")
+    return optuna.load_study(study_name=name, storage=store)
+
+
+@main.command()
+@click.argument("models", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Folder to write the merged model to.")
+@click.option("--method", default="uniform", show_default=True, help="uniform, weighted, task_arithmetic, ties, ...")
+@click.option("--weights", default=None, help="Comma-separated weights, one per model (e.g. 0.5,0.3,0.2).")
+@click.option("--base", type=click.Path(path_type=Path), default=None, help="Base model for task-vector methods.")
+@click.option("--param", "params", multiple=True, help="Method parameter KEY=VALUE (repeatable), e.g. density=0.5.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing output folder.")
+def merge(models, out, method, weights, base, params, overwrite) -> None:
+    """Merge whole sentence-transformers model folders (every module, tokenizer and prompts).
+
+    \b
+    Example:
+      soupkit merge runs/default/trials/trial-0003 runs/default/trials/trial-0007 --out soup
+      soupkit merge A B C --out merged --method ties --base BASE --param density=0.5
+    """
+    from soupkit.merge.api import merge_models, parse_parameters, parse_weights
+
+    command = "soupkit " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    path = merge_models(
+        list(models), out, method=method, weights=parse_weights(weights) if weights else None, base=base,
+        parameters=parse_parameters(params), overwrite=overwrite, command=command,
+    )
+    click.echo(f"merged {len(models)} models with '{method}' into {path}")
+
+
+@main.command()
+@click.option("--out", type=click.Path(path_type=Path), default=Path("runs") / DEFAULT_RECIPE, show_default=True,
+              help="Run folder of a search.")
+@click.option("--storage", default=None, help="Optuna storage URL (default sqlite:///<out>/study.db).")
+@click.option("--study", "study_name", default=None, help="Study name (when the storage holds several).")
+@click.option("--top-k", type=int, default=5, show_default=True, help="Best trials to consider.")
+@click.option("--method", default="uniform", show_default=True, help="uniform, greedy, or any merge method.")
+@click.option("--name", default=None, help="Soup name (default <method>-top<k>).")
+def soup(out, storage, study_name, top_k, method, name) -> None:
+    """Merge the study's best checkpoints into a soup, score it, and record it in the study.
+
+    \b
+    Example:
+      soupkit soup --out runs/default --method greedy --top-k 8
+    """
+    from soupkit.merge.soup import build_soup, soup_table
+
+    study = _open_run_study(out, storage, study_name)
+    result = build_soup(study, out, method=method, top_k=top_k, name=name, log=click.echo)
+    click.echo(soup_table(study, result))
+    click.echo(f"soup '{result.name}' ({method}, trials {result.members}) objective {result.objective:.4f} "
+               f"written to {result.path}")
+
+
+@main.command(name="init-model")
+@click.option("--tiny-embeddinggemma", "tiny", type=click.Path(path_type=Path), default=None,
+              help="Write a tiny EmbeddingGemma-shaped model (random weights) to this folder.")
+@click.option("--full-embeddinggemma", "full", type=click.Path(path_type=Path), default=None,
+              help="Write a full-size (308M) EmbeddingGemma-shaped model (random weights) to this folder.")
+@click.option("--seed", type=int, default=0, show_default=True)
+def init_model(tiny, full, seed) -> None:
+    """Build an EmbeddingGemma-shaped sentence-transformers model offline (random init).
+
+    \b
+    Example:
+      soupkit init-model --tiny-embeddinggemma models/tiny-gemma
+    """
+    from soupkit.models import build_embeddinggemma
+
+    if (tiny is None) == (full is None):
+        raise SoupkitError("give exactly one of --tiny-embeddinggemma DIR or --full-embeddinggemma DIR")
+    path = build_embeddinggemma(tiny or full, size="tiny" if tiny else "full", seed=seed)
+    click.echo(f"wrote an EmbeddingGemma-shaped model ({'tiny' if tiny else 'full'}, random weights) to {path}")
+
+
 @main.command()
 @click.option("--out", type=click.Path(path_type=Path), default=Path("runs") / DEFAULT_RECIPE, show_default=True)
 @click.option("--storage", default=None, help="Optuna storage URL (default sqlite:///<out>/study.db).")

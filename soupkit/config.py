@@ -105,9 +105,15 @@ class ProbeSpec(Strict):
 
 
 class ObjectiveSpec(Strict):
-    """Weighted mean of probe primary metrics. Probes missing from `weights` weigh 1."""
+    """Weighted mean of probe primary metrics. Probes missing from `weights` weigh 1.
+
+    With `mode: pareto` the study maximises two objectives, the weighted mean over the `domain`
+    probes and over all other probes (general), and keeps the Pareto front.
+    """
 
     weights: dict[str, float] = {}
+    mode: Literal["weighted", "pareto"] = "weighted"
+    domain: list[str] = []
 
     @field_validator("weights")
     @classmethod
@@ -129,6 +135,8 @@ class Recipe(Strict):
     base: str = BUNDLED_BASE
     seed: int = 0
     families: list[FamilyEntry]
+    # scored as probes, never trained on: held-out sources that show whether a gain generalises
+    probe_only: list[FamilyEntry] = []
     seed_mixture: Union[str, dict[str, float], None] = None
     finetune: FinetuneSpec = FinetuneSpec()
     probes: ProbeSpec = ProbeSpec()
@@ -140,14 +148,28 @@ class Recipe(Strict):
     def _unique_families(cls, families: list[FamilyEntry]) -> list[FamilyEntry]:
         if not families:
             raise ValueError("a recipe needs at least one family")
-        names = [family_name(f) for f in families]
+        return families
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> Recipe:
+        names = self.family_names() + self.probe_names_only()
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"family '{dupes[0]}' is listed twice")
-        return families
+        if self.objective.mode == "pareto" and not self.objective.domain:
+            raise ValueError("objective.domain: a pareto objective needs the names of its domain probes")
+        return self
 
     def family_names(self) -> list[str]:
+        """Families trained on (the mixture's coordinates)."""
         return [family_name(f) for f in self.families]
+
+    def probe_names_only(self) -> list[str]:
+        return [family_name(f) for f in self.probe_only]
+
+    def probe_names(self) -> list[str]:
+        """Every probe scored: the trained families' and the probe-only ones."""
+        return self.family_names() + self.probe_names_only()
 
 
 def family_name(entry: FamilyEntry) -> str:

@@ -30,15 +30,19 @@ def build_family(entry: str | LocalFamily, options: BuildOptions, base_dir: Path
     return _registry().get(entry).build(options)
 
 
-def load_families(recipe: Recipe, base_dir: Path | None = None, log=None) -> dict[str, TaskFamily]:
-    """Build every family the recipe names, in recipe order."""
+def load_families(
+    recipe: Recipe, base_dir: Path | None = None, log=None, probe_only: bool = False
+) -> dict[str, TaskFamily]:
+    """Build the families the recipe trains on (or, with `probe_only`, its held-out probe families)."""
     options = build_options(recipe)
     families: dict[str, TaskFamily] = {}
-    for entry in recipe.families:
+    for entry in recipe.probe_only if probe_only else recipe.families:
         start = time.perf_counter()
         family = build_family(entry, options, base_dir)
-        if not family.train:
+        if not probe_only and not family.train:
             raise SoupkitError(f"family '{family.name}' has no training examples")
+        if probe_only and family.probe is None:
+            raise SoupkitError(f"probe-only family '{family.name}' has no probe")
         families[family.name] = family
         if log:
             log(f"family {family.name}: {len(family.train)} train, probe {family.probe.sizes() if family.probe else '-'}"
@@ -51,17 +55,28 @@ def check_recipe(recipe: Recipe, recipe_path: Path | None = None) -> list[str]:
     where = str(recipe_path) if recipe_path else f"recipe '{recipe.name}'"
     registry = _registry()
     names = recipe.family_names()
-    for entry in recipe.families:
-        if isinstance(entry, str) and entry not in registry:
-            raise SoupkitError(f"{where}: families: {registry.unknown_message(entry)}")
+    for field, entries in (("families", recipe.families), ("probe_only", recipe.probe_only)):
+        for entry in entries:
+            if isinstance(entry, str) and entry not in registry:
+                raise SoupkitError(f"{where}: {field}: {registry.unknown_message(entry)}")
     seed = seed_mixture_of(recipe, recipe_path)
     if seed is not None:
         for family in seed.weights:
             if family not in names:
                 raise SoupkitError(f"{where}: seed_mixture: family '{family}' is not in the recipe's families")
-    for probe in recipe.objective.weights:
-        if probe not in names:
-            raise SoupkitError(f"{where}: objective.weights: no probe named '{probe}' (probes are family names)")
+    probes = recipe.probe_names()
+    for field, listed in (("objective.weights", recipe.objective.weights), ("objective.domain", recipe.objective.domain)):
+        for probe in listed:
+            if probe not in probes:
+                raise SoupkitError(f"{where}: {field}: {_unknown_probe(probe, probes)}")
     if recipe.objective.weights and sum(recipe.objective.weights.values()) <= 0:
         raise SoupkitError(f"{where}: objective.weights: weights are all zero")
     return names
+
+
+def _unknown_probe(name: str, probes: list[str]) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(name, probes, n=1, cutoff=0.5)
+    hint = f"; did you mean '{close[0]}'?" if close else f"; probes: {', '.join(probes)}"
+    return f"no probe named '{name}' (probes are family names){hint}"

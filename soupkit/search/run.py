@@ -71,7 +71,9 @@ def run_search(
     atomic_write_text(out / "recipe.yaml", yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False))
 
     t0 = time.perf_counter()
-    families = load_families(recipe, recipe_path.parent if recipe_path else None, log=log)
+    base_dir = recipe_path.parent if recipe_path else None
+    families = load_families(recipe, base_dir, log=log)
+    probes = {**families, **load_families(recipe, base_dir, log=log, probe_only=True)}
     data_seconds = time.perf_counter() - t0
     names = list(families)
     if n_existing == 0 and seed_mixture is not None:
@@ -84,12 +86,12 @@ def run_search(
     bf16 = use_bf16(device, recipe.finetune.bf16)
     model = load_model(recipe.base, device)
     base_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    ctx = TrialContext(recipe, families, model, base_state, out, bf16, command)
+    ctx = TrialContext(recipe, families, probes, model, base_state, out, bf16, command)
 
     base_scores = study.user_attrs.get("base_scores")
-    if base_scores is None or set(base_scores) != set(names):
+    if base_scores is None or set(base_scores) != set(probes):
         start = time.perf_counter()
-        base_scores = score_probes(model, families, ctx.probe_settings)
+        base_scores = score_probes(model, probes, ctx.probe_settings)
         study.set_user_attr("base_scores", base_scores)
         study.set_user_attr("base_model", recipe.base)
         log(f"base model scored in {time.perf_counter() - start:.1f}s")

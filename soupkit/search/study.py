@@ -30,7 +30,7 @@ def open_storage(url: str):
     import warnings
 
     import optuna
-    from optuna.storages import RetryFailedTrialCallback
+    from optuna.storages import RetryHeartbeatStaleTrialCallback
 
     try:
         with warnings.catch_warnings():
@@ -39,7 +39,7 @@ def open_storage(url: str):
             url,
             heartbeat_interval=HEARTBEAT_SECONDS,
             grace_period=GRACE_SECONDS,
-            failed_trial_callback=RetryFailedTrialCallback(max_retry=2),
+            heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=2),
             engine_kwargs={"pool_pre_ping": True} if not url.startswith("sqlite") else None,
         )
     except Exception as exc:  # sqlalchemy raises many kinds for a bad URL or an unreachable server
@@ -68,13 +68,20 @@ def open_study(storage_url: str, name: str, sampler, directions: list[str]):
 
 
 def check_same_recipe(study, recipe_json: str) -> None:
-    """Refuse to mix trials of two different recipes in one study."""
+    """Refuse to mix trials of two different recipes in one study.
+
+    The stored recipe is re-read through the current Recipe model first, so a field added to
+    soupkit since (with its default) is not taken for a change.
+    """
+    from soupkit.config import Recipe
+
     stored = study.user_attrs.get("recipe")
     if stored is None:
         study.set_user_attr("recipe", recipe_json)
         return
-    if stored != recipe_json:
-        old, new = json.loads(stored), json.loads(recipe_json)
+    old = Recipe.model_validate({**json.loads(stored), "search": {}}).model_dump(mode="json", exclude={"search"})
+    new = json.loads(recipe_json)
+    if old != new:
         diff = next((k for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)), "?")
         raise SoupkitError(
             f"study '{study.study_name}' was started with a different recipe (field '{diff}' differs); "

@@ -27,7 +27,8 @@ class TrialContext:
     """What every trial of one search shares: the loaded data, the model and its base weights."""
 
     recipe: Recipe
-    families: Mapping[str, TaskFamily]
+    families: Mapping[str, TaskFamily]  # trained on: the mixture's coordinates
+    probes: Mapping[str, TaskFamily]  # scored: the families above plus probe-only ones
     model: object
     base_state: dict
     out: Path
@@ -77,7 +78,7 @@ def _run_trial(trial, ctx: TrialContext) -> float:
     trial.set_user_attr("checkpoint", str(ckpt.resolve()))
 
     start = time.perf_counter()
-    scores = score_probes(ctx.model, ctx.families, ctx.probe_settings)
+    scores = score_probes(ctx.model, ctx.probes, ctx.probe_settings)
     probe_seconds = time.perf_counter() - start
     value = objective_value(scores, recipe.objective.weights)
 
