@@ -81,9 +81,8 @@ def search(budget, recipe_arg, out, storage, base, sampler, steps, quiet) -> Non
     result = run_search(recipe, out, storage, path, command, log=click.echo, show_progress=not quiet)
 
     from soupkit.report.tables import top_trials_table
-    from soupkit.search.study import open_study
 
-    study = open_study(result.storage, result.study_name, None, ["maximize"])
+    study = _open_run_study(out, storage, result.study_name)
     click.echo(top_trials_table(study))
     if result.best_value is not None:
         gain = result.best_value - result.base_value

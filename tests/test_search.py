@@ -126,3 +126,18 @@ def test_a_study_of_another_recipe_is_not_mixed_in(tiny_model, tmp_path):
     search(tiny_recipe(tiny_model), out, budget=1)
     with pytest.raises(SoupkitError, match="different recipe \\(field 'finetune' differs\\)"):
         search(tiny_recipe(tiny_model, steps=5), out, budget=2)
+
+
+def test_pareto_search_keeps_domain_and_general_values(tiny_model, tmp_path):
+    recipe = tiny_recipe(tiny_model)
+    recipe = Recipe.model_validate(
+        {**recipe.model_dump(), "objective": {"mode": "pareto", "domain": ["medical-icd10"]}}
+    )
+    out = tmp_path / "run"
+    search(recipe, out, budget=2)
+    study = open_study(default_storage(out), "tiny", None, ["maximize", "maximize"])
+    for t in study.trials:
+        scores = t.user_attrs["scores"]
+        assert t.values == pytest.approx([scores["medical-icd10"], scores["medical-icd10-chapters"]])
+        assert t.user_attrs["objective"] == pytest.approx(sum(scores.values()) / 2)
+    assert 1 <= len(study.best_trials) <= 2

@@ -58,6 +58,22 @@ def score_probes(model, families: Mapping[str, TaskFamily], settings: ProbeSetti
         model.max_seq_length = previous
 
 
+def pareto_values(scores: Mapping[str, float], weights: Mapping[str, float], domain: list[str]) -> tuple[float, float]:
+    """(domain, general): weighted means over the domain probes and over every other probe."""
+    in_domain = {k: v for k, v in scores.items() if k in domain}
+    general = {k: v for k, v in scores.items() if k not in domain}
+    if not in_domain or not general:
+        raise ValueError("a pareto objective needs at least one domain probe and one general probe")
+    return objective_value(in_domain, weights), objective_value(general, weights)
+
+
+def study_values(scores: Mapping[str, float], objective) -> list[float]:
+    """What a trial reports to the study: [weighted mean], or [domain, general] for `pareto`."""
+    if objective.mode == "pareto":
+        return list(pareto_values(scores, objective.weights, objective.domain))
+    return [objective_value(scores, objective.weights)]
+
+
 def objective_value(scores: Mapping[str, float], weights: Mapping[str, float]) -> float:
     """Weighted mean of probe scores; probes without a declared weight weigh 1."""
     total = weight_sum = 0.0

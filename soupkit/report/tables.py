@@ -11,7 +11,9 @@ def trials_frame(study):
     for t in study.get_trials(deepcopy=False):
         if t.state.name != "COMPLETE":
             continue
-        row = {"trial": t.number, "objective": t.values[0] if t.values else None}
+        row = {"trial": t.number, "objective": t.user_attrs.get("objective", t.values[0] if t.values else None)}
+        if t.values and len(t.values) == 2:
+            row["domain"], row["general"] = t.values
         row.update({f"score:{k}": v for k, v in (t.user_attrs.get("scores") or {}).items()})
         row.update({f"w:{k}": v for k, v in (t.user_attrs.get("mixture") or {}).items()})
         secs = t.user_attrs.get("seconds") or {}

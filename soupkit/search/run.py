@@ -49,11 +49,10 @@ def run_search(
     max_failures: int = MAX_CONSECUTIVE_FAILURES,
 ) -> SearchResult:
     import optuna
-    import torch
 
     from soupkit.base_model import load_model, pick_device, use_bf16
     from soupkit.data.load import check_recipe, load_families
-    from soupkit.probes.score import objective_value, score_probes
+    from soupkit.probes.score import objective_value, score_probes, study_values
     from soupkit.search.samplers import make_sampler
 
     check_recipe(recipe, recipe_path)
@@ -62,11 +61,11 @@ def run_search(
     spec = recipe.search
 
     seed_mixture = seed_mixture_of(recipe, recipe_path)
+    study = open_study(storage, recipe.name, None, directions(recipe))
+    n_existing = len(study.get_trials(deepcopy=False))
     # the sampler's random stream restarts on resume: offset its seed so draws are not replayed
-    probe_study = open_study(storage, recipe.name, None, ["maximize"])
-    n_existing = len(probe_study.get_trials(deepcopy=False))
     startup = spec.n_startup_trials + (1 if seed_mixture else 0)
-    study = open_study(storage, recipe.name, make_sampler(spec.sampler, recipe.seed + n_existing, startup), ["maximize"])
+    study.sampler = make_sampler(spec.sampler, recipe.seed + n_existing, startup)
     check_same_recipe(study, effective_recipe_json(recipe))
     atomic_write_text(out / "recipe.yaml", yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False))
 
@@ -97,6 +96,7 @@ def run_search(
         log(f"base model scored in {time.perf_counter() - start:.1f}s")
     base_value = objective_value(base_scores, recipe.objective.weights)
     study.set_user_attr("base_objective", base_value)
+    study.set_user_attr("base_values", study_values(base_scores, recipe.objective))
     study.set_user_attr("data_seconds", round(data_seconds, 2))
     log(f"base model objective {base_value:.4f}  " + "  ".join(f"{k} {v:.3f}" for k, v in base_scores.items()))
 
@@ -121,11 +121,10 @@ def run_search(
         last = study.trials[-1]
         if last.state.name == "COMPLETE":
             failures = 0
-            best = study.best_value
             secs = last.user_attrs.get("seconds", {})
             log(
-                f"trial {n}/{spec.budget} (#{last.number}) objective {last.value:.4f}  best {best:.4f}  "
-                f"base {base_value:.4f}  finetune {secs.get('finetune', 0):.0f}s probe {secs.get('probe', 0):.0f}s "
+                f"trial {n}/{spec.budget} (#{last.number}) {_progress_line(study, last, base_value)}  "
+                f"finetune {secs.get('finetune', 0):.0f}s probe {secs.get('probe', 0):.0f}s "
                 f"total {time.perf_counter() - before:.0f}s"
             )
         else:
@@ -135,11 +134,29 @@ def run_search(
                 raise SoupkitError(
                     f"{failures} trials failed in a row; last error: {last.user_attrs.get('error', '?')}"
                 )
-        torch.manual_seed(recipe.seed)
 
     completed = trial_counts(study)["COMPLETE"]
-    best_value = study.best_value if completed else None
+    best_value = best_objective(study) if completed else None
     return SearchResult(recipe.name, storage, out, best_value, base_value, completed)
+
+
+def directions(recipe: Recipe) -> list[str]:
+    return ["maximize", "maximize"] if recipe.objective.mode == "pareto" else ["maximize"]
+
+
+def best_objective(study) -> float:
+    """The best scalar objective (the weighted mean over all probes) of any completed trial."""
+    done = [t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]
+    return max(t.user_attrs.get("objective", t.values[0]) for t in done)
+
+
+def _progress_line(study, last, base_value: float) -> str:
+    if len(study.directions) == 1:
+        return f"objective {last.value:.4f}  best {best_objective(study):.4f}  base {base_value:.4f}"
+    domain, general = last.values
+    base_domain, base_general = study.user_attrs.get("base_values", [float("nan")] * 2)
+    return (f"domain {domain:.4f} general {general:.4f} (base {base_domain:.4f} / {base_general:.4f})  "
+            f"front {len(study.best_trials)} trials")
 
 
 def _progress(enabled: bool, total: int, desc: str):

@@ -16,7 +16,7 @@ import yaml
 from soupkit.atomic import atomic_write_text
 from soupkit.config import Mixture, Recipe
 from soupkit.data.family import TaskFamily
-from soupkit.probes.score import ProbeSettings, objective_value, score_probes
+from soupkit.probes.score import ProbeSettings, objective_value, score_probes, study_values
 from soupkit.search.space import suggest_mixture
 from soupkit.search.study import worker_id
 from soupkit.train.finetune import finetune_on_mixture
@@ -50,7 +50,7 @@ def checkpoint_dir(out: Path, number: int) -> Path:
     return out / "trials" / f"trial-{number:04d}"
 
 
-def run_trial(trial, ctx: TrialContext) -> float:
+def run_trial(trial, ctx: TrialContext) -> float | list[float]:
     """The Optuna objective. Failures are recorded with their reason and re-raised."""
     trial.set_user_attr("worker", worker_id())
     try:
@@ -63,7 +63,7 @@ def run_trial(trial, ctx: TrialContext) -> float:
         raise
 
 
-def _run_trial(trial, ctx: TrialContext) -> float:
+def _run_trial(trial, ctx: TrialContext) -> float | list[float]:
     recipe = ctx.recipe
     weights = suggest_mixture(trial, list(ctx.families))
     mixture = Mixture(name=f"{recipe.name}-trial-{trial.number:04d}", weights={k: round(v, 6) for k, v in weights.items()})
@@ -81,15 +81,18 @@ def _run_trial(trial, ctx: TrialContext) -> float:
     scores = score_probes(ctx.model, ctx.probes, ctx.probe_settings)
     probe_seconds = time.perf_counter() - start
     value = objective_value(scores, recipe.objective.weights)
+    values = study_values(scores, recipe.objective)
 
     seconds = {"finetune": round(result.seconds, 2), "probe": round(probe_seconds, 2)}
     trial.set_user_attr("scores", scores)
+    trial.set_user_attr("objective", value)
     trial.set_user_attr("seconds", seconds)
     trial.set_user_attr("final_loss", round(result.losses[-1], 6) if result.losses else None)
     record = {
         "trial": trial.number,
         "study": recipe.name,
         "objective": round(value, 6),
+        "values": [round(v, 6) for v in values],
         "scores": scores,
         "mixture": mixture.weights,
         "seed": recipe.seed,
@@ -98,4 +101,4 @@ def _run_trial(trial, ctx: TrialContext) -> float:
         "command": ctx.command,
     }
     atomic_write_text(ckpt / "soupkit_trial.yaml", yaml.safe_dump(record, sort_keys=False))
-    return value
+    return values[0] if len(values) == 1 else values
