@@ -106,9 +106,8 @@ def main() -> None:
     start = time.perf_counter()
     result = finetune_on_mixture(model, families, weights, recipe.finetune, tmp / "mixture", recipe.seed, bf16)
     finetune_s = time.perf_counter() - start
-    p = recipe.probes
     start = time.perf_counter()
-    score_probes(model, families, ProbeSettings(p.batch_size, p.max_seq_length, bf16, recipe.seed))
+    score_probes(model, families, ProbeSettings.from_recipe(recipe, bf16))
     probe_s = time.perf_counter() - start
     sampler_s = sampler_seconds_at(40, list(families), recipe.search.sampler, tmp / "bench.db")
     trial_s = finetune_s + probe_s + sampler_s

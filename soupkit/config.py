@@ -97,11 +97,15 @@ class FinetuneSpec(Strict):
 
 
 class ProbeSpec(Strict):
+    """Probe sizes, and the embedding views also scored (`<probe>@<dim>`, `<probe>@int8|binary`)."""
+
     probe_size: int = Field(200, gt=0)
     probe_corpus: int = Field(400, gt=0)
     max_seq_length: int = Field(128, gt=0)
     batch_size: int = Field(64, gt=0)
     max_train: int = Field(20_000, gt=0)
+    dims: list[int] = []
+    quantizations: list[Literal["int8", "binary"]] = []
 
 
 class ObjectiveSpec(Strict):
@@ -128,6 +132,8 @@ class SearchSpec(Strict):
     budget: int = Field(40, gt=0)
     sampler: Literal["gp", "tpe", "random"] = "gp"
     n_startup_trials: int = Field(10, ge=0)
+    # disk budget: only the best K trial checkpoints are kept (and any a recorded soup uses)
+    keep_checkpoints: int | None = Field(None, gt=0)
 
 
 class Recipe(Strict):

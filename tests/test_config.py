@@ -84,3 +84,13 @@ def test_search_rejects_non_positive_budget():
     result = CliRunner().invoke(main, ["search", "--budget", "0"])
     assert result.exit_code == 2
     assert result.output.strip() == "error: --budget must be a positive number of trials, got 0"
+
+
+def test_objective_may_target_a_scored_view_only(tmp_path):
+    ok = write(tmp_path, BASE + "probes: {dims: [8], quantizations: [int8]}\n"
+                            "objective: {weights: {medical-icd10@8: 1, medical-icd10@int8: 2}}\n")
+    assert CliRunner().invoke(main, ["validate", str(ok)]).exit_code == 0
+    bad = write(tmp_path, BASE + "objective: {weights: {medical-icd10@64: 1}}\n")
+    result = CliRunner().invoke(main, ["validate", str(bad)])
+    assert result.exit_code == 2
+    assert "'medical-icd10@64' is not scored; add 64 to probes.dims" in result.output

@@ -67,8 +67,14 @@ def check_recipe(recipe: Recipe, recipe_path: Path | None = None) -> list[str]:
     probes = recipe.probe_names()
     for field, listed in (("objective.weights", recipe.objective.weights), ("objective.domain", recipe.objective.domain)):
         for probe in listed:
-            if probe not in probes:
-                raise SoupkitError(f"{where}: {field}: {_unknown_probe(probe, probes)}")
+            name, _, view = probe.partition("@")
+            if name not in probes:
+                raise SoupkitError(f"{where}: {field}: {_unknown_probe(name, probes)}")
+            views = {str(d) for d in recipe.probes.dims} | set(recipe.probes.quantizations)
+            if view and view not in views:
+                raise SoupkitError(
+                    f"{where}: {field}: '{probe}' is not scored; add {view} to probes.dims or probes.quantizations"
+                )
     if recipe.objective.weights and sum(recipe.objective.weights.values()) <= 0:
         raise SoupkitError(f"{where}: objective.weights: weights are all zero")
     return names

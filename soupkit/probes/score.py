@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+import numpy as np
+
 from soupkit.data.family import (
     ClassificationProbeData,
     ClusteringProbeData,
@@ -14,6 +16,7 @@ from soupkit.data.family import (
 )
 from soupkit.probes.encode import encode_texts
 from soupkit.probes.metrics import classification_accuracy, clustering_v_measure, ndcg_at_k, similarity_spearman
+from soupkit.probes.views import views_for
 from soupkit.prompts import prompt_for
 
 
@@ -23,45 +26,82 @@ class ProbeSettings:
     max_seq_length: int = 128
     bf16: bool = False
     seed: int = 0
+    dims: tuple[int, ...] = ()  # also score at these Matryoshka dims ("<probe>@<dim>")
+    quantizations: tuple[str, ...] = ()  # also score on "int8" / "binary" codes ("<probe>@int8")
+
+    @classmethod
+    def from_recipe(cls, recipe, bf16: bool) -> ProbeSettings:
+        p = recipe.probes
+        return cls(p.batch_size, p.max_seq_length, bf16, recipe.seed, tuple(p.dims), tuple(p.quantizations))
 
 
-def score_family_probe(model, family: TaskFamily, settings: ProbeSettings) -> float:
-    """The primary metric of one family's probe (higher is better for all of them)."""
-    probe, prompts = family.probe, getattr(model, "prompts", None)
-
-    def enc(texts: list[str], role: str):
-        return encode_texts(model, texts, prompt_for(prompts, family.task, role), settings.batch_size, settings.bf16)
-
+def _metric(probe, arrays: list[np.ndarray], seed: int) -> float:
+    """The probe's primary metric on its embeddings (in the order `_texts` lists them)."""
     if isinstance(probe, RetrievalProbeData):
-        return ndcg_at_k(enc(probe.queries, "query") @ enc(probe.corpus, "document").T, probe.relevant, k=10)
+        queries, corpus = arrays
+        return ndcg_at_k(queries @ corpus.T, probe.relevant, k=10)
     if isinstance(probe, ClassificationProbeData):
-        train_x, test_x = enc(probe.train_texts, "query"), enc(probe.test_texts, "query")
-        return classification_accuracy(train_x, probe.train_labels, test_x, probe.test_labels, settings.seed)
+        train_x, test_x = arrays
+        return classification_accuracy(train_x, probe.train_labels, test_x, probe.test_labels, seed)
     if isinstance(probe, ClusteringProbeData):
-        return clustering_v_measure(enc(probe.texts, "query"), probe.labels, settings.seed)
+        return clustering_v_measure(arrays[0], probe.labels, seed)
     if isinstance(probe, SimilarityProbeData):
-        return similarity_spearman(enc(probe.left, "query"), enc(probe.right, "query"), probe.scores)
-    raise TypeError(f"family '{family.name}' has no probe")
+        return similarity_spearman(arrays[0], arrays[1], probe.scores)
+    raise TypeError(f"unknown probe type {type(probe).__name__}")
+
+
+def _texts(probe) -> list[tuple[list[str], str]]:
+    """The probe's text columns and the side (query/document) each is encoded as."""
+    if isinstance(probe, RetrievalProbeData):
+        return [(probe.queries, "query"), (probe.corpus, "document")]
+    if isinstance(probe, ClassificationProbeData):
+        return [(probe.train_texts, "query"), (probe.test_texts, "query")]
+    if isinstance(probe, ClusteringProbeData):
+        return [(probe.texts, "query")]
+    if isinstance(probe, SimilarityProbeData):
+        return [(probe.left, "query"), (probe.right, "query")]
+    raise TypeError(f"unknown probe type {type(probe).__name__}")
+
+
+def score_family_probe(model, family: TaskFamily, settings: ProbeSettings) -> dict[str, float]:
+    """{name: primary metric} of one family's probe: full embeddings, then each view of them."""
+    if family.probe is None:
+        raise TypeError(f"family '{family.name}' has no probe")
+    prompts = getattr(model, "prompts", None)
+    arrays = [
+        encode_texts(model, texts, prompt_for(prompts, family.task, role), settings.batch_size, settings.bf16)
+        for texts, role in _texts(family.probe)
+    ]
+    scores = {family.name: _metric(family.probe, arrays, settings.seed)}
+    width = arrays[0].shape[1]
+    for suffix, view in views_for(list(settings.dims), list(settings.quantizations), width).items():
+        scores[f"{family.name}@{suffix}"] = _metric(family.probe, view(arrays), settings.seed)
+    return scores
 
 
 def score_probes(model, families: Mapping[str, TaskFamily], settings: ProbeSettings) -> dict[str, float]:
-    """{probe name: primary metric} for every family that has a probe; probe name = family name."""
+    """{probe name: primary metric} for every family with a probe (probe name = family name),
+    plus `<name>@<view>` entries for the Matryoshka dims and quantisations asked for."""
     previous = model.max_seq_length
     model.max_seq_length = settings.max_seq_length
     try:
-        return {
-            name: round(score_family_probe(model, fam, settings), 6)
-            for name, fam in families.items()
-            if fam.probe is not None
-        }
+        scores: dict[str, float] = {}
+        for fam in families.values():
+            if fam.probe is not None:
+                scores.update({k: round(v, 6) for k, v in score_family_probe(model, fam, settings).items()})
+        return scores
     finally:
         model.max_seq_length = previous
 
 
+def is_view(probe: str) -> bool:
+    return "@" in probe
+
+
 def pareto_values(scores: Mapping[str, float], weights: Mapping[str, float], domain: list[str]) -> tuple[float, float]:
     """(domain, general): weighted means over the domain probes and over every other probe."""
-    in_domain = {k: v for k, v in scores.items() if k in domain}
-    general = {k: v for k, v in scores.items() if k not in domain}
+    in_domain = {k: v for k, v in scores.items() if k.split("@")[0] in domain}
+    general = {k: v for k, v in scores.items() if k.split("@")[0] not in domain}
     if not in_domain or not general:
         raise ValueError("a pareto objective needs at least one domain probe and one general probe")
     return objective_value(in_domain, weights), objective_value(general, weights)
@@ -75,10 +115,11 @@ def study_values(scores: Mapping[str, float], objective) -> list[float]:
 
 
 def objective_value(scores: Mapping[str, float], weights: Mapping[str, float]) -> float:
-    """Weighted mean of probe scores; probes without a declared weight weigh 1."""
+    """Weighted mean of probe scores. A probe without a declared weight weighs 1, a view of one
+    (`probe@256`, `probe@int8`) 0: views count only when the recipe targets them."""
     total = weight_sum = 0.0
     for probe, score in scores.items():
-        w = weights.get(probe, 1.0)
+        w = weights.get(probe, 0.0 if is_view(probe) else 1.0)
         total += w * score
         weight_sum += w
     if weight_sum <= 0:

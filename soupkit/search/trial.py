@@ -16,9 +16,12 @@ import yaml
 from soupkit.atomic import atomic_write_text
 from soupkit.config import Mixture, Recipe
 from soupkit.data.family import TaskFamily
+from soupkit.pause import pause_for_test
 from soupkit.probes.score import ProbeSettings, objective_value, score_probes, study_values
+from soupkit.search.checkpoints import checkpoint_dir, remove_folder
 from soupkit.search.space import suggest_mixture
 from soupkit.search.study import worker_id
+from soupkit.search.workers import duplicate_of, over_budget, requeue
 from soupkit.train.finetune import finetune_on_mixture
 
 
@@ -35,26 +38,31 @@ class TrialContext:
     bf16: bool
     command: str
     on_step: Callable[[int, float], None] | None = None
+    checkpoints: Path | None = None  # where trial folders go (default <out>/trials): shared by all workers
+    last_number: int | None = None  # the number of this worker's latest trial
+
+    @property
+    def checkpoint_root(self) -> Path:
+        return self.checkpoints or self.out / "trials"
 
     @property
     def probe_settings(self) -> ProbeSettings:
-        p = self.recipe.probes
-        return ProbeSettings(batch_size=p.batch_size, max_seq_length=p.max_seq_length, bf16=self.bf16,
-                             seed=self.recipe.seed)
+        return ProbeSettings.from_recipe(self.recipe, self.bf16)
 
     def reset_model(self) -> None:
         self.model.load_state_dict(self.base_state)
 
 
-def checkpoint_dir(out: Path, number: int) -> Path:
-    return out / "trials" / f"trial-{number:04d}"
-
-
 def run_trial(trial, ctx: TrialContext) -> float | list[float]:
     """The Optuna objective. Failures are recorded with their reason and re-raised."""
+    import optuna
+
+    ctx.last_number = trial.number
     trial.set_user_attr("worker", worker_id())
     try:
         return _run_trial(trial, ctx)
+    except optuna.TrialPruned:
+        raise
     except KeyboardInterrupt:
         trial.set_user_attr("error", "interrupted")
         raise
@@ -63,20 +71,49 @@ def run_trial(trial, ctx: TrialContext) -> float | list[float]:
         raise
 
 
+def _give_way_to_budget(trial, ctx: TrialContext) -> None:
+    """Prune this trial before it suggests anything (so samplers never see it) when completed
+    trials and the trials numbered before it already fill the budget: other workers hold it."""
+    import optuna
+
+    if over_budget(trial.study, trial.number, ctx.recipe.search.budget):
+        trial.set_user_attr("skipped", "the budget is held by other workers' trials")
+        requeue(trial.study, trial)  # a queued mixture (the seed, a retry) stays queued
+        raise optuna.TrialPruned("the budget is held by other workers' trials")
+
+
+def _give_way_to_duplicate(trial, checkpoint: Path | None = None) -> None:
+    """Prune this trial when a completed trial, or a running one numbered before it, holds the same
+    mixture (the recipe's seed queued by two workers starting together, a retry queued twice).
+    Checked before training and again after it, when both trials' mixtures are surely recorded."""
+    import optuna
+
+    holder = duplicate_of(trial.study, trial.number, trial.params)
+    if holder is not None:
+        if checkpoint is not None:
+            remove_folder(checkpoint)
+        trial.set_user_attr("skipped", f"same mixture as trial {holder}")
+        raise optuna.TrialPruned(f"same mixture as trial {holder}")
+
+
 def _run_trial(trial, ctx: TrialContext) -> float | list[float]:
     recipe = ctx.recipe
+    _give_way_to_budget(trial, ctx)
     weights = suggest_mixture(trial, list(ctx.families))
+    _give_way_to_duplicate(trial)
     mixture = Mixture(name=f"{recipe.name}-trial-{trial.number:04d}", weights={k: round(v, 6) for k, v in weights.items()})
     trial.set_user_attr("mixture", mixture.weights)
-    ckpt = checkpoint_dir(ctx.out, trial.number)
+    ckpt = checkpoint_dir(ctx.checkpoint_root, trial.number)
 
     ctx.reset_model()
     readme = {"mixture.yaml": mixture.to_yaml()}
     result = finetune_on_mixture(
         ctx.model, ctx.families, weights, recipe.finetune, ckpt, recipe.seed, ctx.bf16, readme, ctx.on_step
     )
+    _give_way_to_duplicate(trial, ckpt)
     trial.set_user_attr("checkpoint", str(ckpt.resolve()))
 
+    pause_for_test("probe")
     start = time.perf_counter()
     scores = score_probes(ctx.model, ctx.probes, ctx.probe_settings)
     probe_seconds = time.perf_counter() - start
