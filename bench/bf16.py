@@ -15,7 +15,7 @@ from pathlib import Path
 
 from soupkit.base_model import cpu_has_bf16, load_model
 from soupkit.config import load_recipe, seed_mixture_of
-from soupkit.data.load import load_families
+from soupkit.data.load import load_recipe_families
 from soupkit.probes.score import ProbeSettings, objective_value, score_probes
 from soupkit.train.finetune import finetune_on_mixture
 
@@ -35,7 +35,7 @@ def main() -> None:
     args = parser.parse_args()
     recipe = load_recipe(args.recipe)
     recipe = recipe.model_copy(update={"finetune": recipe.finetune.model_copy(update={"steps": args.steps})})
-    families = load_families(recipe)
+    families, _ = load_recipe_families(recipe)
     weights = seed_mixture_of(recipe).normalised()
     tmp = Path(tempfile.mkdtemp(prefix="soupkit-bf16-"))
     step32, probe32, scores32 = run(recipe, families, weights, False, tmp / "fp32")

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from soupkit.base_model import load_model, use_bf16
 from soupkit.config import LossSpec, load_recipe, seed_mixture_of
-from soupkit.data.load import load_families
+from soupkit.data.load import load_recipe_families
 from soupkit.probes.score import ProbeSettings, objective_value, score_probes
 from soupkit.train.finetune import finetune_on_mixture
 
@@ -43,7 +43,7 @@ def main() -> None:
         "finetune": recipe.finetune.model_copy(update={"steps": args.steps}),
         "probes": recipe.probes.model_copy(update={"quantizations": ["int8", "binary"], "dims": [128]}),
     })
-    families = load_families(recipe)
+    families, _ = load_recipe_families(recipe)
     weights = seed_mixture_of(recipe).normalised()
     bf16 = use_bf16("cpu", recipe.finetune.bf16)
     tmp = Path(tempfile.mkdtemp(prefix="soupkit-loss-"))

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from soupkit.base_model import load_model, use_bf16
 from soupkit.config import load_recipe
-from soupkit.data.load import load_families
+from soupkit.data.load import load_recipe_families
 from soupkit.probes.score import ProbeSettings, score_probes
 from soupkit.search.samplers import make_sampler
 from soupkit.search.space import suggest_mixture
@@ -93,7 +93,7 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="soupkit-bench-"))
 
     start = time.perf_counter()
-    families = load_families(recipe)
+    families, _ = load_recipe_families(recipe)
     data_s = time.perf_counter() - start
 
     soupkit_eps, trainer_eps = [], []

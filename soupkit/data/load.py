@@ -50,6 +50,46 @@ def load_families(
     return families
 
 
+def probe_texts(family: TaskFamily) -> set[str]:
+    probe = family.probe
+    if probe is None:
+        return set()
+    fields = ("queries", "corpus", "train_texts", "test_texts", "texts", "left", "right")
+    return {text for name in fields for text in getattr(probe, name, [])}
+
+
+def drop_probe_leaks(families: dict[str, TaskFamily], probes: dict[str, TaskFamily]) -> dict[str, int]:
+    """Remove training examples that contain any probe's text, across families.
+
+    Each family's own split is disjoint, but two families built from one source (ICD-10 titles
+    as retrieval targets and as chapter-classification texts) can train one on the other's probe.
+    Returns {family: examples dropped}; families are changed in place.
+    """
+    held_out = set().union(*(probe_texts(f) for f in probes.values())) if probes else set()
+    dropped = {}
+    for name, family in families.items():
+        kept = [
+            e for e in family.train
+            if e.anchor not in held_out and e.positive not in held_out and (e.negative is None or e.negative not in held_out)
+        ]
+        if len(kept) != len(family.train):
+            dropped[name] = len(family.train) - len(kept)
+            family.train = kept
+        if not family.train:
+            raise SoupkitError(f"family '{name}' has no training examples left once other probes' texts are held out")
+    return dropped
+
+
+def load_recipe_families(recipe: Recipe, base_dir: Path | None = None, log=None):
+    """(families trained on, every family probed) with no probe text anywhere in training."""
+    families = load_families(recipe, base_dir, log=log)
+    probes = {**families, **load_families(recipe, base_dir, log=log, probe_only=True)}
+    dropped = drop_probe_leaks(families, probes)
+    if log and dropped:
+        log("held out other probes' texts from training: " + ", ".join(f"{k} -{v}" for k, v in dropped.items()))
+    return families, probes
+
+
 def check_recipe(recipe: Recipe, recipe_path: Path | None = None) -> list[str]:
     """Cross-field checks that need the registry but no data: names that must exist, exist."""
     where = str(recipe_path) if recipe_path else f"recipe '{recipe.name}'"

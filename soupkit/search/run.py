@@ -1,11 +1,18 @@
 """`soupkit search`: build the families once, score the base model once, then run trials until
-the study holds `budget` completed trials (resuming whatever an earlier run left)."""
+the study holds `budget` completed trials (resuming whatever an earlier run left).
+
+Many workers may run this on one storage (PostgreSQL for several machines): the budget counts the
+completed trials of all of them, and soupkit.search.workers keeps them from training the same
+mixture or running past the budget. Everything that can fail on the user's input (recipe, base
+model, storage URL, data sources) is checked before anything is written.
+"""
 
 from __future__ import annotations
 
 import json
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,11 +22,21 @@ import yaml
 from soupkit.atomic import atomic_write_text
 from soupkit.config import Recipe, seed_mixture_of
 from soupkit.errors import SoupkitError
+from soupkit.search.checkpoints import keep_best_checkpoints, remove_partial_checkpoints
 from soupkit.search.space import params_for_mixture
-from soupkit.search.study import check_same_recipe, default_storage, open_study, recover_dead_trials, trial_counts
+from soupkit.search.study import (
+    check_same_recipe,
+    default_storage,
+    open_storage,
+    open_study,
+    recover_dead_trials,
+    trial_counts,
+)
 from soupkit.search.trial import TrialContext, run_trial
+from soupkit.search.workers import sampler_seed
 
 MAX_CONSECUTIVE_FAILURES = 5
+WAIT_SECONDS = 2  # how often a worker whose budget is held by others looks again
 
 
 @dataclass
@@ -47,45 +64,62 @@ def run_search(
     log: Callable[[str], None] = print,
     show_progress: bool = True,
     max_failures: int = MAX_CONSECUTIVE_FAILURES,
+    checkpoints: Path | None = None,
+    trust_remote_code: bool = False,
 ) -> SearchResult:
+    """Run trials until the study holds `recipe.search.budget` completed ones. `checkpoints` is the
+    folder for trial models (default <out>/trials); with workers on several machines, a folder
+    all of them reach at the same path."""
     import optuna
 
-    from soupkit.base_model import load_model, pick_device, use_bf16
-    from soupkit.data.load import check_recipe, load_families
+    from soupkit.base_model import load_model, pick_device, resolve_base, use_bf16
+    from soupkit.data.load import check_recipe, load_recipe_families
     from soupkit.probes.score import objective_value, score_probes, study_values
     from soupkit.search.samplers import make_sampler
 
+    # checks of the user's input first: a mistake leaves no run folder or study behind
     check_recipe(recipe, recipe_path)
+    seed_mixture = seed_mixture_of(recipe, recipe_path)
+    resolve_base(recipe.base)  # the folder exists and holds readable safetensors
+    shared_store = open_storage(storage) if storage else None  # an unreachable server fails here, fast
+    t0 = time.perf_counter()
+    base_dir = recipe_path.parent if recipe_path else None
+    families, probes = load_recipe_families(recipe, base_dir, log=log)
+    data_seconds = time.perf_counter() - t0
+    device = pick_device()
+    bf16 = use_bf16(device, recipe.finetune.bf16)
+    model = load_model(recipe.base, device, trust_remote_code=trust_remote_code)
+
     out.mkdir(parents=True, exist_ok=True)
     storage = storage or default_storage(out)
+    checkpoints = Path(checkpoints) if checkpoints else out / "trials"
     spec = recipe.search
-
-    seed_mixture = seed_mixture_of(recipe, recipe_path)
-    study = open_study(storage, recipe.name, None, directions(recipe))
-    n_existing = len(study.get_trials(deepcopy=False))
-    # the sampler's random stream restarts on resume: offset its seed so draws are not replayed
+    study = open_study(shared_store or storage, recipe.name, None, directions(recipe))
+    trials = study.get_trials(deepcopy=False)
+    n_existing = len(trials)
+    # a worker that may not be alone mixes its identity into the seed (distinct draws); a lone
+    # worker's seed is offset by the study's size so a resumed stream does not replay its draws
+    shared = storage != default_storage(out) or any(t.state.name == "RUNNING" for t in trials)
     startup = spec.n_startup_trials + (1 if seed_mixture else 0)
-    study.sampler = make_sampler(spec.sampler, recipe.seed + n_existing, startup)
+    study.sampler = make_sampler(spec.sampler, sampler_seed(recipe.seed, n_existing, shared), startup)
     check_same_recipe(study, effective_recipe_json(recipe))
     atomic_write_text(out / "recipe.yaml", yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False))
 
-    t0 = time.perf_counter()
-    base_dir = recipe_path.parent if recipe_path else None
-    families = load_families(recipe, base_dir, log=log)
-    probes = {**families, **load_families(recipe, base_dir, log=log, probe_only=True)}
-    data_seconds = time.perf_counter() - t0
     names = list(families)
     if n_existing == 0 and seed_mixture is not None:
-        study.enqueue_trial(params_for_mixture(seed_mixture.weights, names), user_attrs={"seeded": "recipe"})
+        params = params_for_mixture(seed_mixture.weights, names)
+        study.enqueue_trial(params, user_attrs={"seeded": "recipe"}, skip_if_exists=True)
     requeued = recover_dead_trials(study)
     if requeued:
         log(f"re-queued interrupted trials: {', '.join(map(str, requeued))}")
+    leftovers = remove_partial_checkpoints(study, checkpoints)
+    if leftovers:
+        log(f"removed partial checkpoints of interrupted trials: {', '.join(leftovers)}")
+    if spec.keep_checkpoints:
+        keep_best_checkpoints(study, spec.keep_checkpoints, log)
 
-    device = pick_device()
-    bf16 = use_bf16(device, recipe.finetune.bf16)
-    model = load_model(recipe.base, device)
     base_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    ctx = TrialContext(recipe, families, probes, model, base_state, out, bf16, command)
+    ctx = TrialContext(recipe, families, probes, model, base_state, out, bf16, command, checkpoints=checkpoints)
 
     base_scores = study.user_attrs.get("base_scores")
     if base_scores is None or set(base_scores) != set(probes):
@@ -107,19 +141,27 @@ def run_search(
             break
         if counts["COMPLETE"] + counts["RUNNING"] >= spec.budget:
             # other workers hold the remaining trials; wait for them, failing any that went stale
-            time.sleep(5)
-            optuna.storages.fail_stale_trials(study)
+            time.sleep(WAIT_SECONDS)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                optuna.storages.fail_stale_trials(study)
             recover_dead_trials(study)
             continue
         n = counts["COMPLETE"] + 1
         bar = _progress(show_progress, recipe.finetune.steps, f"trial {n}/{spec.budget}")
         ctx.on_step = (lambda step, loss: (bar.update(1), bar.set_postfix(loss=f"{loss:.3f}"))) if bar else None
         before = time.perf_counter()
+        ctx.last_number = None
         study.optimize(lambda t: run_trial(t, ctx), n_trials=1, catch=(Exception,), gc_after_trial=False)
         if bar:
             bar.close()
-        last = study.trials[-1]
-        if last.state.name == "COMPLETE":
+        if ctx.last_number is None:
+            continue
+        last = study._storage.get_trial(study._storage.get_trial_id_from_study_id_trial_number(
+            study._study_id, ctx.last_number))  # this worker's trial; others may have started later ones
+        if last.state.name == "PRUNED":
+            log(f"trial #{last.number} skipped: {last.user_attrs.get('skipped', 'pruned')}")
+        elif last.state.name == "COMPLETE":
             failures = 0
             secs = last.user_attrs.get("seconds", {})
             log(
@@ -127,6 +169,8 @@ def run_search(
                 f"finetune {secs.get('finetune', 0):.0f}s probe {secs.get('probe', 0):.0f}s "
                 f"total {time.perf_counter() - before:.0f}s"
             )
+            if spec.keep_checkpoints:
+                keep_best_checkpoints(study, spec.keep_checkpoints, log)
         else:
             failures += 1
             log(f"trial #{last.number} failed: {last.user_attrs.get('error', 'unknown error')}")

@@ -16,6 +16,9 @@ from soupkit.errors import SoupkitError
 
 HEARTBEAT_SECONDS = 30
 GRACE_SECONDS = 120
+CONNECT_TIMEOUT_SECONDS = 10  # an unreachable database server fails fast instead of hanging
+DRIVERS = {"psycopg": "pip install 'soupkit[postgres]'", "psycopg2": "pip install psycopg2-binary",
+           "pymysql": "pip install pymysql", "MySQLdb": "pip install mysqlclient"}
 
 
 def default_storage(out: Path) -> str:
@@ -26,25 +29,54 @@ def worker_id() -> dict[str, object]:
     return {"host": socket.gethostname(), "pid": os.getpid()}
 
 
-def open_storage(url: str):
+def open_storage(url: str, attempts: int = 3):
+    """An RDBStorage with heartbeats. Workers that start together on an empty database race to
+    create its tables; the loser's error is retried. A server that cannot be reached is not."""
+    import time
     import warnings
 
     import optuna
     from optuna.storages import RetryHeartbeatStaleTrialCallback
 
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.storages.RDBStorage(
-            url,
-            heartbeat_interval=HEARTBEAT_SECONDS,
-            grace_period=GRACE_SECONDS,
-            heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=2),
-            engine_kwargs={"pool_pre_ping": True} if not url.startswith("sqlite") else None,
-        )
-    except Exception as exc:  # sqlalchemy raises many kinds for a bad URL or an unreachable server
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise SoupkitError(f"cannot open study storage '{redact(url)}': {first}") from None
+    for attempt in range(1, attempts + 1):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return optuna.storages.RDBStorage(
+                    url,
+                    heartbeat_interval=HEARTBEAT_SECONDS,
+                    grace_period=GRACE_SECONDS,
+                    heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=2),
+                    engine_kwargs=_engine_kwargs(url),
+                )
+        except ImportError as exc:  # optuna re-raises the driver's ModuleNotFoundError as an ImportError
+            missing = getattr(exc.__cause__, "name", None) or exc.name or "?"
+            hint = DRIVERS.get(missing, f"pip install {missing}")
+            raise SoupkitError(
+                f"cannot open study storage '{redact(url)}': its database driver '{missing}' is not installed; "
+                f"install it with: {hint}"
+            ) from None
+        except Exception as exc:  # sqlalchemy raises many kinds for a bad URL or an unreachable server
+            if attempt < attempts and _lost_schema_race(exc):
+                time.sleep(0.5 * attempt)
+                continue
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise SoupkitError(f"cannot open study storage '{redact(url)}': {first}") from None
+
+
+def _engine_kwargs(url: str) -> dict | None:
+    if url.startswith("sqlite"):
+        return None
+    kwargs: dict = {"pool_pre_ping": True}
+    if url.startswith("postgresql") and "connect_timeout" not in url:
+        kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT_SECONDS}
+    return kwargs
+
+
+def _lost_schema_race(exc: Exception) -> bool:
+    """Another worker created the same table or type a moment earlier (PostgreSQL unique violation)."""
+    text = str(exc)
+    return "already exists" in text or "UniqueViolation" in text or "duplicate key" in text
 
 
 def redact(url: str) -> str:
@@ -52,16 +84,17 @@ def redact(url: str) -> str:
     if "@" in url and "://" in url:
         scheme, rest = url.split("://", 1)
         creds, host = rest.rsplit("@", 1)
-        user = creds.split(":", 1)[0]
-        return f"{scheme}://{user}:***@{host}"
+        user, has_password, _ = creds.partition(":")
+        return f"{scheme}://{user}{':***' if has_password else ''}@{host}"
     return url
 
 
-def open_study(storage_url: str, name: str, sampler, directions: list[str]):
+def open_study(storage_url, name: str, sampler, directions: list[str]):
+    """Create or load the study; `storage_url` is a URL or a storage `open_storage` returned."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = open_storage(storage_url)
+    storage = open_storage(storage_url) if isinstance(storage_url, str) else storage_url
     return optuna.create_study(
         storage=storage, study_name=name, sampler=sampler, directions=directions, load_if_exists=True
     )
@@ -101,7 +134,9 @@ def _pid_alive(pid: int) -> bool:
 
 def recover_dead_trials(study) -> list[int]:
     """Fail and re-queue RUNNING trials whose worker on this host is gone, and re-queue trials
-    interrupted by Ctrl-C. Returns the numbers of the trials re-queued."""
+    interrupted by Ctrl-C. Returns the numbers of the trials re-queued. Several workers may run
+    this at once: only the one whose update fails a dead trial re-queues it."""
+    from optuna.exceptions import UpdateFinishedTrialError
     from optuna.trial import TrialState
 
     here = socket.gethostname()
@@ -118,8 +153,11 @@ def recover_dead_trials(study) -> list[int]:
         )
         interrupted = t.state == TrialState.FAIL and t.user_attrs.get("error") == "interrupted"
         if dead_here:
-            study._storage.set_trial_user_attr(t._trial_id, "error", "worker process died")
-            study.tell(t.number, state=TrialState.FAIL)
+            try:
+                study._storage.set_trial_user_attr(t._trial_id, "error", "worker process died")
+                study._storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL)
+            except UpdateFinishedTrialError:
+                continue  # another worker failed it first, and re-queues it
         # a trial killed before it suggested its mixture only holds the enqueued (fixed) params
         params = t.params or t.system_attrs.get("fixed_params")
         if (dead_here or interrupted) and t.number not in retried and params:
@@ -133,4 +171,4 @@ def trial_counts(study) -> dict[str, int]:
 
     counts = Counter(t.state.name for t in study.get_trials(deepcopy=False))
     return {"COMPLETE": counts["COMPLETE"], "RUNNING": counts["RUNNING"], "FAIL": counts["FAIL"],
-            "WAITING": counts["WAITING"]}
+            "WAITING": counts["WAITING"], "PRUNED": counts["PRUNED"]}

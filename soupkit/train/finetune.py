@@ -17,6 +17,7 @@ from pathlib import Path
 from soupkit.atomic import atomic_dir
 from soupkit.config import FinetuneSpec, LossSpec
 from soupkit.data.family import ASYMMETRIC_TASKS, TaskFamily
+from soupkit.pause import pause_for_test
 from soupkit.probes.encode import autocast_context
 from soupkit.prompts import prompt_for
 from soupkit.train.batches import Batch, plan_batches
@@ -45,7 +46,9 @@ def build_loss(model, spec: LossSpec):
     dims = spec.matryoshka_dims
     full = model.get_embedding_dimension()
     if dims:
-        dims = sorted({d for d in dims if d <= full}, reverse=True)
+        # dims are often written for EmbeddingGemma (768/512/256/128): on a narrower model keep the
+        # smaller ones and always train the model's own full width
+        dims = sorted({d for d in dims if d < full} | {full}, reverse=True)
     return EmbeddingGemmaLoss(
         model,
         scale=spec.scale,
@@ -141,6 +144,7 @@ def finetune_on_mixture(
     seconds = time.perf_counter() - start
     with atomic_dir(Path(out_dir)) as tmp:
         model.save(str(tmp))
+        pause_for_test("finetune")
         for name, text in (extra_files or {}).items():
             (tmp / name).write_text(text)
     examples = sum(len(b.examples) for b in batches)

@@ -1,0 +1,71 @@
+"""Several workers on one study: distinct draws, no mixture trained twice, exactly `budget` trials.
+
+Every rule here is decided from the storage alone (trial numbers, states and params), so workers on
+different machines agree without talking to each other. The lower trial number always wins a tie:
+of two trials holding the same mixture or the last slot of the budget, the later one gives way.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+import time
+from collections.abc import Mapping
+
+from soupkit.search.space import PARAM_PREFIX
+
+
+def sampler_seed(recipe_seed: int, n_existing: int, shared: bool) -> int:
+    """A lone worker's draws depend only on the recipe and the study's size (reproducible). A
+    worker that shares its study mixes in who it is: two workers started together would otherwise
+    draw the same mixtures."""
+    seed = recipe_seed + n_existing
+    if not shared:
+        return seed
+    who = f"{socket.gethostname()}:{os.getpid()}:{time.time_ns()}".encode()
+    return (seed + int.from_bytes(hashlib.sha256(who).digest()[:4], "big")) % 2**32
+
+
+def trial_params(trial) -> dict[str, float]:
+    """The mixture params of a trial: suggested, or fixed by `enqueue_trial` before it ran."""
+    return dict(trial.params) or dict(trial.system_attrs.get("fixed_params") or {})
+
+
+def mixture_key(params: Mapping[str, float]) -> tuple:
+    return tuple(sorted((k, round(float(v), 9)) for k, v in params.items() if k.startswith(PARAM_PREFIX)))
+
+
+def duplicate_of(study, number: int, params: Mapping[str, float]) -> int | None:
+    """The trial that already holds this mixture: a completed one, or a running one numbered
+    before `number`. Failed trials do not count: their retry holds the same mixture on purpose."""
+    from optuna.trial import TrialState
+
+    key = mixture_key(params)
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING)):
+        if t.number == number or (t.state == TrialState.RUNNING and t.number > number):
+            continue
+        if mixture_key(trial_params(t)) == key:
+            return t.number
+    return None
+
+
+def over_budget(study, number: int, budget: int) -> bool:
+    """Whether trial `number`, just started, would run past the budget: completed trials and the
+    running or queued trials numbered before it fill it already. (A queued trial is popped before
+    any new one, so it is ahead; trial numbers only grow, so the set ahead never gains members.)"""
+    from optuna.trial import TrialState
+
+    states = (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING)
+    trials = study.get_trials(deepcopy=False, states=states)
+    complete = sum(t.state == TrialState.COMPLETE for t in trials)
+    ahead = sum(t.state != TrialState.COMPLETE and t.number < number for t in trials)
+    return complete + ahead >= budget
+
+
+def requeue(study, trial) -> None:
+    """Queue a trial's fixed mixture again (a trial that gave way must not lose a queued mixture)."""
+    params = trial_params(trial)
+    if params:
+        keep = {k: v for k, v in trial.user_attrs.items() if k in ("seeded", "retry_of")}
+        study.enqueue_trial(params, user_attrs=keep or None, skip_if_exists=False)
