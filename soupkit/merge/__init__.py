@@ -1,0 +1,35 @@
+"""Merging whole sentence-transformers model folders: soups that stream, mergekit methods in memory.
+
+Importing this package is instant: torch, safetensors, sentence-transformers and mergekit are
+imported inside the functions that need them.
+"""
+
+from soupkit.merge import (  # noqa: F401  (each import registers one method)
+    dare_linear,
+    dare_ties,
+    linear,
+    model_stock,
+    slerp,
+    task_arithmetic,
+    ties,
+    uniform,
+    weighted,
+)
+from soupkit.merge.api import check_models, merge_models, parse_parameters, parse_weights
+from soupkit.merge.folder import ModelFolder, read_model_folder
+from soupkit.merge.methods import METHODS, MergeJob, MergeMethod, merge_method
+from soupkit.merge.record import MERGE_RECORD
+
+__all__ = [
+    "METHODS",
+    "MERGE_RECORD",
+    "MergeJob",
+    "MergeMethod",
+    "ModelFolder",
+    "check_models",
+    "merge_method",
+    "merge_models",
+    "parse_parameters",
+    "parse_weights",
+    "read_model_folder",
+]

@@ -1,0 +1,195 @@
+"""merge_models: check whole model folders, merge them with a registered method, write atomically."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from soupkit.errors import SoupkitError
+from soupkit.merge.compat import check_compatible
+from soupkit.merge.folder import ModelFolder, read_model_folder
+from soupkit.merge.methods import METHODS, MergeJob, MergeMethod, normalised
+from soupkit.merge.record import MergeRecord, merge_command, write_merge_record, write_model_card
+from soupkit.pause import pause_for_test
+
+PathLike = str | os.PathLike
+
+
+def merge_models(
+    inputs: Sequence[PathLike],
+    out: PathLike,
+    method: str = "uniform",
+    weights: Sequence[float] | None = None,
+    base: PathLike | None = None,
+    parameters: dict[str, Any] | None = None,
+    *,
+    overwrite: bool = False,
+    command: str | None = None,
+) -> Path:
+    """Merge sentence-transformers folders into `out`; return `out`.
+
+    Everything is checked before anything is written (method needs, weights, then every folder's
+    modules, tensors, shapes, dtypes, tokenizer and configs). The model is written into a hidden
+    folder beside `out` and renamed to `out` only when complete, with README.md and
+    soupkit_merge.yaml. `weights` cover the inputs, or the non-base inputs when `base` is one of
+    them. `command` is recorded as given (the CLI passes its argv); by default an equivalent
+    `soupkit merge` line is recorded. Raises SoupkitError (one line) on any problem of the inputs.
+    """
+    if isinstance(inputs, (str, os.PathLike)):
+        raise SoupkitError(f"merge needs a list of model folders, got the single path {inputs}")
+    spec = METHODS.get(method)
+    parameters = dict(parameters or {})
+    out = Path(out)
+    folders, base_folder, base_index = _read_inputs(spec, list(inputs), base)
+    weights = _checked_weights(spec, weights, len(folders) - (base_index is not None), base_index is not None)
+    if parameters and spec.backend == "streaming":
+        raise SoupkitError(f"merge method '{spec.name}' takes no parameters (got: {', '.join(parameters)})")
+    check_compatible(folders + ([base_folder] if base_folder is not None and base_index is None else []))
+    _check_destination(out, [f.path for f in folders] + ([base_folder.path] if base_folder else []), overwrite)
+
+    inputs_resolved = [str(f.path.resolve()) for f in folders]
+    base_resolved = str(base_folder.path.resolve()) if base_folder is not None else None
+    if spec.name == "uniform":
+        shares = [1.0 / len(folders)] * len(folders)
+    else:
+        shares = normalised(weights) if weights is not None and spec.weights == "normalised" else None
+    record = MergeRecord(
+        method=spec.name,
+        inputs=inputs_resolved,
+        weights=weights,
+        normalised_weights=shares,
+        base=base_resolved,
+        parameters=parameters,
+        command=command or merge_command(
+            inputs_resolved, str(out.resolve()), spec.name, weights, base_resolved, parameters
+        ),
+        left_out=[],
+        base_index=base_index,
+    )
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    try:
+        os.chmod(staging, 0o777 & ~_umask())  # mkdtemp makes it private; the result should not be
+        job = MergeJob(folders, staging, base_folder, base_index, weights, parameters)
+        left_out = spec.run(job)
+        record = dataclasses.replace(record, left_out=left_out)
+        write_model_card(staging, record, out.name)
+        write_merge_record(staging, record)
+        pause_for_test("soup_write")
+        _move_into_place(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return out
+
+
+def check_models(inputs: Sequence[PathLike], base: PathLike | None = None) -> list[ModelFolder]:
+    """Scan and check folders for a merge without writing anything (a CLI's --dry-run)."""
+    folders = [read_model_folder(p) for p in [*inputs, *([base] if base is not None else [])]]
+    check_compatible(folders)
+    return folders
+
+
+def parse_weights(text: str) -> list[float]:
+    """'1,2,0.5' -> [1.0, 2.0, 0.5] (the CLI's --weights)."""
+    values = []
+    for item in text.split(","):
+        try:
+            values.append(float(item))
+        except ValueError:
+            raise SoupkitError(f"--weights: {item.strip()!r} is not a number (expected e.g. 0.5,0.3,0.2)") from None
+    return values
+
+
+def parse_parameters(items: Sequence[str]) -> dict[str, Any]:
+    """['density=0.5', 'normalize=false'] -> {'density': 0.5, 'normalize': False} (YAML values)."""
+    import yaml
+
+    parameters: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise SoupkitError(f"parameter {item!r} is not KEY=VALUE (e.g. density=0.5)")
+        parameters[key.strip()] = yaml.safe_load(value)
+    return parameters
+
+
+def _read_inputs(spec: MergeMethod, inputs: list[PathLike], base: PathLike | None):
+    if not inputs:
+        raise SoupkitError("merge needs at least one model folder")
+    if base is None and spec.base == "required":
+        raise SoupkitError(
+            f"merge method '{spec.name}' needs a base model (--base): the model the inputs were finetuned from"
+        )
+    if base is not None and spec.base == "ignored":
+        raise SoupkitError(f"merge method '{spec.name}' does not use a base model; leave out --base")
+    folders = [read_model_folder(p) for p in inputs]
+    base_folder, base_index = None, None
+    if base is not None:
+        resolved = [f.path.resolve() for f in folders]
+        base_path = Path(base).resolve()
+        base_index = resolved.index(base_path) if base_path in resolved else None
+        base_folder = folders[base_index] if base_index is not None else read_model_folder(base)
+    count = len(folders) + (base_folder is not None and base_index is None)
+    if count < spec.min_models or (spec.max_models is not None and count > spec.max_models):
+        wanted = f"exactly {spec.min_models}" if spec.min_models == spec.max_models else f"at least {spec.min_models}"
+        raise SoupkitError(
+            f"merge method '{spec.name}' merges {wanted} models (a separate --base counts); got {count}"
+        )
+    return folders, base_folder, base_index
+
+
+def _checked_weights(
+    spec: MergeMethod, weights: Sequence[float] | None, expected: int, base_among_inputs: bool
+) -> list[float] | None:
+    if weights is None:
+        if spec.needs_weights:
+            raise SoupkitError(f"merge method '{spec.name}' needs --weights, one per input (e.g. 0.5,0.3,0.2)")
+        return None
+    if spec.weights == "none":
+        hint = "; use method 'weighted'" if spec.name == "uniform" else ""
+        raise SoupkitError(f"merge method '{spec.name}' takes no --weights{hint}")
+    weights = [float(w) for w in weights]
+    if len(weights) != expected:
+        which = "input other than the base" if base_among_inputs else "input"
+        raise SoupkitError(f"--weights has {len(weights)} values for {expected} model(s); give one per {which}")
+    if not all(math.isfinite(w) for w in weights):
+        raise SoupkitError(f"--weights must be finite numbers, got {weights}")
+    if spec.weights == "normalised" and (min(weights) < 0 or sum(weights) <= 0):
+        raise SoupkitError(f"--weights for '{spec.name}' are shares: >= 0 and not all 0, got {weights}")
+    return weights
+
+
+def _check_destination(out: Path, sources: list[Path], overwrite: bool) -> None:
+    target = out.resolve()
+    for source in sources:
+        if target == source.resolve() or source.resolve() in target.parents:
+            raise SoupkitError(f"output folder {out} is inside input {source}; choose another output folder")
+    if out.exists() and not out.is_dir():
+        raise SoupkitError(f"output {out} exists and is not a folder")
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise SoupkitError(f"output folder {out} already exists and is not empty; remove it or choose another")
+
+
+def _move_into_place(staging: Path, out: Path) -> None:
+    """Swap the complete staging folder in; an old `out` is moved aside first and then deleted."""
+    old = None
+    if out.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+        os.replace(out, old / out.name)
+    os.replace(staging, out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
