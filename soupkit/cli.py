@@ -67,7 +67,7 @@ def search(budget, recipe_arg, out, storage, base, sampler, steps, checkpoints, 
     Example:
       soupkit search --budget 40
       soupkit search --recipe recipes/medical.yaml --base bundled --budget 20 --out runs/medical
-      soupkit search --budget 40 --storage postgresql://user:pw@db/soupkit --out /shared/runs/default
+      soupkit worker --budget 40 --storage postgresql://soupkit@db/soupkit --out /shared/runs/default
     """
     from soupkit.search.run import run_search
 
@@ -226,13 +226,14 @@ def soup(out, storage, study_name, top_k, method, name, from_front) -> None:
               help="Run folder of a search.")
 @click.option("--storage", default=None, help="Optuna storage URL (default sqlite:///<out>/study.db).")
 @click.option("--study", "study_name", default=None, help="Study name (when the storage holds several).")
-@click.option("--html", type=click.Path(path_type=Path), default=None, help="HTML file to write (default <out>/report.html).")
+@click.option("--html", type=click.Path(path_type=Path), default=None,
+              help="HTML file to write (default <out>/report.html).")
 @click.option("--attach/--no-attach", default=True, show_default=True,
               help="Also attach the figures and per-trial notes to the study for optuna-dashboard.")
 def report(out, storage, study_name, html, attach) -> None:
     """Write one self-contained HTML report of a search (plots and tables) and print a summary.
 
-    Works on a finished or a running study, in any Optuna storage.
+    Works on a finished or a still running study, in SQLite or any other Optuna RDB storage.
 
     \b
     Example:

@@ -194,12 +194,16 @@ def _read_yaml(path: Path, what: str) -> object:
         raise SoupkitError(f"{path}:{where}: malformed YAML: {problem}") from None
 
 
-def _first_error(path: Path, exc: ValidationError) -> SoupkitError:
+def _first_error(path: Path, exc: ValidationError, within: str | None = None) -> SoupkitError:
     errors = exc.errors()
     # in a union (family name or mapping) the "wrong type" branch is the least useful message
     useful = [e for e in errors if e["type"] not in {"string_type", "dict_type", "model_type"}]
     err = (useful or errors)[0]
-    loc = ".".join(str(p) for p in err["loc"] if not str(p).startswith(("function-after", "str", "LocalFamily")))
+    # union branches ("str", "dict[str,float]", ...) are pydantic's bookkeeping, not the user's keys
+    branches = ("function-after", "str", "LocalFamily", "dict[", "list[")
+    loc = ".".join(str(p) for p in err["loc"] if not str(p).startswith(branches))
+    if within:  # a Mixture checked inside a recipe: its `weights` are the recipe's `within` key
+        loc = within + loc.removeprefix("weights")
     if err["type"] == "extra_forbidden":
         return SoupkitError(f"{path}: unknown key '{loc}'")
     msg = err["msg"].removeprefix("Value error, ")
@@ -249,5 +253,5 @@ def seed_mixture_of(recipe: Recipe, recipe_path: Path | None = None) -> Mixture 
         try:
             return Mixture(name=f"{recipe.name}-seed", weights=recipe.seed_mixture)
         except ValidationError as exc:
-            raise _first_error(where, exc) from None
+            raise _first_error(where, exc, within="seed_mixture") from None
     return load_mixture(recipe.seed_mixture)

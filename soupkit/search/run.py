@@ -77,18 +77,20 @@ def run_search(
     from soupkit.probes.score import objective_value, score_probes, study_values
     from soupkit.search.samplers import make_sampler
 
+    if not show_progress:  # --quiet: no bars from the libraries either (loading, saving shards)
+        _silence_library_progress_bars()
     # checks of the user's input first: a mistake leaves no run folder or study behind
     check_recipe(recipe, recipe_path)
     seed_mixture = seed_mixture_of(recipe, recipe_path)
     resolve_base(recipe.base)  # the folder exists and holds readable safetensors
     shared_store = open_storage(storage) if storage else None  # an unreachable server fails here, fast
+    device = pick_device()
+    bf16 = use_bf16(device, recipe.finetune.bf16)
+    model = load_model(recipe.base, device, trust_remote_code=trust_remote_code)
     t0 = time.perf_counter()
     base_dir = recipe_path.parent if recipe_path else None
     families, probes = load_recipe_families(recipe, base_dir, log=log)
     data_seconds = time.perf_counter() - t0
-    device = pick_device()
-    bf16 = use_bf16(device, recipe.finetune.bf16)
-    model = load_model(recipe.base, device, trust_remote_code=trust_remote_code)
 
     out.mkdir(parents=True, exist_ok=True)
     storage = storage or default_storage(out)
@@ -201,6 +203,14 @@ def _progress_line(study, last, base_value: float) -> str:
     base_domain, base_general = study.user_attrs.get("base_values", [float("nan")] * 2)
     return (f"domain {domain:.4f} general {general:.4f} (base {base_domain:.4f} / {base_general:.4f})  "
             f"front {len(study.best_trials)} trials")
+
+
+def _silence_library_progress_bars() -> None:
+    from huggingface_hub.utils import disable_progress_bars
+    from transformers.utils import logging as transformers_logging
+
+    disable_progress_bars()
+    transformers_logging.disable_progress_bar()
 
 
 def _progress(enabled: bool, total: int, desc: str):

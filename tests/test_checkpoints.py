@@ -1,0 +1,103 @@
+"""Disk budget: only the best K trial checkpoints stay, never one a recorded soup uses; leftovers of
+crashed writes are cleaned, never another worker's write in progress."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import pytest
+from click.testing import CliRunner
+
+from soupkit.cli import main
+from soupkit.config import Recipe
+from soupkit.merge.soup import ranked_ingredients
+from soupkit.search.checkpoints import keep_best_checkpoints, remove_partial_checkpoints
+from tests.test_search import load_study, search, tiny_recipe
+
+
+def fake_study(tmp_path: Path, objectives: list, directions=("maximize",)):
+    """A study whose completed trials have checkpoint folders and the given objective values."""
+    study = optuna.create_study(directions=list(directions))
+    for number, value in enumerate(objectives):
+        folder = tmp_path / "trials" / f"trial-{number:04d}"
+        folder.mkdir(parents=True)
+        (folder / "model.safetensors").write_bytes(b"weights")
+        values = value if isinstance(value, list) else [value]
+        study.add_trial(optuna.trial.create_trial(
+            values=values, user_attrs={"checkpoint": str(folder), "objective": sum(values) / len(values)}
+        ))
+    return study
+
+
+def kept(tmp_path: Path) -> list[str]:
+    return sorted(p.name for p in (tmp_path / "trials").iterdir())
+
+
+def test_only_the_best_k_checkpoints_stay(tmp_path):
+    study = fake_study(tmp_path, [0.1, 0.5, 0.3, 0.9])
+    assert keep_best_checkpoints(study, 2, log=lambda s: None) == [2, 0]
+    assert kept(tmp_path) == ["trial-0001", "trial-0003"]  # no half-removed folder, no leftover
+    assert keep_best_checkpoints(study, 2, log=lambda s: None) == []
+
+
+def test_a_checkpoint_a_recorded_soup_uses_is_never_removed(tmp_path):
+    study = fake_study(tmp_path, [0.1, 0.5, 0.3, 0.9])
+    study.set_user_attr("soups", {"uniform-top2": {"members": [0, 2], "method": "uniform"}})
+    assert keep_best_checkpoints(study, 1, log=lambda s: None) == [1]
+    assert kept(tmp_path) == ["trial-0000", "trial-0002", "trial-0003"]
+
+
+def test_the_pareto_front_is_kept(tmp_path):
+    # trial 0 is on the front (best domain value) but has the lowest mean
+    study = fake_study(tmp_path, [[0.9, 0.0], [0.5, 0.5], [0.4, 0.4]], directions=("maximize", "maximize"))
+    keep_best_checkpoints(study, 1, log=lambda s: None)
+    assert kept(tmp_path) == ["trial-0000", "trial-0001"]
+
+
+def test_partial_checkpoints_of_running_trials_are_left_alone(tmp_path):
+    study = fake_study(tmp_path, [0.5])
+    running = study.ask()  # trial 1: another worker writing its checkpoint right now
+    trials = tmp_path / "trials"
+    for name in (f".tmp-trial-{running.number:04d}-abc", ".tmp-trial-0000-removed-12", ".tmp-trial-0007-xyz"):
+        (trials / name).mkdir()
+    assert remove_partial_checkpoints(study, trials) == [".tmp-trial-0000-removed-12", ".tmp-trial-0007-xyz"]
+    assert kept(tmp_path) == [".tmp-trial-0001-abc", "trial-0000"]
+
+
+def test_search_keeps_the_best_k_and_soups_still_work(tiny_model, tmp_path):
+    recipe = tiny_recipe(tiny_model)
+    recipe = Recipe.model_validate({**recipe.model_dump(), "search": {**recipe.search.model_dump(),
+                                                                       "keep_checkpoints": 2}})
+    out = tmp_path / "run"
+    assert search(recipe, out, budget=4).completed == 4
+    study = load_study(out)
+    best = sorted(study.trials, key=lambda t: (-t.user_attrs["objective"], t.number))[:2]
+    assert kept(out) == sorted(f"trial-{t.number:04d}" for t in best)
+    assert [i.trial for i in ranked_ingredients(study)] == [t.number for t in best]
+
+
+def test_keep_checkpoints_must_be_positive(tmp_path):
+    done = CliRunner().invoke(main, ["search", "--keep-checkpoints", "0", "--out", str(tmp_path / "run")])
+    assert done.exit_code == 2
+    assert done.output.strip() == "error: --keep-checkpoints must be a positive number of checkpoints, got 0"
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("value", [0, -1])
+def test_recipe_keep_checkpoints_must_be_positive(tmp_path, value):
+    path = tmp_path / "r.yaml"
+    path.write_text(f"name: t\nfamilies: [medical-icd10]\nsearch: {{keep_checkpoints: {value}}}\n")
+    done = CliRunner().invoke(main, ["validate", str(path)])
+    assert done.exit_code == 2 and "search.keep_checkpoints: Input should be greater than 0" in done.output
+
+
+def test_checkpoints_can_go_to_a_folder_of_their_own(tiny_model, tmp_path):
+    out, shared = tmp_path / "run", tmp_path / "shared-checkpoints"
+    search(tiny_recipe(tiny_model), out, budget=2, checkpoints=shared)
+    study = load_study(out)
+    assert [Path(t.user_attrs["checkpoint"]) for t in study.trials] == [
+        (shared / f"trial-{t.number:04d}").resolve() for t in study.trials
+    ]
+    assert not (out / "trials").exists()
+    assert [i.trial for i in ranked_ingredients(study)]  # soups find them there
