@@ -1,25 +1,132 @@
-"""Tables of a study (polars): the top trials with their scores and mixtures."""
+"""Tables of a study (polars): every trial, the soups, the top trials with their scores and mixtures.
+
+`collect_study` reads a study once into `StudyFrames`, which the figures, the HTML report, the
+text summary and the dashboard notes all draw from. It works on any storage and on a running
+study: trials that failed, run or wait are rows with their state, not dropped.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
-def trials_frame(study):
-    """One row per completed trial: number, objective, per-probe scores, mixture weights, seconds."""
+
+def trials_frame(study, all_states: bool = False):
+    """One row per trial: number, state, objective (and domain/general for a two-objective study),
+    per-probe scores `score:*`, mixture weights `w:*`, seconds, wall time, error. Completed trials
+    only unless `all_states`."""
     import polars as pl
 
     rows = []
+    now = datetime.now()
     for t in study.get_trials(deepcopy=False):
-        if t.state.name != "COMPLETE":
+        if t.state.name != "COMPLETE" and not all_states:
             continue
-        row = {"trial": t.number, "objective": t.user_attrs.get("objective", t.values[0] if t.values else None)}
-        if t.values and len(t.values) == 2:
-            row["domain"], row["general"] = t.values
-        row.update({f"score:{k}": v for k, v in (t.user_attrs.get("scores") or {}).items()})
-        row.update({f"w:{k}": v for k, v in (t.user_attrs.get("mixture") or {}).items()})
-        secs = t.user_attrs.get("seconds") or {}
+        attrs = t.user_attrs
+        row: dict[str, Any] = {"trial": t.number, "state": t.state.name}
+        row["objective"] = attrs.get("objective", t.values[0] if t.values else None)
+        if len(study.directions) == 2:
+            row["domain"], row["general"] = t.values if t.values else (None, None)
+        row.update({f"score:{k}": v for k, v in (attrs.get("scores") or {}).items()})
+        row.update({f"w:{k}": v for k, v in (attrs.get("mixture") or {}).items()})
+        secs = attrs.get("seconds") or {}
         row["finetune_s"], row["probe_s"] = secs.get("finetune"), secs.get("probe")
+        end = t.datetime_complete or (now if t.state.name == "RUNNING" else None)
+        row["wall_s"] = (end - t.datetime_start).total_seconds() if end and t.datetime_start else None
+        row["error"] = attrs.get("error")
+        if attrs.get("skipped"):  # a trial the search pruned instead of running (a duplicate mixture)
+            row["skipped"] = attrs["skipped"]
+        row["retry_of"] = attrs.get("retry_of")
         rows.append(row)
-    return pl.DataFrame(rows)
+    return pl.DataFrame(rows, infer_schema_length=None)
+
+
+def soups_frame(study):
+    """One row per recorded soup: name, method, members, objective, domain/general, `score:*`."""
+    import polars as pl
+
+    rows = []
+    for name, soup in (study.user_attrs.get("soups") or {}).items():
+        row: dict[str, Any] = {"soup": name, "method": soup.get("method"), "members": soup.get("members", []),
+                               "objective": soup.get("objective")}
+        values = soup.get("values") or []
+        if len(values) == 2:
+            row["domain"], row["general"] = values
+        row.update({f"score:{k}": v for k, v in (soup.get("scores") or {}).items()})
+        rows.append(row)
+    return pl.DataFrame(rows, infer_schema_length=None)
+
+
+@dataclass
+class StudyFrames:
+    """Everything a report shows, read from the study once."""
+
+    name: str
+    objectives: list[str]  # ["objective"], or ["domain", "general"] for a pareto study
+    trials: Any  # polars DataFrame: every trial, all states (trials_frame(all_states=True))
+    soups: Any  # polars DataFrame (soups_frame)
+    families: list[str]
+    probes: list[str]
+    base_scores: dict[str, float]
+    base_objective: float | None
+    base_values: list[float] | None
+    front: list[int]  # trial numbers on the Pareto front (two objectives only)
+
+    def completed(self):
+        import polars as pl
+
+        if self.trials.is_empty():
+            return self.trials
+        return self.trials.filter(pl.col("state") == "COMPLETE")
+
+    def ranked(self):
+        """Completed trials, best scalar objective first."""
+        done = self.completed()
+        return done if done.is_empty() else done.sort(["objective", "trial"], descending=[True, False])
+
+    def counts(self) -> dict[str, int]:
+        states = self.trials["state"].to_list() if not self.trials.is_empty() else []
+        return {s: states.count(s) for s in ("COMPLETE", "FAIL", "RUNNING", "WAITING", "PRUNED")}
+
+
+def collect_study(study) -> StudyFrames:
+    trials = trials_frame(study, all_states=True)
+    soups = soups_frame(study)
+    columns = list(trials.columns) + list(soups.columns)
+    base_scores = dict(study.user_attrs.get("base_scores") or {})
+    probes = list(base_scores) + [c.removeprefix("score:") for c in columns if c.startswith("score:")]
+    families = [c.removeprefix("w:") for c in trials.columns if c.startswith("w:")]
+    two = len(study.directions) == 2
+    front = sorted(t.number for t in study.best_trials) if two else []
+    return StudyFrames(
+        name=study.study_name,
+        objectives=["domain", "general"] if two else ["objective"],
+        trials=trials,
+        soups=soups,
+        families=families,
+        probes=list(dict.fromkeys(probes)),
+        base_scores=base_scores,
+        base_objective=study.user_attrs.get("base_objective"),
+        base_values=study.user_attrs.get("base_values"),
+        front=front,
+    )
+
+
+def probe_scores_frame(frames: StudyFrames, top_k: int = 5):
+    """Rows: the base model, the `top_k` best trials and every soup; columns: `model`, `objective`
+    and one per probe."""
+    import polars as pl
+
+    rows = [{"model": "base", "objective": frames.base_objective, **frames.base_scores}]
+    for t in frames.ranked().head(top_k).iter_rows(named=True):
+        rows.append({"model": f"trial {t['trial']}", "objective": t["objective"],
+                     **{p: t.get(f"score:{p}") for p in frames.probes}})
+    for s in frames.soups.iter_rows(named=True):
+        rows.append({"model": f"soup {s['soup']}", "objective": s["objective"],
+                     **{p: s.get(f"score:{p}") for p in frames.probes}})
+    schema = {"model": pl.Utf8, "objective": pl.Float64, **{p: pl.Float64 for p in frames.probes}}
+    return pl.DataFrame(rows, schema=schema)
 
 
 def top_trials_table(study, k: int = 5) -> str:
