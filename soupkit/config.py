@@ -222,26 +222,24 @@ def resolve_named(value: str, directory: Path, what: str) -> Path:
     raise SoupkitError(f"unknown {what} '{value}'; known: {', '.join(known)} (or give a path to a .yaml file)")
 
 
-def load_recipe(path: str | Path) -> Recipe:
-    path = resolve_named(str(path), RECIPES_DIR, "recipe")
-    data = _read_yaml(path, "recipe")
+def _load_yaml_model(path: str | Path, directory: Path, what: str, model: type[BaseModel], shape: str):
+    """Resolve a name or path, read YAML safely, validate into `model`; one clear line on error."""
+    path = resolve_named(str(path), directory, what)
+    data = _read_yaml(path, what)
     if not isinstance(data, dict):
-        raise SoupkitError(f"{path}: a recipe must be a YAML mapping")
+        raise SoupkitError(f"{path}: a {what} must be {shape}")
     try:
-        return Recipe.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as exc:
         raise _first_error(path, exc) from None
+
+
+def load_recipe(path: str | Path) -> Recipe:
+    return _load_yaml_model(path, RECIPES_DIR, "recipe", Recipe, "a YAML mapping")
 
 
 def load_mixture(path: str | Path) -> Mixture:
-    path = resolve_named(str(path), MIXTURES_DIR, "mixture")
-    data = _read_yaml(path, "mixture")
-    if not isinstance(data, dict):
-        raise SoupkitError(f"{path}: a mixture must be a YAML mapping with a 'weights' key")
-    try:
-        return Mixture.model_validate(data)
-    except ValidationError as exc:
-        raise _first_error(path, exc) from None
+    return _load_yaml_model(path, MIXTURES_DIR, "mixture", Mixture, "a YAML mapping with a 'weights' key")
 
 
 def seed_mixture_of(recipe: Recipe, recipe_path: Path | None = None) -> Mixture | None:

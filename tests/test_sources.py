@@ -134,13 +134,14 @@ def test_icd10_code_title():
 
 
 def test_wordnet_gloss_and_category():
-    synsets = wordnet.load_synset_glosses(or_skip(wordnet.wordnet_dir, "topic-classification"))
-    entity = next(s for s in synsets if s[0] == "entity")
-    assert entity[1:] == (
+    synsets = wordnet.load_synsets(or_skip(wordnet.wordnet_dir, "topic-classification"))
+    entity = synsets["00001740n"]
+    assert entity.lemmas[0] == "entity"
+    assert (entity.definition, entity.lexname) == (
         "that which is perceived or known or inferred to have its own distinct existence (living or nonliving)",
         "noun.Tops",
     )
-    assert len(wordnet.LEXNAMES) == 45 and {s[2] for s in synsets} == set(wordnet.LEXNAMES)
+    assert len(wordnet.LEXNAMES) == 45 and {s.lexname for s in synsets.values()} == set(wordnet.LEXNAMES)
     assert wordnet.gloss_definition('having the means; "able to swim"; "she was able"') == "having the means"
 
 

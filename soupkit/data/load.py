@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from soupkit.config import LocalFamily, Recipe, family_name, seed_mixture_of
+from soupkit.config import LocalFamily, Recipe, seed_mixture_of
 from soupkit.data.family import TaskFamily
 from soupkit.data.registry import FAMILIES, BuildOptions
 from soupkit.errors import SoupkitError

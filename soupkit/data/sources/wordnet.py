@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import functools
 import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
 
 from soupkit.data.family import TaskFamily
 from soupkit.data.registry import BuildOptions, builtin_family
@@ -51,14 +54,29 @@ def gloss_definition(gloss: str) -> str:
     return "" if definition.startswith('"') else definition.rstrip(";").strip()
 
 
-@functools.lru_cache(maxsize=1)
-def load_synset_glosses(path: str) -> tuple[tuple[str, str, str], ...]:
-    """(first lemma, definition, lexicographer category) for every synset with a definition.
+_LEMMA_MARKER = re.compile(r"\((?:a|p|ip)\)$")  # adjective position markers: "galore(ip)"
 
-    A data line reads `offset lex_filenum ss_type w_cnt word lex_id ... | gloss`; the licence
-    header lines start with two spaces.
-    """
-    synsets = []
+
+@dataclass(frozen=True)
+class Synset:
+    lemmas: tuple[str, ...]
+    definition: str
+    hypernyms: tuple[str, ...]
+    hyponyms: tuple[str, ...]
+    topics: tuple[str, ...]  # the topic-domain synsets this synset is filed under
+    lexname: str  # the lexicographer file, e.g. noun.animal
+
+
+def synset_key(offset: str, pos: str) -> str:
+    """'08441203n'; adjective satellites ('s') share the adjective file and key."""
+    return offset + ("a" if pos == "s" else pos)
+
+
+@functools.lru_cache(maxsize=1)
+def load_synsets(path: str) -> Mapping[str, Synset]:
+    """Every synset by key. A data line reads `offset lex_filenum ss_type w_cnt [word lex_id]...
+    p_cnt [pointer_symbol offset pos source/target]... | gloss` (wndb(5WN))."""
+    synsets: dict[str, Synset] = {}
     for name in DATA_FILES:
         with open(os.path.join(path, name), encoding="utf-8") as f:
             for line in f:
@@ -66,16 +84,27 @@ def load_synset_glosses(path: str) -> tuple[tuple[str, str, str], ...]:
                     continue
                 fields, gloss = line.split(" | ", 1)
                 parts = fields.split()
-                definition = gloss_definition(gloss)
-                if definition:
-                    synsets.append((parts[4].replace("_", " "), definition, LEXNAMES[int(parts[1])]))
-    return tuple(synsets)
+                n_words = int(parts[3], 16)
+                lemmas = tuple(_LEMMA_MARKER.sub("", w).replace("_", " ") for w in parts[4 : 4 + 2 * n_words : 2])
+                at = 4 + 2 * n_words
+                starts = range(at + 1, at + 1 + 4 * int(parts[at]), 4)
+                pointers = [(parts[i], synset_key(parts[i + 1], parts[i + 2])) for i in starts]
+                synsets[synset_key(parts[0], parts[2])] = Synset(
+                    lemmas,
+                    gloss_definition(gloss),
+                    tuple(k for s, k in pointers if s in ("@", "@i")),
+                    tuple(k for s, k in pointers if s in ("~", "~i")),
+                    tuple(k for s, k in pointers if s == ";c"),
+                    LEXNAMES[int(parts[1])],
+                )
+    return synsets
+
 
 
 @builtin_family("topic-classification", task="classification", source=SOURCE, install=INSTALL, description=DESCRIPTION)
 def wordnet_topics(options: BuildOptions) -> TaskFamily:
     """Definitions shorter than MIN_WORDS words say too little about their topic, so they are left out."""
-    synsets = load_synset_glosses(wordnet_dir("topic-classification"))
-    items = [(definition, lexname) for _, definition, lexname in synsets if len(definition.split()) >= MIN_WORDS]
+    synsets = load_synsets(wordnet_dir("topic-classification"))
+    items = [(s.definition, s.lexname) for s in synsets.values() if len(s.definition.split()) >= MIN_WORDS]
     train, probe = split_labelled(items, options.seed, 2 * options.probe_size, options.max_train, "classification")
     return TaskFamily("topic-classification", "classification", SOURCE, train, probe, DESCRIPTION)

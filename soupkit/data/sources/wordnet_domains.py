@@ -11,16 +11,12 @@ The offsets below are WordNet 3.0's; `check_offsets` fails loudly if the databas
 
 from __future__ import annotations
 
-import functools
-import os
-import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 
 from soupkit.data.family import TaskFamily
 from soupkit.data.registry import BuildOptions, builtin_family
 from soupkit.data.sources._pairs import one_document_per_query
-from soupkit.data.sources.wordnet import DATA_FILES, INSTALL, SOURCE, gloss_definition, wordnet_dir
+from soupkit.data.sources.wordnet import INSTALL, SOURCE, Synset, load_synsets, wordnet_dir
 from soupkit.data.split import split_retrieval
 from soupkit.errors import MissingSourceError
 
@@ -30,50 +26,6 @@ MEDICAL_FIELDS = {"06045562n": "medical science", "00612160n": "medicine"}  # th
 MEDICAL_TREES = {"14061805n": "illness", "14299637n": "symptom", "03740161n": "medicine"}  # medicine: medication
 MEDICAL_EXCLUDED_TREES = {"14276936n": "plant disease"}
 LEGAL_FIELDS = {"08441203n": "law", "00611143n": "law"}  # jurisprudence; practice of law
-
-_LEMMA_MARKER = re.compile(r"\((?:a|p|ip)\)$")  # adjective position markers: "galore(ip)"
-
-
-@dataclass(frozen=True)
-class Synset:
-    lemmas: tuple[str, ...]
-    definition: str
-    hypernyms: tuple[str, ...]
-    hyponyms: tuple[str, ...]
-    topics: tuple[str, ...]  # the topic-domain synsets this synset is filed under
-
-
-def synset_key(offset: str, pos: str) -> str:
-    """'08441203n'; adjective satellites ('s') share the adjective file and key."""
-    return offset + ("a" if pos == "s" else pos)
-
-
-@functools.lru_cache(maxsize=1)
-def load_synsets(path: str) -> Mapping[str, Synset]:
-    """Every synset by key. A data line reads `offset lex_filenum ss_type w_cnt [word lex_id]...
-    p_cnt [pointer_symbol offset pos source/target]... | gloss` (wndb(5WN))."""
-    synsets: dict[str, Synset] = {}
-    for name in DATA_FILES:
-        with open(os.path.join(path, name), encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("  ") or " | " not in line:
-                    continue
-                fields, gloss = line.split(" | ", 1)
-                parts = fields.split()
-                n_words = int(parts[3], 16)
-                lemmas = tuple(_LEMMA_MARKER.sub("", w).replace("_", " ") for w in parts[4 : 4 + 2 * n_words : 2])
-                at = 4 + 2 * n_words
-                starts = range(at + 1, at + 1 + 4 * int(parts[at]), 4)
-                pointers = [(parts[i], synset_key(parts[i + 1], parts[i + 2])) for i in starts]
-                synsets[synset_key(parts[0], parts[2])] = Synset(
-                    lemmas,
-                    gloss_definition(gloss),
-                    tuple(k for s, k in pointers if s in ("@", "@i")),
-                    tuple(k for s, k in pointers if s in ("~", "~i")),
-                    tuple(k for s, k in pointers if s == ";c"),
-                )
-    return synsets
-
 
 def check_offsets(synsets: Mapping[str, Synset], expected: Mapping[str, str], family: str) -> None:
     for key, lemma in expected.items():
