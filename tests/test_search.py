@@ -141,3 +141,20 @@ def test_pareto_search_keeps_domain_and_general_values(tiny_model, tmp_path):
         assert t.values == pytest.approx([scores["medical-icd10"], scores["medical-icd10-chapters"]])
         assert t.user_attrs["objective"] == pytest.approx(sum(scores.values()) / 2)
     assert 1 <= len(study.best_trials) <= 2
+
+
+def test_hard_negative_column_is_used_when_some_rows_have_one(tiny_model):
+    from soupkit.base_model import load_model
+    from soupkit.data.family import TrainExample
+    from soupkit.train.batches import Batch
+    from soupkit.train.finetune import batch_features
+
+    model = load_model(str(tiny_model), "cpu")
+    rows = [TrainExample("q1", "p1", "n1", "g1"), TrainExample("q2", "p2", None, "g2"), TrainExample("q3", "p3", None, "g3")]
+    features = batch_features(model, Batch("f", rows), "retrieval", use_negatives=True)
+    assert len(features) == 3
+    expected = model.preprocess(["n1", "p3", "p1"])["input_ids"]
+    assert torch.equal(features[2]["input_ids"], expected)
+    assert len(batch_features(model, Batch("f", rows), "retrieval", use_negatives=False)) == 2
+    plain = [TrainExample("q1", "p1", None, "g1"), TrainExample("q2", "p2", None, "g2")]
+    assert len(batch_features(model, Batch("f", plain), "retrieval", use_negatives=True)) == 2

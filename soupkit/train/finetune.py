@@ -69,8 +69,13 @@ def batch_features(model, batch: Batch, task: str, use_negatives: bool) -> list[
         (query_prompt, [e.anchor for e in batch.examples]),
         (doc_prompt, [e.positive for e in batch.examples]),
     ]
-    if use_negatives and all(e.negative for e in batch.examples):
-        columns.append((doc_prompt, [e.negative for e in batch.examples]))
+    if use_negatives and any(e.negative for e in batch.examples):
+        # rows without a hard negative borrow the next row's positive: a true negative (batches
+        # never hold two examples of one group), so the hard-negative term runs whenever any row
+        # has one instead of only when all do
+        positives = [e.positive for e in batch.examples]
+        negatives = [e.negative or positives[(i + 1) % len(positives)] for i, e in enumerate(batch.examples)]
+        columns.append((doc_prompt, negatives))
     features = []
     for prompt, texts in columns:
         # preprocess() applies the prompt the way encode() does (prompt tokens, prompt_length)
