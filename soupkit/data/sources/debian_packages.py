@@ -20,6 +20,7 @@ from collections.abc import Iterator
 
 from soupkit.data.family import TaskFamily
 from soupkit.data.registry import BuildOptions, builtin_family
+from soupkit.data.sources._pairs import one_document_per_query
 from soupkit.data.split import split_retrieval
 from soupkit.errors import MissingSourceError
 
@@ -94,10 +95,8 @@ def debian_package_retrieval(options: BuildOptions) -> TaskFamily:
     with different descriptions ("transitional package") has no single answer. Both are left out.
     Packages whose descriptions only differ after MAX_CHARS become one document with several queries."""
     packages = load_package_descriptions("general-retrieval")
-    described = [(synopsis, long) for _, synopsis, long in packages if len(long.split()) >= MIN_WORDS]
-    longs_of: dict[str, set[str]] = {}
-    for synopsis, long in described:
-        longs_of.setdefault(synopsis, set()).add(long)
-    pairs = [(synopsis, long) for synopsis, long in described if len(longs_of[synopsis]) == 1]
+    pairs = one_document_per_query(
+        (synopsis, long) for _, synopsis, long in packages if len(long.split()) >= MIN_WORDS
+    )
     train, probe = split_retrieval(pairs, options.seed, options.probe_size, options.probe_corpus, options.max_train)
     return TaskFamily("general-retrieval", "retrieval", SOURCE, train, probe, DESCRIPTION)

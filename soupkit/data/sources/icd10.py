@@ -89,7 +89,7 @@ def medical_icd10(options: BuildOptions) -> TaskFamily:
     train, probe = split_retrieval(
         pairs, options.seed, options.probe_size, options.probe_corpus, options.max_train, negatives
     )
-    return TaskFamily("medical-icd10", "retrieval", SOURCE, train, probe, medical_icd10.__doc__ or "")
+    return TaskFamily("medical-icd10", "retrieval", SOURCE, train, probe, "ICD-10-CM inclusion term -> code title")
 
 
 @builtin_family(

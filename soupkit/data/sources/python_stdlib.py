@@ -16,6 +16,7 @@ import textwrap
 
 from soupkit.data.family import TaskFamily
 from soupkit.data.registry import BuildOptions, builtin_family
+from soupkit.data.sources._pairs import one_document_per_query
 from soupkit.data.split import split_retrieval
 from soupkit.errors import MissingSourceError
 
@@ -115,9 +116,6 @@ def stdlib_code_search(options: BuildOptions) -> TaskFamily:
     """A docstring shared by functions with different code ("Return the value.") has no single
     right answer, so such queries are left out."""
     functions = load_documented_functions(stdlib_files("code-search"))
-    codes_of: dict[str, set[str]] = {}
-    for summary, code in functions:
-        codes_of.setdefault(summary, set()).add(code)
-    pairs = [(summary, code) for summary, code in functions if len(codes_of[summary]) == 1]
+    pairs = one_document_per_query(functions)
     train, probe = split_retrieval(pairs, options.seed, options.probe_size, options.probe_corpus, options.max_train)
     return TaskFamily("code-search", "code", SOURCE, train, probe, DESCRIPTION)
