@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from soupkit.atomic import current_umask
 from soupkit.errors import SoupkitError
 from soupkit.merge.compat import check_compatible
 from soupkit.merge.folder import ModelFolder, read_model_folder
@@ -76,7 +77,7 @@ def merge_models(
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
     try:
-        os.chmod(staging, 0o777 & ~_umask())  # mkdtemp makes it private; the result should not be
+        os.chmod(staging, 0o777 & ~current_umask())  # mkdtemp makes it private; the result should not be
         job = MergeJob(folders, staging, base_folder, base_index, weights, parameters)
         left_out = spec.run(job)
         record = dataclasses.replace(record, left_out=left_out)
@@ -188,8 +189,3 @@ def _move_into_place(staging: Path, out: Path) -> None:
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
 
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
