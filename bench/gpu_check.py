@@ -1,8 +1,11 @@
 """A 2-trial search and a soup on the full 308M EmbeddingGemma shape (random init) on a GPU.
 
-    bash bench/gpu_check.sh        (installs, then runs this; a few minutes on one H100)
+    bash bench/gpu_check.sh            (installs, then runs this; a few minutes on one H100)
+    bash bench/gpu_check_offline.sh    (no network: carried wheels in .whl/, PYTHONPATH instead of an install)
 
-Prints steps/second of the finetunes, probe seconds, and peak GPU memory.
+Prints steps/second of the finetunes, probe seconds, and peak GPU memory. The families are ones
+whose data is small (two PyPI wheels and the interpreter's own stdlib source), so the check also
+runs on an offline machine that the data can be carried to.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from soupkit.search.study import default_storage, open_study
 
 def main() -> None:
     assert torch.cuda.is_available(), "no CUDA device: this check is for a GPU machine"
+    print(f"device: {torch.cuda.get_device_name()}, torch {torch.__version__}")
     work = Path(tempfile.mkdtemp(prefix="soupkit-gpu-"))
     start = time.perf_counter()
     base = build_embeddinggemma(work / "embeddinggemma-full", size="full", seed=0)
@@ -29,7 +33,7 @@ def main() -> None:
     recipe = Recipe.model_validate({
         "name": "gpu-check",
         "base": str(base),
-        "families": ["medical-icd10", "legal-licences", "code-search"],
+        "families": ["medical-icd10", "medical-abbreviations", "code-search"],
         "finetune": {"steps": 20, "batch_size": 32, "max_seq_length": 128,
                      "loss": {"matryoshka_dims": [768, 512, 256, 128], "spread_out_weight": 1.0}},
         "probes": {"probe_size": 200, "probe_corpus": 400, "dims": [256], "quantizations": ["int8"]},

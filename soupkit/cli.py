@@ -205,19 +205,30 @@ def merge(models, out, method, weights, base, params, overwrite) -> None:
 @click.option("--method", default="uniform", show_default=True, help="uniform, greedy, or any merge method.")
 @click.option("--name", default=None, help="Soup name (default <method>-top<k>).")
 @click.option("--from-front", is_flag=True, help="Take ingredients from the Pareto front (pareto recipes).")
-def soup(out, storage, study_name, top_k, method, name, from_front) -> None:
+@click.option("--with-base", is_flag=True,
+              help="uniform/greedy: average the soup with the base model, at the smallest share (0.25, 0.5, 0.75) "
+                   "that keeps every general probe within --general-tolerance.")
+@click.option("--general-tolerance", type=float, default=0.01, show_default=True,
+              help="pareto recipes, greedy or --with-base: how far below the base model any general probe may fall.")
+def soup(out, storage, study_name, top_k, method, name, from_front, with_base, general_tolerance) -> None:
     """Merge the study's best checkpoints into a soup, score it, and record it in the study.
+
+    For a pareto recipe, `greedy` maximises the domain score while keeping every general probe
+    within --general-tolerance of the base model.
 
     \b
     Example:
       soupkit soup --out runs/default --method greedy --top-k 8
+      soupkit soup --out runs/medical --method greedy --top-k 8 --with-base
     """
     from soupkit.merge.soup import build_soup, soup_table
 
     study = _open_run_study(out, storage, study_name)
-    result = build_soup(study, out, method=method, top_k=top_k, name=name, log=click.echo, from_front=from_front)
+    result = build_soup(study, out, method=method, top_k=top_k, name=name, log=click.echo, from_front=from_front,
+                        with_base=with_base, general_tolerance=general_tolerance)
     click.echo(soup_table(study, result))
-    click.echo(f"soup '{result.name}' ({method}, trials {result.members}) objective {result.objective:.4f} "
+    base = f" + base model at {result.base_share:.2f}" if result.base_share else ""
+    click.echo(f"soup '{result.name}' ({method}, trials {result.members}{base}) objective {result.objective:.4f} "
                f"written to {result.path}")
 
 

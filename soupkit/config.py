@@ -96,11 +96,23 @@ class FinetuneSpec(Strict):
     loss: LossSpec = LossSpec()
 
 
+class ProbeSize(Strict):
+    """One family's probe size, overriding the recipe-wide one (unset fields keep it)."""
+
+    probe_size: int | None = Field(None, gt=0)
+    probe_corpus: int | None = Field(None, gt=0)
+
+
 class ProbeSpec(Strict):
-    """Probe sizes, and the embedding views also scored (`<probe>@<dim>`, `<probe>@int8|binary`)."""
+    """Probe sizes, and the embedding views also scored (`<probe>@<dim>`, `<probe>@int8|binary`).
+
+    `sizes` sets a larger (or smaller) probe for named families: a held-out source with
+    thousands of items deserves a probe big enough that a one-point change is not noise.
+    """
 
     probe_size: int = Field(200, gt=0)
     probe_corpus: int = Field(400, gt=0)
+    sizes: dict[str, ProbeSize] = {}
     max_seq_length: int = Field(128, gt=0)
     batch_size: int = Field(64, gt=0)
     max_train: int = Field(20_000, gt=0)

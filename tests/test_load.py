@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from soupkit.config import Recipe
-from soupkit.data.load import load_recipe_families, probe_texts
+from soupkit.data.load import build_options, load_families, load_recipe_families, probe_texts
 
 
 def test_no_training_example_contains_any_probe_text():
@@ -22,3 +22,22 @@ def test_no_training_example_contains_any_probe_text():
         assert family.train
         for e in family.train:
             assert e.anchor not in held_out and e.positive not in held_out and e.negative not in held_out
+
+
+def test_probe_sizes_per_family_and_probe_only_families_use_all_their_source():
+    recipe = Recipe.model_validate({
+        "name": "sizes",
+        "families": ["medical-abbreviations", "medical-icd10"],
+        "probe_only": ["legal-wordnet"],
+        "probes": {"probe_size": 30, "probe_corpus": 60,
+                   "sizes": {"medical-abbreviations": {"probe_size": 50}, "legal-wordnet": {"probe_size": 5000}}},
+    })
+    assert (build_options(recipe, "medical-icd10").probe_size, build_options(recipe, "medical-icd10").probe_corpus) == (30, 60)
+    own = build_options(recipe, "medical-abbreviations")
+    assert (own.probe_size, own.probe_corpus, own.probe_share) == (50, 100, 1 / 3)  # corpus follows: 2 x size
+    trained = load_families(recipe)
+    assert trained["medical-abbreviations"].probe.sizes() == "50 queries / 100 docs"
+    assert trained["medical-icd10"].probe.sizes() == "30 queries / 60 docs"
+    # legal-wordnet trains nothing, so its probe takes every definition (569 distinct ones), not a third
+    (held_out,) = load_families(recipe, probe_only=True).values()
+    assert held_out.probe.sizes() == "569 queries / 569 docs"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from soupkit.config import LocalFamily, Recipe, seed_mixture_of
+from soupkit.config import LocalFamily, Recipe, family_name, seed_mixture_of
 from soupkit.data.family import TaskFamily
 from soupkit.data.registry import FAMILIES, BuildOptions
 from soupkit.errors import SoupkitError
@@ -17,9 +17,15 @@ def _registry():
     return FAMILIES
 
 
-def build_options(recipe: Recipe) -> BuildOptions:
+def build_options(recipe: Recipe, family: str | None = None, probe_only: bool = False) -> BuildOptions:
+    """Build options for `family`: the recipe's probe sizes, or its `probes.sizes` entry; a
+    probe-only family's probe may draw on all of its source."""
     p = recipe.probes
-    return BuildOptions(seed=recipe.seed, probe_size=p.probe_size, probe_corpus=p.probe_corpus, max_train=p.max_train)
+    own = p.sizes.get(family) if family else None
+    size = own.probe_size if own and own.probe_size else p.probe_size
+    corpus = own.probe_corpus if own and own.probe_corpus else max(p.probe_corpus, 2 * size if own else 0)
+    share = 1.0 if probe_only else BuildOptions.probe_share
+    return BuildOptions(seed=recipe.seed, probe_size=size, probe_corpus=corpus, max_train=p.max_train, probe_share=share)
 
 
 def build_family(entry: str | LocalFamily, options: BuildOptions, base_dir: Path | None = None) -> TaskFamily:
@@ -34,11 +40,10 @@ def load_families(
     recipe: Recipe, base_dir: Path | None = None, log=None, probe_only: bool = False
 ) -> dict[str, TaskFamily]:
     """Build the families the recipe trains on (or, with `probe_only`, its held-out probe families)."""
-    options = build_options(recipe)
     families: dict[str, TaskFamily] = {}
     for entry in recipe.probe_only if probe_only else recipe.families:
         start = time.perf_counter()
-        family = build_family(entry, options, base_dir)
+        family = build_family(entry, build_options(recipe, family_name(entry), probe_only), base_dir)
         if not probe_only and not family.train:
             raise SoupkitError(f"family '{family.name}' has no training examples")
         if probe_only and family.probe is None:
@@ -105,6 +110,9 @@ def check_recipe(recipe: Recipe, recipe_path: Path | None = None) -> list[str]:
             if family not in names:
                 raise SoupkitError(f"{where}: seed_mixture: family '{family}' is not in the recipe's families")
     probes = recipe.probe_names()
+    for probe in recipe.probes.sizes:
+        if probe not in probes:
+            raise SoupkitError(f"{where}: probes.sizes: {_unknown_probe(probe, probes)}")
     for field, listed in (("objective.weights", recipe.objective.weights), ("objective.domain", recipe.objective.domain)):
         for probe in listed:
             name, _, view = probe.partition("@")

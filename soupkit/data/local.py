@@ -61,7 +61,8 @@ def build_local_family(spec: LocalFamily, options: BuildOptions, base_dir: Path 
         if "negative" in columns:
             negatives = {a: n for a, n in zip(_column(rows, "anchor"), _column(rows, "negative")) if n}
         train, probe = split_retrieval(
-            pairs, options.seed, options.probe_size, options.probe_corpus, options.max_train, negatives
+            pairs, options.seed, options.probe_size, options.probe_corpus, options.max_train, negatives,
+            probe_share=options.probe_share,
         )
         task = spec.task
     elif {"text", "label"} <= columns:

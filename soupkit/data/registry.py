@@ -17,6 +17,9 @@ class BuildOptions:
     probe_size: int = 200
     probe_corpus: int = 400
     max_train: int = 20_000
+    # share of a retrieval source's documents its probe may take; a probe-only family trains on
+    # nothing, so it may take all of them
+    probe_share: float = 1 / 3
 
 
 @dataclass(frozen=True)

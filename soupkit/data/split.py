@@ -37,11 +37,13 @@ def split_retrieval(
     probe_corpus: int,
     max_train: int,
     negatives: dict[str, str] | None = None,
+    probe_share: float = 1 / 3,
 ) -> tuple[list[TrainExample], RetrievalProbeData]:
     """(query, document) pairs -> training examples and a retrieval probe.
 
     Documents are the split unit. The probe takes `probe_queries` documents with one query each,
-    plus distractor documents up to `probe_corpus`; all other documents train. `negatives` maps a
+    plus distractor documents up to `probe_corpus` (at most `probe_share` of all documents); all
+    other documents train. `negatives` maps a
     query to a hard-negative document (kept only when that document is in the training side).
     """
     by_doc: dict[str, list[str]] = defaultdict(list)
@@ -49,7 +51,7 @@ def split_retrieval(
         if query and doc and query != doc:
             by_doc[doc].append(query)
     docs = stable_shuffle(by_doc, seed)
-    n_probe_docs = min(probe_corpus, len(docs) // 3)
+    n_probe_docs = min(probe_corpus, int(len(docs) * probe_share))
     probe_docs, train_docs = docs[:n_probe_docs], docs[n_probe_docs:]
     n_queries = min(probe_queries, n_probe_docs)
 

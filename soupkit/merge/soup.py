@@ -12,12 +12,12 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from soupkit.atomic import atomic_dir
-from soupkit.config import Recipe
+from soupkit.config import ObjectiveSpec, Recipe
 from soupkit.errors import SoupkitError
 
 
@@ -38,6 +38,38 @@ class SoupResult:
     scores: dict[str, float]
     objective: float
     ingredients: list[Ingredient]
+    base_share: float = 0.0  # the base model's weight in the soup (--with-base)
+
+
+@dataclass(frozen=True)
+class GreedyCriterion:
+    """What a greedy soup maximises, as a key that compares with `>=`.
+
+    Weighted recipes: the objective. Pareto recipes: the domain score, but first the general
+    shortfall: how far, summed over the general probes, the soup falls more than `tolerance`
+    below the base model. A soup with a smaller shortfall beats any with a larger one, so once
+    the soup is within tolerance of the base everywhere, no ingredient may take it out again.
+    """
+
+    objective: ObjectiveSpec
+    base_scores: Mapping[str, float]
+    tolerance: float | None = 0.01
+
+    def general_shortfall(self, scores: Mapping[str, float]) -> float:
+        from soupkit.probes.score import is_view
+
+        if self.objective.mode != "pareto" or self.tolerance is None:
+            return 0.0
+        return sum(
+            max(0.0, self.base_scores[probe] - self.tolerance - score)
+            for probe, score in scores.items()
+            if not is_view(probe) and probe not in self.objective.domain and probe in self.base_scores
+        )
+
+    def key(self, scores: Mapping[str, float]) -> tuple[float, float]:
+        from soupkit.probes.score import study_values
+
+        return (-round(self.general_shortfall(scores), 9), study_values(scores, self.objective)[0])
 
 
 def study_recipe(study) -> Recipe:
@@ -78,17 +110,31 @@ def build_soup(
     name: str | None = None,
     log: Callable[[str], None] = print,
     from_front: bool = False,
+    with_base: bool = False,
+    general_tolerance: float | None = 0.01,
 ) -> SoupResult:
-    from soupkit.base_model import load_model, pick_device, resolve_base, use_bf16
+    from soupkit.base_model import base_folder, load_model, pick_device, resolve_base, use_bf16
     from soupkit.data.load import load_recipe_families
     from soupkit.probes.score import ProbeSettings, objective_value, score_probes, study_values
 
     if top_k < 1:
         raise SoupkitError(f"--top-k must be at least 1, got {top_k}")
+    if with_base and method not in ("uniform", "greedy"):
+        raise SoupkitError(f"--with-base works with --method uniform or greedy, not '{method}' (it uses the base already)")
+    if general_tolerance is not None and general_tolerance < 0:
+        raise SoupkitError(f"--general-tolerance must be >= 0, got {general_tolerance}")
     recipe = study_recipe(study)
     ranked = ranked_ingredients(study, from_front)
     if not ranked:
         raise SoupkitError(f"study '{study.study_name}' has no completed trial with a checkpoint to soup")
+    base_scores = study.user_attrs.get("base_scores") or {}
+    if recipe.objective.mode == "pareto" and method == "greedy" and not base_scores:
+        raise SoupkitError(f"study '{study.study_name}' has no base_scores: a pareto greedy soup compares with the base")
+    bound = GreedyCriterion(recipe.objective, base_scores, general_tolerance)
+    # with the base to pull the soup back afterwards, ingredients are chosen for the domain alone
+    select = GreedyCriterion(recipe.objective, base_scores, None if with_base else general_tolerance)
+    if method == "greedy":
+        ranked = sorted(ranked, key=lambda i: (select.key(i.scores), -i.trial), reverse=True)
     candidates = ranked[:top_k]
     _, families = load_recipe_families(recipe)
     device = pick_device()
@@ -97,27 +143,34 @@ def build_soup(
     def score(path: Path) -> dict[str, float]:
         return score_probes(load_model(str(path), device), families, settings)
 
-    name = name or f"{method}-{'front' if from_front else 'top'}{top_k}"
+    name = name or f"{method}-{'front' if from_front else 'top'}{top_k}{'-base' if with_base else ''}"
     out = run_dir / "soups" / name
-    base = resolve_base(recipe.base)
-    if method == "greedy":
-        members = [candidates[0]]
-        best = candidates[0].objective
-        log(f"greedy soup: start with trial {candidates[0].trial} ({best:.4f})")
-        with tempfile.TemporaryDirectory(dir=run_dir) as scratch:
+    share = 0.0
+    with tempfile.TemporaryDirectory(dir=run_dir) as scratch:
+        if method == "greedy":
+            members = [candidates[0]]
+            best = select.key(candidates[0].scores)
+            log(f"greedy soup: start with trial {candidates[0].trial} ({_describe(best)})")
             for cand in candidates[1:]:
                 trial_out = Path(scratch) / f"with-{cand.trial}"
                 _merge(members + [cand], trial_out, "uniform", None)
-                value = objective_value(score(trial_out), recipe.objective.weights)
-                kept = value >= best
-                log(f"  + trial {cand.trial}: soup {value:.4f} vs {best:.4f} -> {'keep' if kept else 'skip'}")
+                key = select.key(score(trial_out))
+                kept = key >= best
+                log(f"  + trial {cand.trial}: soup {_describe(key)} vs {_describe(best)} -> {'keep' if kept else 'skip'}")
                 if kept:
-                    members, best = members + [cand], value
+                    members, best = members + [cand], key
+        else:
+            members = candidates
+        if with_base:
+            share = _base_share(members, base_folder(recipe.base), bound, score, Path(scratch), log)
+    if share:
+        _merge_with_base(members, base_folder(recipe.base), share, out)
+    elif method in ("uniform", "greedy"):
         _merge(members, out, "uniform", None)
     else:
         from soupkit.merge.methods import METHODS
 
-        members = candidates
+        base = resolve_base(recipe.base)
         _merge(members, out, method, base if METHODS.get(method).base != "ignored" else None)
 
     scores = score(out)
@@ -126,20 +179,59 @@ def build_soup(
     soups[name] = {
         "method": method,
         "members": [m.trial for m in members],
+        "base_share": share,
         "scores": scores,
         "objective": value,
         "values": study_values(scores, recipe.objective),
         "path": str(out.resolve()),
     }
     study.set_user_attr("soups", soups)
-    return SoupResult(name, method, [m.trial for m in members], out, scores, value, candidates)
+    return SoupResult(name, method, [m.trial for m in members], out, scores, value, candidates, share)
+
+
+BASE_SHARES = (0.25, 0.5, 0.75)  # the base model's weight tried, smallest first, after the plain soup
+
+
+def _base_share(members, base: Path, bound: GreedyCriterion, score, scratch: Path, log) -> float:
+    """The smallest share of the base model in the soup that brings every general probe within
+    the bound (WiSE-FT, Wortsman et al. 2022: interpolating a finetune with the model it came from
+    keeps most of the gain and most of what the base could do); if none does, the best one. A
+    weighted (single-objective) recipe has no bound: the share with the best objective wins."""
+    best_share, best = 0.0, None
+    for share in (0.0, *BASE_SHARES):
+        path = scratch / f"base-{share}"
+        _merge_with_base(members, base, share, path)
+        key = bound.key(score(path))
+        log(f"  base model share {share:.2f}: soup {_describe(key)}")
+        if best is None or key > best:
+            best_share, best = share, key
+        if key[0] == 0.0 and bound.objective.mode == "pareto":
+            break
+    return best_share
+
+
+def _merge_with_base(members: list[Ingredient], base: Path, share: float, out: Path) -> None:
+    """The uniform soup of `members`, averaged with the base model at weight `share`."""
+    from soupkit.merge.api import merge_models
+
+    if share == 0.0:
+        _merge(members, out, "uniform", None)
+        return
+    weights = [(1.0 - share) / len(members)] * len(members) + [share]
+    merge_models([m.checkpoint for m in members] + [base], out, method="weighted", weights=weights, overwrite=True)
+
+
+def _describe(key: tuple[float, float]) -> str:
+    shortfall, value = -key[0], key[1]
+    return f"{value:.4f}" + (f", {shortfall:.4f} below the general bound" if shortfall > 0 else "")
 
 
 def soup_table(study, result: SoupResult) -> str:
     """Per-probe scores: the soup, each candidate ingredient, and the base model."""
     import polars as pl
 
-    rows = [{"model": f"soup {result.name}", "objective": result.objective, **result.scores}]
+    label = f"soup {result.name}" + (f" (base share {result.base_share:.2f})" if result.base_share else "")
+    rows = [{"model": label, "objective": result.objective, **result.scores}]
     for ing in result.ingredients:
         mark = "*" if ing.trial in result.members else " "
         rows.append({"model": f"{mark}trial {ing.trial}", "objective": ing.objective, **ing.scores})

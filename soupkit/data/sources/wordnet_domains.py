@@ -70,7 +70,9 @@ def lemma_definition_pairs(synsets: Mapping[str, Synset], chosen: Iterable[str])
 def _wordnet_family(name: str, domain: str, chosen_by, options: BuildOptions) -> TaskFamily:
     synsets = load_synsets(wordnet_dir(name))
     pairs = lemma_definition_pairs(synsets, chosen_by(synsets, name))
-    train, probe = split_retrieval(pairs, options.seed, options.probe_size, options.probe_corpus, options.max_train)
+    train, probe = split_retrieval(
+        pairs, options.seed, options.probe_size, options.probe_corpus, options.max_train, probe_share=options.probe_share
+    )
     return TaskFamily(name, "retrieval", SOURCE, train, probe, DESCRIPTION.format(domain=domain))
 
 
