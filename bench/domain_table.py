@@ -5,7 +5,10 @@
 Rows: the base model; the best single trial (the best domain score among trials whose general
 score stays within 1 point of the base's, else the best domain score); every soup recorded in the
 study. Columns: domain and general weighted means, then each probe (probe-only ones marked *).
-Prints Markdown, ready for docs/recipes.md.
+A second table gives, for every probe-only (held-out) probe, each model's difference from the
+base with a 95% paired-bootstrap interval over the probe's items (the models are re-encoded; the
+items are the same for all), so a gain can be told from noise. Prints Markdown, ready for
+docs/recipes.md.
 """
 
 from __future__ import annotations
@@ -36,9 +39,11 @@ def main() -> None:
     keeps_general = [t for t in done if t.values[1] >= base_general - 0.01]
     best = max(keeps_general or done, key=lambda t: t.values[0])
 
-    rows = [("base model", base_scores), (f"best single trial (#{best.number})", best.user_attrs["scores"])]
+    rows = [("base model", base_scores, recipe.base),
+            (f"best single trial (#{best.number})", best.user_attrs["scores"], best.user_attrs["checkpoint"])]
     for name, soup in (study.user_attrs.get("soups") or {}).items():
-        rows.append((f"soup {name} (trials {soup['members']})", soup["scores"]))
+        share = f" + base at {soup['base_share']:.2f}" if soup.get("base_share") else ""
+        rows.append((f"soup {name} (trials {soup['members']}{share})", soup["scores"], soup["path"]))
 
     probes = [p for p in base_scores if "@" not in p]
     held_out = set(recipe.probe_names_only())
@@ -46,10 +51,37 @@ def main() -> None:
     print(f"study {study.study_name}: {len(done)} complete trials; * = probe-only family (never trained on)\n")
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
-    for label, scores in rows:
+    for label, scores, _ in rows:
         domain, general = study_values(scores, recipe.objective)
         cells = [label, f"{domain:.4f}", f"{general:.4f}"] + [f"{scores[p]:.3f}" for p in probes]
         print("| " + " | ".join(cells) + " |")
+    held_out_intervals(recipe, rows)
+
+
+def held_out_intervals(recipe: Recipe, rows: list[tuple[str, dict, str]]) -> None:
+    from soupkit.base_model import load_model, pick_device, use_bf16
+    from soupkit.data.load import load_families
+    from soupkit.probes.metrics import paired_bootstrap
+    from soupkit.probes.score import ProbeSettings, per_item_scores
+
+    device = pick_device()
+    settings = ProbeSettings.from_recipe(recipe, use_bf16(device, recipe.finetune.bf16))
+    families = load_families(recipe, probe_only=True)
+    items = {}
+    for label, _, path in rows:
+        model = load_model(path, device)
+        items[label] = {name: per_item_scores(model, fam, settings) for name, fam in families.items()}
+    base_label = rows[0][0]
+    names = [n for n in families if items[base_label][n] is not None]
+    print("\nHeld-out probes: difference from the base model, points, with a 95% paired-bootstrap interval\n")
+    print("| model | " + " | ".join(f"{n}* ({len(items[base_label][n])} items)" for n in names) + " |")
+    print("|" + "---|" * (len(names) + 1))
+    for label, _, _ in rows[1:]:
+        cells = []
+        for n in names:
+            mean, low, high = paired_bootstrap(items[base_label][n], items[label][n])
+            cells.append(f"{100 * mean:+.1f} [{100 * low:+.1f}, {100 * high:+.1f}]")
+        print(f"| {label} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

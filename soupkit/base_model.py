@@ -37,20 +37,6 @@ def resolve_base(base: str) -> str:
     return base  # a hub id such as google/embeddinggemma-300m
 
 
-def base_folder(base: str) -> Path:
-    """The base model as a local folder (merging reads files): a hub id is downloaded, or taken
-    from the local hub cache."""
-    resolved = resolve_base(base)
-    if Path(resolved).is_dir():
-        return Path(resolved)
-    from huggingface_hub import snapshot_download
-
-    try:
-        return Path(snapshot_download(resolved))
-    except Exception as exc:  # offline, unknown id, gated model
-        raise SoupkitError(f"base model '{base}' is not a local folder and could not be downloaded: {exc}") from None
-
-
 def check_model_folder(path: Path) -> None:
     """Refuse, before anything loads it, a folder that is not a model, holds pickled weights only,
     or holds a corrupt or truncated safetensors file (reads the headers only: instant)."""

@@ -310,6 +310,21 @@ def test_integer_tensors_are_copied_and_large_ones_chunked(tmp_path, monkeypatch
         "checkpoint-5/ (not a module's folder)", "onnx/ (export of the unmerged weights)"]
 
 
+def test_folders_saved_by_other_transformers_versions_merge(tmp_path):
+    # versions differ in whether BERT's position_ids buffer is saved at all, and in which config
+    # defaults they write out (the bundled MiniLM was saved by transformers 4.8, a finetune by 5.x)
+    with_buffer, without = _synthetic_folder(tmp_path / "with", 1), _synthetic_folder(tmp_path / "without", 2)
+    _rewrite_tensors(without, lambda name, tensor: None if name == "position_ids" else tensor)
+    (without / "config.json").write_text(json.dumps({"model_type": "custom", "is_decoder": False, "use_cache": False}))
+    a, b = load_file(with_buffer / "model.safetensors"), load_file(without / "model.safetensors")
+    for order, name in (([with_buffer, without], "kept"), ([without, with_buffer], "dropped")):
+        merged = load_file(merge_models(order, tmp_path / name, method="uniform") / "model.safetensors")
+        torch.testing.assert_close(merged["embed.weight"], (a["embed.weight"] + b["embed.weight"]) / 2, atol=1e-6, rtol=0)
+        assert ("position_ids" in merged) == (name == "kept")
+        if name == "kept":
+            assert torch.equal(merged["position_ids"], a["position_ids"])
+
+
 def test_streaming_soup_imports_neither_sentence_transformers_nor_mergekit(tmp_path):
     first, second = _synthetic_folder(tmp_path / "one", 1), _synthetic_folder(tmp_path / "two", 2)
     code = (

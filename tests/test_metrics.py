@@ -7,7 +7,15 @@ import math
 import numpy as np
 import pytest
 
-from soupkit.probes.metrics import classification_accuracy, clustering_v_measure, ndcg_at_k, similarity_spearman
+from soupkit.probes.metrics import (
+    classification_accuracy,
+    classification_hits,
+    clustering_v_measure,
+    ndcg_at_k,
+    ndcg_per_query,
+    paired_bootstrap,
+    similarity_spearman,
+)
 from soupkit.probes.score import objective_value
 
 
@@ -15,6 +23,22 @@ def test_ndcg_perfect_and_second_place():
     sim = np.array([[0.9, 0.1, 0.0], [0.8, 0.7, 0.1]])
     # query 0: relevant doc 0 ranked first -> 1; query 1: relevant doc 1 ranked second -> 1/log2(3)
     assert ndcg_at_k(sim, [{0}, {1}], k=10) == pytest.approx((1 + 1 / math.log2(3)) / 2)
+
+
+def test_ndcg_per_query_is_what_the_mean_averages():
+    sim = np.array([[0.9, 0.1, 0.0], [0.8, 0.7, 0.1]])
+    assert ndcg_per_query(sim, [{0}, {1}]).tolist() == pytest.approx([1.0, 1 / math.log2(3)])
+
+
+def test_paired_bootstrap_interval():
+    a = np.array([0.5, 0.2, 0.9, 0.4])
+    # the same difference on every item: no spread at all
+    assert paired_bootstrap(a, a + 0.1) == pytest.approx((0.1, 0.1, 0.1))
+    # one item of four gains 1: mean 0.25, and a resample can miss it (0) or draw it four times (1)
+    mean, low, high = paired_bootstrap(np.zeros(4), np.array([0.0, 0.0, 0.0, 1.0]), seed=3)
+    assert mean == 0.25 and low == 0.0 and 0.5 <= high <= 0.75
+    with pytest.raises(ValueError):
+        paired_bootstrap(np.zeros(0), np.zeros(0))
 
 
 def test_ndcg_two_relevant_and_cutoff():
@@ -28,6 +52,7 @@ def test_ndcg_two_relevant_and_cutoff():
 def test_classification_and_clustering_on_separable_points():
     x = np.array([[1, 0], [0.9, 0.1], [0, 1], [0.1, 0.9]], dtype=np.float32)
     assert classification_accuracy(x, ["a", "a", "b", "b"], x, ["a", "a", "b", "b"]) == 1.0
+    assert classification_hits(x, ["a", "a", "b", "b"], x, ["a", "a", "b", "a"]).tolist() == [1.0, 1.0, 1.0, 0.0]
     assert clustering_v_measure(x, ["a", "a", "b", "b"]) == pytest.approx(1.0)
 
 
@@ -42,3 +67,19 @@ def test_objective_is_weighted_mean_with_default_weight_one():
     scores = {"a": 0.5, "b": 1.0, "c": 0.0}
     assert objective_value(scores, {}) == pytest.approx(0.5)
     assert objective_value(scores, {"a": 2, "c": 0}) == pytest.approx((2 * 0.5 + 1.0) / 3)
+
+
+def test_per_item_scores_average_to_the_probe_score(tiny_model_dir):
+    from soupkit.base_model import load_model
+    from soupkit.data.registry import BuildOptions
+    from soupkit.data.sources.medical_abbreviations import medical_abbreviations
+    from soupkit.data.sources.wordnet import wordnet_topics
+    from soupkit.probes.score import ProbeSettings, per_item_scores, score_probes
+
+    model = load_model(str(tiny_model_dir), "cpu")
+    settings = ProbeSettings(max_seq_length=32)
+    options = BuildOptions(probe_size=25, probe_corpus=50, max_train=100)
+    for family in (medical_abbreviations(options), wordnet_topics(options)):
+        items = per_item_scores(model, family, settings)
+        assert len(items) == 25
+        assert items.mean() == pytest.approx(score_probes(model, {family.name: family}, settings)[family.name], abs=1e-6)

@@ -14,7 +14,7 @@ from soupkit.errors import SoupkitError
 from soupkit.merge.folder import ModelFolder, ModuleFolder
 
 # Provenance and storage details that differ between honest finetunes of one model.
-VOLATILE_CONFIG_KEYS = frozenset({"architectures", "transformers_version", "torch_dtype", "dtype"})
+VOLATILE_CONFIG_KEYS = frozenset({"architectures", "transformers_version", "torch_dtype", "dtype", "use_cache"})
 # Tokenizer files in the order a vocabulary is read from; binary ones are compared byte for byte.
 VOCABULARY_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "tokenizer.model", "spiece.model",
                     "sentencepiece.bpe.model")
@@ -47,8 +47,13 @@ def _check_modules(reference: ModelFolder, other: ModelFolder) -> None:
 
 
 def _check_tensors(reference: ModelFolder, ref_module: ModuleFolder, other: ModelFolder, module: ModuleFolder) -> None:
+    """Same floating tensors, shapes and dtypes. An integer buffer may be present in one folder
+    only: transformers versions differ in whether they save one (BERT's `position_ids`), and the
+    merge copies the first input's."""
     for name, ref_tensor in ref_module.tensors.items():
         tensor = module.tensors.get(name)
+        if tensor is None and not ref_tensor.is_floating:
+            continue
         if tensor is None:
             where = _weights_label(other, module)
             raise SoupkitError(f"{where}: tensor '{name}' is missing; {ref_tensor.file} has it")
@@ -61,7 +66,7 @@ def _check_tensors(reference: ModelFolder, ref_module: ModuleFolder, other: Mode
             raise SoupkitError(
                 f"{tensor.file}: tensor '{name}' is {tensor.dtype}, but {ref_tensor.file} has {ref_tensor.dtype}"
             )
-    extra = [name for name in module.tensors if name not in ref_module.tensors]
+    extra = [name for name, t in module.tensors.items() if name not in ref_module.tensors and t.is_floating]
     if extra:
         raise SoupkitError(
             f"{module.tensors[extra[0]].file}: tensor '{extra[0]}' is not in {_weights_label(reference, ref_module)}"
@@ -121,7 +126,12 @@ def _check_config(ref_dir: Path, other_dir: Path) -> None:
     if not other_file.is_file():
         raise SoupkitError(f"{other_dir}: no config.json, but {ref_file} has one")
     ref_config, other_config = _comparable_config(ref_file), _comparable_config(other_file)
-    for key in sorted(set(ref_config) | set(other_config)):
+    # In a transformers config (it names its model_type), a key written by one folder only is a
+    # library version's default saved or not (transformers 5 writes `is_decoder: false`, 4.8 left
+    # it out): only keys both hold compare. Module configs (pooling, dense) compare every key.
+    shared_only = "model_type" in ref_config and "model_type" in other_config
+    keys = set(ref_config) & set(other_config) if shared_only else set(ref_config) | set(other_config)
+    for key in sorted(keys):
         if ref_config.get(key, "<absent>") != other_config.get(key, "<absent>"):
             raise SoupkitError(
                 f"{other_file}: '{key}' is {other_config.get(key, '<absent>')!r}, "

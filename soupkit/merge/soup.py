@@ -113,7 +113,7 @@ def build_soup(
     with_base: bool = False,
     general_tolerance: float | None = 0.01,
 ) -> SoupResult:
-    from soupkit.base_model import base_folder, load_model, pick_device, resolve_base, use_bf16
+    from soupkit.base_model import load_model, pick_device, resolve_base, use_bf16
     from soupkit.data.load import load_recipe_families
     from soupkit.probes.score import ProbeSettings, objective_value, score_probes, study_values
 
@@ -162,9 +162,9 @@ def build_soup(
         else:
             members = candidates
         if with_base:
-            share = _base_share(members, base_folder(recipe.base), bound, score, Path(scratch), log)
+            share = _base_share(members, saved_base(recipe, run_dir, device), bound, score, Path(scratch), log)
     if share:
-        _merge_with_base(members, base_folder(recipe.base), share, out)
+        _merge_with_base(members, saved_base(recipe, run_dir, device), share, out)
     elif method in ("uniform", "greedy"):
         _merge(members, out, "uniform", None)
     else:
@@ -187,6 +187,21 @@ def build_soup(
     }
     study.set_user_attr("soups", soups)
     return SoupResult(name, method, [m.trial for m in members], out, scores, value, candidates, share)
+
+
+def saved_base(recipe: Recipe, run_dir: Path, device: str) -> Path:
+    """The search's base model saved as its trials are (same library versions, so the same module
+    files and config keys; a hub id becomes a folder), so that it merges with them. Written once
+    per run folder, as `<run>/base-model`."""
+    from soupkit.base_model import load_model
+
+    path = run_dir / "base-model"
+    if not (path / "modules.json").is_file():
+        model = load_model(recipe.base, device)
+        model.max_seq_length = recipe.finetune.max_seq_length
+        with atomic_dir(path) as tmp:
+            model.save(str(tmp))
+    return path
 
 
 BASE_SHARES = (0.25, 0.5, 0.75)  # the base model's weight tried, smallest first, after the plain soup

@@ -86,7 +86,8 @@ def _stream(inputs: list[ModelFolder], weights: list[float], destination: Path) 
             planned = [PlannedTensor(t.name, t.dtype, t.shape) for t in tensors]
             with SafetensorsWriter(destination / relative_file, planned, metadata) as writer:
                 for tensor in tensors:
-                    sources = [other.tensors[tensor.name] for other in counterparts]
+                    # an integer buffer is the first input's (others may not even hold it)
+                    sources = [other.tensors[tensor.name] for other in counterparts] if tensor.is_floating else [tensor]
                     for start, stop in row_chunks(tensor):
                         if tensor.is_floating:
                             merged = _weighted_sum(reader, scratch, sources, weights, start, stop)

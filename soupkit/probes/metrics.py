@@ -9,27 +9,39 @@ def ndcg_at_k(similarity: np.ndarray, relevant: list[set[int]], k: int = 10) -> 
     """Mean nDCG@k with binary relevance; `similarity` is [queries, corpus]."""
     if len(relevant) == 0:
         return 0.0
+    return float(ndcg_per_query(similarity, relevant, k).sum() / len(relevant))
+
+
+def ndcg_per_query(similarity: np.ndarray, relevant: list[set[int]], k: int = 10) -> np.ndarray:
+    """nDCG@k of each query (binary relevance): what a paired comparison of two models resamples."""
     k = min(k, similarity.shape[1])
     # stable tie-break by corpus index keeps the metric deterministic
     top = np.argsort(-similarity, axis=1, kind="stable")[:, :k]
     discounts = 1.0 / np.log2(np.arange(2, k + 2))
-    total = 0.0
-    for row, rel in zip(top, relevant):
+    scores = np.zeros(len(relevant))
+    for i, (row, rel) in enumerate(zip(top, relevant)):
         gains = np.array([1.0 if doc in rel else 0.0 for doc in row])
         ideal = discounts[: min(len(rel), k)].sum()
-        total += float((gains * discounts).sum() / ideal) if ideal > 0 else 0.0
-    return total / len(relevant)
+        scores[i] = float((gains * discounts).sum() / ideal) if ideal > 0 else 0.0
+    return scores
 
 
 def classification_accuracy(
     train_x: np.ndarray, train_y: list[str], test_x: np.ndarray, test_y: list[str], seed: int = 0
 ) -> float:
     """Accuracy of a logistic-regression probe (as MTEB's classification tasks) on embeddings."""
+    return float(classification_hits(train_x, train_y, test_x, test_y, seed).mean())
+
+
+def classification_hits(
+    train_x: np.ndarray, train_y: list[str], test_x: np.ndarray, test_y: list[str], seed: int = 0
+) -> np.ndarray:
+    """1.0 where the logistic-regression probe labels a test text right, else 0.0."""
     from sklearn.linear_model import LogisticRegression
 
     clf = LogisticRegression(max_iter=300, random_state=seed)
     clf.fit(train_x, train_y)
-    return float((clf.predict(test_x) == np.asarray(test_y)).mean())
+    return (clf.predict(test_x) == np.asarray(test_y)).astype(float)
 
 
 def clustering_v_measure(x: np.ndarray, labels: list[str], seed: int = 0) -> float:
@@ -47,3 +59,15 @@ def similarity_spearman(left: np.ndarray, right: np.ndarray, scores: list[float]
 
     cosine = (left * right).sum(axis=1)
     return float(spearmanr(cosine, scores).statistic)
+
+
+def paired_bootstrap(a: np.ndarray, b: np.ndarray, resamples: int = 10_000, seed: int = 0) -> tuple[float, float, float]:
+    """(mean of b - a, 2.5th and 97.5th percentile of it over resampled items): how sure a
+    difference between two models scored on the same probe items is."""
+    diff = np.asarray(b, dtype=float) - np.asarray(a, dtype=float)
+    if diff.ndim != 1 or len(diff) == 0:
+        raise ValueError("paired_bootstrap needs two equally long, non-empty score vectors")
+    rng = np.random.default_rng(seed)
+    means = diff[rng.integers(0, len(diff), size=(resamples, len(diff)))].mean(axis=1)
+    low, high = np.percentile(means, [2.5, 97.5])
+    return float(diff.mean()), float(low), float(high)

@@ -15,7 +15,14 @@ from soupkit.data.family import (
     TaskFamily,
 )
 from soupkit.probes.encode import encode_texts
-from soupkit.probes.metrics import classification_accuracy, clustering_v_measure, ndcg_at_k, similarity_spearman
+from soupkit.probes.metrics import (
+    classification_accuracy,
+    classification_hits,
+    clustering_v_measure,
+    ndcg_at_k,
+    ndcg_per_query,
+    similarity_spearman,
+)
 from soupkit.probes.views import views_for
 from soupkit.prompts import prompt_for
 
@@ -63,20 +70,41 @@ def _texts(probe) -> list[tuple[list[str], str]]:
     raise TypeError(f"unknown probe type {type(probe).__name__}")
 
 
+def _encode_probe(model, family: TaskFamily, settings: ProbeSettings) -> list[np.ndarray]:
+    prompts = getattr(model, "prompts", None)
+    return [
+        encode_texts(model, texts, prompt_for(prompts, family.task, role), settings.batch_size, settings.bf16)
+        for texts, role in _texts(family.probe)
+    ]
+
+
 def score_family_probe(model, family: TaskFamily, settings: ProbeSettings) -> dict[str, float]:
     """{name: primary metric} of one family's probe: full embeddings, then each view of them."""
     if family.probe is None:
         raise TypeError(f"family '{family.name}' has no probe")
-    prompts = getattr(model, "prompts", None)
-    arrays = [
-        encode_texts(model, texts, prompt_for(prompts, family.task, role), settings.batch_size, settings.bf16)
-        for texts, role in _texts(family.probe)
-    ]
+    arrays = _encode_probe(model, family, settings)
     scores = {family.name: _metric(family.probe, arrays, settings.seed)}
     width = arrays[0].shape[1]
     for suffix, view in views_for(list(settings.dims), list(settings.quantizations), width).items():
         scores[f"{family.name}@{suffix}"] = _metric(family.probe, view(arrays), settings.seed)
     return scores
+
+
+def per_item_scores(model, family: TaskFamily, settings: ProbeSettings) -> np.ndarray | None:
+    """Each item's score on the family's probe (a query's nDCG@10, a test text's 1/0 label hit),
+    whose mean is the probe score; None for clustering and similarity probes, which score a set."""
+    probe = family.probe
+    if not isinstance(probe, (RetrievalProbeData, ClassificationProbeData)):
+        return None
+    previous = model.max_seq_length
+    model.max_seq_length = settings.max_seq_length
+    try:
+        arrays = _encode_probe(model, family, settings)
+    finally:
+        model.max_seq_length = previous
+    if isinstance(probe, RetrievalProbeData):
+        return ndcg_per_query(arrays[0] @ arrays[1].T, probe.relevant, k=10)
+    return classification_hits(arrays[0], probe.train_labels, arrays[1], probe.test_labels, settings.seed)
 
 
 def score_probes(model, families: Mapping[str, TaskFamily], settings: ProbeSettings) -> dict[str, float]:
