@@ -163,11 +163,13 @@ def test_two_workers_share_one_budget(tiny_model, tmp_path, postgres_url):
     recipe = write_recipe(tiny_model, tmp_path / "tiny.yaml")
     out = tmp_path / "shared"  # the folder every worker reaches
     marker = tmp_path / "paused"
-    # both start on the empty study together; the first holds its first trial until the second has
-    # filled the rest of the budget and waits for it: both must then stop at exactly 6
+    # the first holds its first trial (paused before probing) while the second fills the rest of the
+    # budget and waits for it: both must then stop at exactly 6. The second starts once the first
+    # holds its trial, so a slow start of the first (a loaded machine) cannot let it take all six.
     first = start_worker(recipe, out, postgres_url, budget=6, pause_at="probe", marker=marker)
+    wait_for(marker.exists, "the first worker's pause", [first])
     second = start_worker(recipe, out, postgres_url, budget=6)
-    wait_for(lambda: marker.exists() and completed(postgres_url) == 5, "5 completed trials", [first, second])
+    wait_for(lambda: completed(postgres_url) == 5, "5 completed trials", [first, second])
     time.sleep(3)  # the second worker now waits for the held trial (and must not start a 7th)
     assert completed(postgres_url) == 5 and second.poll() is None
     first.send_signal(signal.SIGUSR1)
@@ -187,10 +189,15 @@ def test_a_killed_worker_loses_nothing(tiny_model, tmp_path, postgres_url):
     recipe = write_recipe(tiny_model, tmp_path / "tiny.yaml")
     out = tmp_path / "shared"
     marker = tmp_path / "paused"
-    # the victim stops after its first finetune, before probing, and is killed there
+    # the victim stops after its first finetune, before probing, and is killed there while the
+    # survivor works on the same study (started once the victim holds its trial, so that a slow
+    # start of the victim cannot let the survivor finish the budget first)
     victim = start_worker(recipe, out, postgres_url, budget=6, pause_at="probe", marker=marker)
+    wait_for(marker.exists, "the victim's pause", [victim])
     survivor = start_worker(recipe, out, postgres_url, budget=6)
-    wait_for(marker.exists, "the victim's pause", [victim, survivor])
+    study = open_study(postgres_url, "tiny", None, ["maximize"])  # one connection pool for the polling
+    wait_for(lambda: any(t.state.name == "COMPLETE" for t in study.get_trials(deepcopy=False)),
+             "the survivor's first trial", [survivor])
     victim.send_signal(signal.SIGKILL)
     victim.wait()
     finish(survivor)

@@ -64,6 +64,8 @@ def summary_text(frames: StudyFrames) -> str:
     for soup in frames.soups.iter_rows(named=True):
         gain = f" ({soup['objective'] - base:+.4f} vs base)" if base is not None else ""
         members = ", ".join(map(str, soup["members"] or []))
+        if soup.get("base_share"):
+            members += f" + base model at {soup['base_share']:.2f}"
         lines.append(f"soup {soup['soup']} ({soup['method']}, trials {members}): "
                      f"objective {soup['objective']:.4f}{gain}")
 

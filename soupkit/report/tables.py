@@ -43,13 +43,13 @@ def trials_frame(study, all_states: bool = False):
 
 
 def soups_frame(study):
-    """One row per recorded soup: name, method, members, objective, domain/general, `score:*`."""
+    """One row per recorded soup: name, method, members, base share, objective, domain/general, `score:*`."""
     import polars as pl
 
     rows = []
     for name, soup in (study.user_attrs.get("soups") or {}).items():
         row: dict[str, Any] = {"soup": name, "method": soup.get("method"), "members": soup.get("members", []),
-                               "objective": soup.get("objective")}
+                               "base_share": float(soup.get("base_share") or 0.0), "objective": soup.get("objective")}
         values = soup.get("values") or []
         if len(values) == 2:
             row["domain"], row["general"] = values
