@@ -4,14 +4,8 @@ Importing this package is instant: torch, safetensors, sentence-transformers and
 imported inside the functions that need them.
 """
 
-from soupkit.merge import (  # noqa: F401  (each import registers one method)
-    dare_linear,
-    dare_ties,
-    linear,
-    model_stock,
-    slerp,
-    task_arithmetic,
-    ties,
+from soupkit.merge import (  # noqa: F401  (importing registers the methods)
+    mergekit_backend,
     uniform,
     weighted,
 )

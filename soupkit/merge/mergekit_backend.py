@@ -7,11 +7,13 @@ Dense heads, ...) with its own compatibility checks, and mergekit owns the maths
 
 from __future__ import annotations
 
+import functools
 import importlib.util
+from typing import Any
 
 from soupkit.errors import SoupkitError
 from soupkit.merge.files import copy_support_files
-from soupkit.merge.methods import MergeJob
+from soupkit.merge.methods import MergeJob, merge_method
 
 FLOAT_DTYPES = {"F16": "float16", "BF16": "bfloat16", "F32": "float32", "F64": "float64"}
 # soupkit's own parameter, not passed to mergekit: seeds the random drops of the DARE methods.
@@ -55,3 +57,63 @@ def merge_with_sentence_transformers(job: MergeJob, method: str) -> list[str]:
     del merged
     # sentence-transformers wrote configs, tokenizer and prompts; add what it does not know about.
     return copy_support_files(job.inputs[0], job.destination, replace=False)
+
+
+def _register(name: str, *, summary: str, **needs: Any) -> None:
+    merge_method(name, summary=summary, backend="sentence-transformers", **needs)(
+        functools.partial(merge_with_sentence_transformers, method=name)
+    )
+
+
+# The mergekit methods soupkit offers, with what each needs (see MergeMethod); each runs through
+# `merge_with_sentence_transformers` under its own name.
+_register(
+    "dare_linear",
+    summary="DARE drop-and-rescale of task vectors (keep `density`), weighted sum onto base",
+    base="required",
+    weights="scaled",
+    parameters=("density", "lambda", "normalize", "seed"),
+)
+_register(
+    "dare_ties",
+    summary="DARE drop-and-rescale of task vectors (keep `density`), then TIES sign election",
+    base="required",
+    weights="scaled",
+    parameters=("density", "lambda", "normalize", "seed"),
+)
+_register(
+    "linear",
+    summary="mergekit's weighted average in memory; same result as weighted/uniform, more memory",
+    weights="normalised",
+    parameters=("normalize",),
+)
+_register(
+    "model_stock",
+    summary="Model Stock: average of >= 2 finetunes pulled toward base by the angle between them",
+    base="required",
+    min_models=3,
+    parameters=("filter_wise",),
+)
+_register(
+    "slerp",
+    summary="spherical interpolation of two models; base = first input unless given; t=0.5",
+    base="optional",
+    min_models=2,
+    max_models=2,
+    parameters=("t",),
+)
+_register(
+    "task_arithmetic",
+    summary="base + sum_i weight_i * (input_i - base); weights scale each task vector",
+    base="required",
+    weights="scaled",
+    min_models=2,
+    parameters=("lambda", "normalize"),
+)
+_register(
+    "ties",
+    summary="TIES: trim task vectors to `density`, elect signs, average what agrees, add to base",
+    base="required",
+    weights="normalised",
+    parameters=("density", "lambda", "normalize"),
+)

@@ -1,4 +1,5 @@
-"""The merge-method registry. Each method is one file that registers its function and its needs.
+"""The merge-method registry: each method's function and its needs. The streaming soups are one
+file each (uniform.py, weighted.py); the mergekit methods are one table in mergekit_backend.py.
 
 A method receives a checked MergeJob and writes the merged model folder into `job.destination`
 (a staging folder); `merge_models` validates the base and weights against the declared needs
