@@ -148,23 +148,26 @@ def build_soup(
     share = 0.0
     with tempfile.TemporaryDirectory(dir=run_dir) as scratch:
         if method == "greedy":
-            members = [candidates[0]]
-            best = select.key(candidates[0].scores)
+            members, soup_scores = [candidates[0]], candidates[0].scores
+            best = select.key(soup_scores)
             log(f"greedy soup: start with trial {candidates[0].trial} ({_describe(best)})")
             for cand in candidates[1:]:
                 trial_out = Path(scratch) / f"with-{cand.trial}"
                 _merge(members + [cand], trial_out, "uniform", None)
-                key = select.key(score(trial_out))
+                cand_scores = score(trial_out)
+                key = select.key(cand_scores)
                 kept = key >= best
                 log(f"  + trial {cand.trial}: soup {_describe(key)} vs {_describe(best)} -> {'keep' if kept else 'skip'}")
                 if kept:
-                    members, best = members + [cand], key
+                    members, best, soup_scores = members + [cand], key, cand_scores
         else:
-            members = candidates
-        if with_base:
-            share = _base_share(members, saved_base(recipe, run_dir, device), bound, score, Path(scratch), log)
+            members, soup_scores = candidates, None
+        base_path = saved_base(recipe, run_dir, device) if with_base else None
+        if base_path is not None:
+            share = _base_share(members, soup_scores, base_path, bound, score, Path(scratch), log)
+    # written afresh and scored again: the recorded scores are those of the folder on disk
     if share:
-        _merge_with_base(members, saved_base(recipe, run_dir, device), share, out)
+        _merge_with_base(members, base_path, share, out)
     elif method in ("uniform", "greedy"):
         _merge(members, out, "uniform", None)
     else:
@@ -207,16 +210,20 @@ def saved_base(recipe: Recipe, run_dir: Path, device: str) -> Path:
 BASE_SHARES = (0.25, 0.5, 0.75)  # the base model's weight tried, smallest first, after the plain soup
 
 
-def _base_share(members, base: Path, bound: GreedyCriterion, score, scratch: Path, log) -> float:
+def _base_share(members, soup_scores, base: Path, bound: GreedyCriterion, score, scratch: Path, log) -> float:
     """The smallest share of the base model in the soup that brings every general probe within
     the bound (WiSE-FT, Wortsman et al. 2022: interpolating a finetune with the model it came from
     keeps most of the gain and most of what the base could do); if none does, the best one. A
-    weighted (single-objective) recipe has no bound: the share with the best objective wins."""
+    weighted (single-objective) recipe has no bound: the share with the best objective wins.
+    `soup_scores` are the plain soup's scores when already known."""
     best_share, best = 0.0, None
     for share in (0.0, *BASE_SHARES):
-        path = scratch / f"base-{share}"
-        _merge_with_base(members, base, share, path)
-        key = bound.key(score(path))
+        if share == 0.0 and soup_scores is not None:  # the plain soup, already scored by greedy
+            key = bound.key(soup_scores)
+        else:
+            path = scratch / f"base-{share}"
+            _merge_with_base(members, base, share, path)
+            key = bound.key(score(path))
         log(f"  base model share {share:.2f}: soup {_describe(key)}")
         if best is None or key > best:
             best_share, best = share, key
