@@ -1,0 +1,1 @@
+"""Study-level stages over merge/ and probes/: soups of a study, ingredients, adapt."""
