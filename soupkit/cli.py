@@ -221,7 +221,7 @@ def soup(out, storage, study_name, top_k, method, name, from_front, with_base, g
       soupkit soup --out runs/default --method greedy --top-k 8
       soupkit soup --out runs/medical --method greedy --top-k 8 --with-base
     """
-    from soupkit.merge.soup import build_soup, soup_table
+    from soupkit.soups.study_soup import build_soup, soup_table
 
     study = _open_run_study(out, storage, study_name)
     result = build_soup(study, out, method=method, top_k=top_k, name=name, log=click.echo, from_front=from_front,
