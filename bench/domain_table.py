@@ -14,7 +14,6 @@ docs/recipes.md.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import optuna
@@ -22,6 +21,7 @@ import optuna
 from soupkit.config import Recipe
 from soupkit.probes.score import study_values
 from soupkit.search.study import default_storage, open_storage
+from soupkit.study_record import StudyRecord, TrialRecord
 
 
 def main() -> None:
@@ -31,19 +31,20 @@ def main() -> None:
     storage = open_storage(default_storage(args.out))
     (summary,) = optuna.get_all_study_summaries(storage, include_best_trial=False)
     study = optuna.load_study(study_name=summary.study_name, storage=storage)
-    recipe = Recipe.model_validate(json.loads(study.user_attrs["recipe"]))
+    record = StudyRecord.of(study)
+    recipe = record.recipe()
 
-    base_scores = study.user_attrs["base_scores"]
+    base_scores = record.base_scores
     base_domain, base_general = study_values(base_scores, recipe.objective)
     done = [t for t in study.trials if t.state.name == "COMPLETE"]
     keeps_general = [t for t in done if t.values[1] >= base_general - 0.01]
     best = max(keeps_general or done, key=lambda t: t.values[0])
 
     rows = [("base model", base_scores, recipe.base),
-            (f"best single trial (#{best.number})", best.user_attrs["scores"], best.user_attrs["checkpoint"])]
-    for name, soup in (study.user_attrs.get("soups") or {}).items():
-        share = f" + base at {soup['base_share']:.2f}" if soup.get("base_share") else ""
-        rows.append((f"soup {name} (trials {soup['members']}{share})", soup["scores"], soup["path"]))
+            (f"best single trial (#{best.number})", TrialRecord.of(best).scores, str(TrialRecord.of(best).checkpoint))]
+    for name, soup in record.soups.items():
+        share = f" + base at {soup.base_share:.2f}" if soup.base_share else ""
+        rows.append((f"soup {name} (trials {soup.members}{share})", soup.scores, soup.path))
 
     probes = [p for p in base_scores if "@" not in p]
     held_out = set(recipe.probe_names_only())
