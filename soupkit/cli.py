@@ -13,8 +13,11 @@ from pathlib import Path
 import click
 
 from soupkit.errors import SoupkitError
+from soupkit.merge.methods import METHODS
+from soupkit.search.samplers import SAMPLERS
 
 DEFAULT_RECIPE = "default"
+MERGE_METHODS = ", ".join(METHODS.names())  # the registries are light: their code is imported when used
 
 
 class SoupkitGroup(click.Group):
@@ -47,7 +50,8 @@ def _load(recipe_arg: str):
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Run folder (default runs/<recipe name>).")
 @click.option("--storage", default=None, help="Optuna storage URL (default sqlite:///<out>/study.db).")
 @click.option("--base", default=None, help="Base model: folder or hub id (default: the recipe's; bundled MiniLM).")
-@click.option("--sampler", type=click.Choice(["gp", "tpe", "random"]), default=None, help="Search sampler.")
+@click.option("--sampler", type=click.Choice(SAMPLERS.names()), default=None,
+              help="Search sampler (default: the recipe's search.sampler).")
 @click.option("--steps", type=int, default=None, help="Finetune steps per trial (default: the recipe's).")
 @click.option("--checkpoints", type=click.Path(path_type=Path), default=None,
               help="Folder for trial models (default <out>/trials); with several machines, one all of them reach.")
@@ -178,7 +182,7 @@ def _open_run_storage(out: Path, storage: str | None, name: str | None = None):
 @main.command()
 @click.argument("models", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Folder to write the merged model to.")
-@click.option("--method", default="uniform", show_default=True, help="uniform, weighted, task_arithmetic, ties, ...")
+@click.option("--method", default="uniform", show_default=True, help=f"Merge method: {MERGE_METHODS}.")
 @click.option("--weights", default=None, help="Comma-separated weights, one per model (e.g. 0.5,0.3,0.2).")
 @click.option("--base", type=click.Path(path_type=Path), default=None, help="Base model for task-vector methods.")
 @click.option("--param", "params", multiple=True, help="Method parameter KEY=VALUE (repeatable), e.g. density=0.5.")
@@ -207,7 +211,8 @@ def merge(models, out, method, weights, base, params, overwrite) -> None:
 @click.option("--storage", default=None, help="Optuna storage URL (default sqlite:///<out>/study.db).")
 @click.option("--study", "study_name", default=None, help="Study name (when the storage holds several).")
 @click.option("--top-k", type=int, default=5, show_default=True, help="Best trials to consider.")
-@click.option("--method", default="uniform", show_default=True, help="uniform, greedy, or any merge method.")
+@click.option("--method", default="uniform", show_default=True,
+              help=f"greedy (the model-soups recipe) or a merge method: {MERGE_METHODS}.")
 @click.option("--name", default=None, help="Soup name (default <method>-top<k>).")
 @click.option("--from-front", is_flag=True, help="Take ingredients from the Pareto front (pareto recipes).")
 @click.option("--with-base", is_flag=True,

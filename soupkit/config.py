@@ -21,6 +21,15 @@ RECIPES_DIR = REPO_ROOT / "recipes"
 MIXTURES_DIR = REPO_ROOT / "mixtures"
 BUNDLED_BASE = "bundled:all-MiniLM-L6-v2"
 
+# The names a recipe may use, defined here once. Each is the key of its implementation in a
+# registry (tests/test_registries.py keeps them equal); the CLI lists choices from the registries.
+# A family's task type: how it trains and is probed (its prompts: soupkit.prompts.PROMPT_NAMES).
+TaskType = Literal["retrieval", "code", "classification", "clustering", "similarity", "paraphrase", "bitext"]
+# An Optuna sampler (soupkit.search.samplers.SAMPLERS).
+SamplerName = Literal["gp", "tpe", "random"]
+# A quantised view of the probe embeddings (soupkit.probes.views.QUANTIZATIONS).
+Quantization = Literal["int8", "binary"]
+
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -60,9 +69,7 @@ class LocalFamily(Strict):
     path: str | None = None
     hub: str | None = None
     split: str = "train"
-    task: Literal["retrieval", "code", "classification", "clustering", "similarity", "paraphrase", "bitext"] = (
-        "retrieval"
-    )
+    task: TaskType = "retrieval"
 
     @model_validator(mode="after")
     def _one_source(self) -> LocalFamily:
@@ -117,7 +124,7 @@ class ProbeSpec(Strict):
     batch_size: int = Field(64, gt=0)
     max_train: int = Field(20_000, gt=0)
     dims: list[int] = []
-    quantizations: list[Literal["int8", "binary"]] = []
+    quantizations: list[Quantization] = []
 
 
 class ObjectiveSpec(Strict):
@@ -142,7 +149,7 @@ class ObjectiveSpec(Strict):
 
 class SearchSpec(Strict):
     budget: int = Field(40, gt=0)
-    sampler: Literal["gp", "tpe", "random"] = "gp"
+    sampler: SamplerName = "gp"
     n_startup_trials: int = Field(10, ge=0)
     # disk budget: only the best K trial checkpoints are kept (and any a recorded soup uses)
     keep_checkpoints: int | None = Field(None, gt=0)

@@ -92,3 +92,10 @@ def test_the_foundation_imports_only_the_foundation():
 def test_soups_package_init_is_a_docstring_only():
     tree = ast.parse((PACKAGE / "soups" / "__init__.py").read_text())
     assert len(tree.body) == 1 and isinstance(tree.body[0], ast.Expr)
+
+
+def test_optuna_is_used_through_its_public_api():
+    private = ("._storage", "._study_id", "._trial_id")
+    found = {str(p.relative_to(PACKAGE)): [name for name in private if name in p.read_text()]
+             for p in PACKAGE.rglob("*.py")}
+    assert {path: names for path, names in found.items() if names} == {}

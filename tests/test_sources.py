@@ -128,7 +128,7 @@ def test_osis_markup_becomes_plain_text():
 
 
 def test_icd10_code_title():
-    codes = icd10.load_icd_codes(or_skip(icd10._tabular_xml, "medical-icd10"))
+    codes = icd10.load_icd_codes(or_skip(icd10.tabular_xml, "medical-icd10"))
     titles = {c.code: c.title for c in codes}
     assert titles["A00.0"] == "Cholera due to Vibrio cholerae 01, biovar cholerae"
 

@@ -82,13 +82,6 @@ def merge_models(
     return out
 
 
-def check_models(inputs: Sequence[PathLike], base: PathLike | None = None) -> list[ModelFolder]:
-    """Scan and check folders for a merge without writing anything (a CLI's --dry-run)."""
-    folders = [read_model_folder(p) for p in [*inputs, *([base] if base is not None else [])]]
-    check_compatible(folders)
-    return folders
-
-
 def parse_weights(text: str) -> list[float]:
     """'1,2,0.5' -> [1.0, 2.0, 0.5] (the CLI's --weights)."""
     values = []

@@ -9,8 +9,7 @@ import os
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 
-from soupkit.data.family import TaskFamily
-from soupkit.data.registry import BuildOptions, builtin_family
+from soupkit.data.registry import BuildOptions, FamilyData, builtin_family
 from soupkit.data.split import split_labelled, split_retrieval
 from soupkit.errors import MissingSourceError
 
@@ -27,7 +26,9 @@ class IcdCode:
     inclusion_terms: tuple[str, ...]
 
 
-def _tabular_xml(family: str) -> str:
+def tabular_xml(family: str) -> str:
+    """The path of the newest ICD-10-CM tabular XML in simple-icd-10-cm (the one place that finds
+    it: the medical families and the EmbeddingGemma test tokenizer read it)."""
     # find the package without importing it: its import parses the whole XML
     spec = importlib.util.find_spec("simple_icd_10_cm")
     if spec is None or not spec.origin:
@@ -72,8 +73,8 @@ def load_icd_codes(path: str) -> tuple[IcdCode, ...]:
     install=INSTALL,
     description="ICD-10-CM inclusion term -> code title; hard negative: a sibling code's title",
 )
-def medical_icd10(options: BuildOptions) -> TaskFamily:
-    codes = load_icd_codes(_tabular_xml("medical-icd10"))
+def medical_icd10(options: BuildOptions) -> FamilyData:
+    codes = load_icd_codes(tabular_xml("medical-icd10"))
     siblings: dict[str, list[IcdCode]] = {}
     for c in codes:
         siblings.setdefault(c.parent, []).append(c)
@@ -89,7 +90,7 @@ def medical_icd10(options: BuildOptions) -> TaskFamily:
     train, probe = split_retrieval(
         pairs, options.seed, options.probe_size, options.probe_corpus, options.max_train, negatives
     )
-    return TaskFamily("medical-icd10", "retrieval", SOURCE, train, probe, "ICD-10-CM inclusion term -> code title")
+    return train, probe
 
 
 @builtin_family(
@@ -99,8 +100,8 @@ def medical_icd10(options: BuildOptions) -> TaskFamily:
     install=INSTALL,
     description="ICD-10-CM code title -> chapter (22 classes)",
 )
-def medical_icd10_chapters(options: BuildOptions) -> TaskFamily:
-    codes = load_icd_codes(_tabular_xml("medical-icd10-chapters"))
+def medical_icd10_chapters(options: BuildOptions) -> FamilyData:
+    codes = load_icd_codes(tabular_xml("medical-icd10-chapters"))
     items = [(c.title, c.chapter) for c in codes if c.title]
     train, probe = split_labelled(items, options.seed, 2 * options.probe_size, options.max_train, "classification")
-    return TaskFamily("medical-icd10-chapters", "classification", SOURCE, train, probe)
+    return train, probe
