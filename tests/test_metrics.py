@@ -15,7 +15,7 @@ from soupkit.probes.metrics import (
     paired_bootstrap,
     similarity_spearman,
 )
-from soupkit.probes.probe_types import ClassificationProbeData, RetrievalProbeData
+from soupkit.probes.probe_types import ClassificationProbeData
 from soupkit.probes.score import objective_value
 
 

@@ -12,7 +12,7 @@ from typing import Any
 from soupkit.atomic import atomic_dir
 from soupkit.errors import SoupkitError
 from soupkit.merge.compat import check_compatible
-from soupkit.model_folder import ModelFolder, read_model_folder
+from soupkit.model_folder import read_model_folder
 from soupkit.merge.methods import METHODS, MergeJob, MergeMethod, normalised
 from soupkit.merge.record import MergeRecord, merge_command, write_merge_record, write_model_card
 from soupkit.pause import pause_for_test
