@@ -94,8 +94,9 @@ def autocast_context(device: str, bf16: bool):
     return torch.autocast(device_type="cuda" if device.startswith("cuda") else "cpu", dtype=torch.bfloat16)
 
 
-def load_model(base: str, device: str | None = None, trust_remote_code: bool = False):
-    """A SentenceTransformer for `base` (any form `resolve_base` accepts), from safetensors only."""
+def load_model(base: str, device: str | None = None, trust_remote_code: bool = False, what: str = "base model"):
+    """A SentenceTransformer for `base` (any form `resolve_base` accepts), from safetensors only;
+    `what` names it in errors (a soup is not the base model)."""
     from sentence_transformers import SentenceTransformer
 
     ref = resolve_base(base)
@@ -107,4 +108,4 @@ def load_model(base: str, device: str | None = None, trust_remote_code: bool = F
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         if "trust_remote_code" in str(exc):
             first += " (soupkit search --trust-remote-code runs it: only for code you trust)"
-        raise SoupkitError(f"cannot load base model '{base}': {first}") from None
+        raise SoupkitError(f"cannot load {what} '{base}': {first}") from None
