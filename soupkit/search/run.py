@@ -26,6 +26,7 @@ from soupkit.pause import pause_for_test
 from soupkit.search.checkpoints import keep_best_checkpoints, remove_partial_checkpoints
 from soupkit.search.space import params_for_mixture
 from soupkit.search.study import (
+    check_held_out_halves,
     check_same_recipe,
     default_storage,
     open_storage,
@@ -142,6 +143,7 @@ def _run_search(recipe, out, storage, recipe_path, command, log, show_progress, 
     startup = spec.n_startup_trials + (1 if seed_mixture else 0)
     study.sampler = make_sampler(spec.sampler, sampler_seed(recipe.seed, n_existing, shared), startup)
     check_same_recipe(study, effective_recipe_json(recipe))
+    check_held_out_halves(study, recipe, record=True)
     atomic_write_text(out / "recipe.yaml", RUN_MARKER + yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False))
 
     names = list(families)

@@ -123,7 +123,10 @@ def build_soup(
         raise SoupkitError(f"--with-base works with --method uniform or greedy, not '{method}' (it uses the base already)")
     if general_tolerance is not None and general_tolerance < 0:
         raise SoupkitError(f"--general-tolerance must be >= 0, got {general_tolerance}")
+    from soupkit.search.study import check_held_out_halves
+
     recipe = study_recipe(study)
+    check_held_out_halves(study, recipe)
     ranked = ranked_ingredients(study, from_front)
     if not ranked:
         raise SoupkitError(f"study '{study.study_name}' has no completed trial with a checkpoint to soup")
