@@ -260,6 +260,56 @@ def soup(out, storage, study_name, top_k, method, name, from_front, with_base, g
 
 
 @main.command()
+@click.option("--recipe", "recipe_arg", required=True, help="Recipe name or YAML path: its probes and objective.")
+@click.option("--bank", "bank", multiple=True, type=click.Path(path_type=Path), metavar="RUN [RUN ...]",
+              help="Run folders whose checkpoints (trials, ingredients, soups) and base model form the bank.")
+@click.argument("more_runs", nargs=-1, type=click.Path(path_type=Path), metavar="")
+@click.option("--budget", type=int, default=20, show_default=True, help="Soup weightings to merge and score.")
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="Run folder (default runs/<recipe>-adapt).")
+@click.option("--keep", type=int, default=3, show_default=True,
+              help="Soups to write: the best K (weighted recipe), or the shipped soup and the front (pareto).")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def adapt(recipe_arg, bank, more_runs, budget, out, keep, quiet) -> None:
+    """Adapt to a domain without training: search soup weights over a bank of checkpoints.
+
+    Every proposal is merged in memory and scored on the recipe's probes; the best soups (for a
+    pareto recipe: the one to ship, best in the domain with every general probe within 1 point of
+    the base, and the Pareto front) are written under <out>/soups and recorded in <out>/study.db,
+    which `soupkit report --out <out>` shows. Re-running the same command resumes.
+
+    \b
+    Example:
+      soupkit search --base bundled --budget 6 --out runs/default
+      soupkit adapt --recipe medical --bank runs/default --budget 20 --out runs/medical-adapt
+    """
+    from soupkit.soups.adapt import run_adapt
+
+    if not bank:
+        raise SoupkitError("adapt needs --bank RUN [RUN ...]: run folders whose checkpoints form the bank")
+    recipe, path = _load(recipe_arg)
+    out = out or Path("runs") / f"{recipe.name}-adapt"
+    if quiet:
+        from soupkit.search.run import _silence_library_progress_bars
+
+        _silence_library_progress_bars()
+    command = "soupkit " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    result = run_adapt(recipe, [*bank, *more_runs], out, budget, path, command, log=click.echo, keep=keep)
+    for soup in result.soups:
+        shares = ", ".join(f"{k} {v:.2f}" for k, v in sorted(soup.weights.items(), key=lambda x: -x[1]))
+        click.echo(f"soup {soup.name} ({soup.role}): {_gain_text(soup, result.base_values)}\n  weights: {shares}")
+    click.echo(f"{result.proposals} proposals; {result.cpu_seconds:.0f} CPU-seconds, {result.wall_seconds:.0f}s wall "
+               f"in all runs of this study; study {out / 'study.db'}")
+
+
+def _gain_text(soup, base_values: list[float]) -> str:
+    names = ["domain", "general"] if len(soup.values) == 2 else ["objective"]
+    parts = []
+    for name, value, base in zip(names, soup.values, base_values or [None] * len(names)):
+        parts.append(f"{name} {value:.4f}" + (f" ({value - base:+.4f} vs base)" if base is not None else ""))
+    return ", ".join(parts)
+
+
+@main.command()
 @click.option("--out", type=click.Path(path_type=Path), default=Path("runs") / DEFAULT_RECIPE, show_default=True,
               help="Run folder of a search.")
 @click.option("--storage", default=None, help="Optuna storage URL (default sqlite:///<out>/study.db).")
