@@ -282,6 +282,7 @@ def adapt(recipe_arg, bank, more_runs, budget, out, keep, quiet) -> None:
       soupkit search --base bundled --budget 6 --out runs/default
       soupkit adapt --recipe medical --bank runs/default --budget 20 --out runs/medical-adapt
     """
+    from soupkit.search.study import redacted_command
     from soupkit.soups.adapt import run_adapt
 
     if not bank:
@@ -292,7 +293,7 @@ def adapt(recipe_arg, bank, more_runs, budget, out, keep, quiet) -> None:
         from soupkit.search.run import _silence_library_progress_bars
 
         _silence_library_progress_bars()
-    command = "soupkit " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    command = redacted_command(["soupkit", *sys.argv[1:]])
     result = run_adapt(recipe, [*bank, *more_runs], out, budget, path, command, log=click.echo, keep=keep)
     for soup in result.soups:
         shares = ", ".join(f"{k} {v:.2f}" for k, v in sorted(soup.weights.items(), key=lambda x: -x[1]))

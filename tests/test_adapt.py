@@ -161,6 +161,9 @@ def test_bad_input_is_one_line_and_writes_nothing(models, tmp_path):
         (["--bank", str(run), "--budget", "0"], "error: --budget must be a positive number of proposals, got 0"),
         (["--bank", str(run), "--out", str(run)],
          f"error: --out {run} is one of the --bank runs; give adapt a folder of its own"),
+        (["--bank", str(run), "--out", str(tmp_path)],
+         f"error: --out {tmp_path} is not empty (run, tiny.yaml) and not an adapt run; "
+         "choose a new or empty folder"),
     ]
     for args, expected in cases:
         done = CliRunner().invoke(main, ["adapt", "--recipe", str(recipe_file), "--out", str(out), *args])

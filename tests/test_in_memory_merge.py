@@ -12,7 +12,8 @@ from safetensors.torch import load_file, save_file
 from sentence_transformers import SentenceTransformer
 
 from soupkit.errors import SoupkitError
-from soupkit.merge import merge_models, read_model_folder
+from soupkit.merge import merge_models
+from soupkit.model_folder import read_model_folder
 from soupkit.merge.compat import largest_compatible_group
 from soupkit.merge.in_memory import InMemoryMerge
 from tests.conftest import build_tiny_bert

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from soupkit.errors import SoupkitError
 from soupkit.merge.compat import check_compatible
-from soupkit.merge.folder import read_model_folder
+from soupkit.model_folder import read_model_folder
 
 if TYPE_CHECKING:
     import torch

@@ -77,7 +77,7 @@ def run_adapt(
     if keep < 1:
         raise SoupkitError(f"--keep must be at least 1, got {keep}")
     check_recipe(recipe, recipe_path)
-    runs = [Path(r) for r in runs]
+    runs, out = [Path(r) for r in runs], Path(out)
     check_run_folders(runs)
     _check_out(out, runs)
     bank = collect_bank(runs, log)
@@ -112,21 +112,34 @@ def run_adapt(
 
 
 def _check_out(out: Path, runs: list[Path]) -> None:
+    """`out` is new, empty, or an adapt run (resumed): a user's folder is never written into."""
+    from soupkit.atomic import check_can_write
+
     for run in runs:
         if Path(out).resolve() == run.resolve():
             raise SoupkitError(f"--out {out} is one of the --bank runs; give adapt a folder of its own")
-    if Path(out).exists() and not Path(out).is_dir():
-        raise SoupkitError(f"--out {out} exists and is not a folder")
+    check_can_write(out, "--out")
+    entries = sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) if out.is_dir() else []
+    if entries and not (out / "study.db").is_file():
+        shown = ", ".join(entries[:3]) + (", ..." if len(entries) > 3 else "")
+        raise SoupkitError(f"--out {out} is not empty ({shown}) and not an adapt run; choose a new or empty folder")
 
 
 def _mergeable(bank: list[BankMember], out: Path, recipe: Recipe, log) -> tuple[list[BankMember], dict[str, str]]:
     """The largest group of members that merge together; the others named with their reason."""
     from soupkit.merge.compat import largest_compatible_group
-    from soupkit.merge.folder import read_model_folder
+    from soupkit.model_folder import read_model_folder
 
-    bank = [_saved_base(m, out, recipe) if m.path is None else m for m in bank]
+    skipped: dict[str, str] = {}
+    folders = []
+    for member in bank:
+        try:
+            folders.append(_saved_base(member, out, recipe) if member.path is None else member)
+        except SoupkitError as exc:  # a base known by hub id, offline
+            skipped[member.label] = str(exc)
+    bank = folders
     kept, left_out = largest_compatible_group([read_model_folder(m.path) for m in bank])
-    skipped = {bank[i].label: reason for i, reason in left_out.items()}
+    skipped.update({bank[i].label: reason for i, reason in left_out.items()})
     for label, reason in skipped.items():
         log(f"bank: skipped {label}: {reason}")
     bank = [bank[i] for i in kept]
@@ -158,7 +171,13 @@ def _open(recipe: Recipe, out: Path, bank: list[BankMember]):
 
     from soupkit.search.run import directions, effective_recipe_json
     from soupkit.search.samplers import make_sampler
-    from soupkit.search.study import check_same_recipe, default_storage, open_storage, open_study
+    from soupkit.search.study import (
+        check_held_out_halves,
+        check_same_recipe,
+        default_storage,
+        open_storage,
+        open_study,
+    )
 
     name = recipe.name + STUDY_SUFFIX
     bank_record = [{"label": m.label, "path": str(m.path.resolve()), "kind": m.kind, "run": m.run} for m in bank]
@@ -176,6 +195,7 @@ def _open(recipe: Recipe, out: Path, bank: list[BankMember]):
     sampler = make_sampler("gp", recipe.seed, 0)  # the startup count is set once the seeds are known
     study = open_study(default_storage(out), name, sampler, directions(recipe))
     check_same_recipe(study, effective_recipe_json(recipe))
+    check_held_out_halves(study, recipe, record=True)  # selection halves only; the test halves stay unread
     study.set_user_attr("stage", "adapt")
     study.set_user_attr("bank", bank_record)
     return study
@@ -264,7 +284,7 @@ def _chosen(study, recipe: Recipe, keep: int) -> list[tuple[object, str]]:
     """(trial, role) of the soups to write: the best `keep` (weighted); for pareto, the shipped soup
     (best domain score with every general probe within GENERAL_TOLERANCE of the base) and the
     front, best domain first, up to `keep` in all."""
-    from soupkit.merge.soup import GreedyCriterion
+    from soupkit.soups.study_soup import GreedyCriterion
 
     done = [t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]
     if recipe.objective.mode != "pareto":

@@ -1,17 +1,17 @@
 """The bank of an `adapt` run: every checkpoint that earlier runs left, and their base models.
 
-A run folder's study records its trials' checkpoints (`checkpoint`), its soups and any
-ingredients (`soups` / `ingredients`: records with a `path` or `checkpoint`), and the base model
-the run started from. Every one whose folder still holds a model is a bank member; the base of
-each run is one too (its `base-model` folder when a soup saved one, else the recorded base).
+A run folder's storage holds the search's study and those of later stages (the ingredient study
+of `soupkit ingredients`). Their trials record checkpoints (`checkpoint`), their `soups` (and any
+`ingredients` record) a `path`, and the search records the base model it started from (an
+ingredient its own `base`). Every one whose folder still holds a model is a bank member; so is
+each base (the run's `base-model` folder when a soup saved one, else the recorded base).
 """
 
 from __future__ import annotations
 
 import json
-
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from soupkit.errors import SoupkitError
@@ -45,8 +45,9 @@ def check_run_folders(runs: Sequence[Path]) -> None:
         seen.add(resolved)
 
 
-def open_run_study(run: Path):
-    """The one study of a run folder's study.db."""
+def open_run_studies(run: Path) -> list:
+    """Every study in a run folder's study.db: the search's, and those of later stages that share
+    its storage (an ingredient study marks itself with the attribute `stage`)."""
     import optuna
 
     from soupkit.search.study import default_storage, open_storage
@@ -54,35 +55,39 @@ def open_run_study(run: Path):
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = open_storage(default_storage(Path(run)))
     names = [s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)]
-    if len(names) != 1:
-        raise SoupkitError(f"--bank {run}: its study.db holds {len(names)} studies ({', '.join(names)}); "
-                           "adapt takes run folders with one study")
-    return optuna.load_study(study_name=names[0], storage=storage)
+    if not names:
+        raise SoupkitError(f"--bank {run}: its study.db holds no study")
+    return [optuna.load_study(study_name=name, storage=storage) for name in names]
 
 
 def collect_bank(runs: Sequence[Path], log: Callable[[str], None] = print) -> list[BankMember]:
     """The bank: the base model(s) first, then each run's trials, ingredients and soups, each
     folder once (the first label that reaches it wins)."""
     check_run_folders(runs)
-    names = _run_names(runs)
     bases: dict[str, BankMember] = {}
     members: list[BankMember] = []
-    for run, name in zip(runs, names):
-        study = open_run_study(run)
-        base = _base_of(study, Path(run))
-        if base is not None:
-            bases.setdefault(str(base.path or base.reference), base)
-        found = list(_checkpoints(study, name))
+    for run, name in zip(runs, _run_names(runs)):
+        found = []
+        for study in open_run_studies(run):
+            for base in _bases_of(study, Path(run)):
+                bases.setdefault(str(base.path or base.reference), base)
+            found.extend(_checkpoints(study, name))
         log(f"bank: {run}: {sum(m.kind == 'trial' for m in found)} trials, "
             f"{sum(m.kind == 'ingredient' for m in found)} ingredients, {sum(m.kind == 'soup' for m in found)} soups")
         members.extend(found)
     labelled = [_base_label(b, i, len(bases)) for i, b in enumerate(bases.values())] + members
-    unique, seen = [], set()
+    unique, seen, labels = [], set(), set()
     for member in labelled:
         key = member.path.resolve() if member.path is not None else member.reference
-        if key not in seen:
-            seen.add(key)
-            unique.append(member)
+        if key in seen:
+            continue
+        seen.add(key)
+        label, n = member.label, 1
+        while label in labels:  # two stages' soups of one name
+            n += 1
+            label = f"{member.label}-{n}"
+        labels.add(label)
+        unique.append(replace(member, label=label))
     return unique
 
 
@@ -92,36 +97,40 @@ def _run_names(runs: Sequence[Path]) -> list[str]:
 
 
 def _base_label(base: BankMember, index: int, count: int) -> BankMember:
-    from dataclasses import replace
-
     return replace(base, label=BASE_LABEL if count == 1 else f"{BASE_LABEL}-{index}")
 
 
-def _base_of(study, run: Path) -> BankMember | None:
-    """The run's base as its trials were saved (`<run>/base-model`), else the recorded reference."""
-    saved = run / "base-model"
-    if (saved / "modules.json").is_file():
-        return BankMember(BASE_LABEL, saved, "base", run.name, reference=str(saved))
+def _bases_of(study, run: Path) -> list[BankMember]:
+    """The bases a study's checkpoints were finetuned from: the run's base as its trials were saved
+    (`<run>/base-model`, written by `soupkit soup --with-base`) or the recorded reference, and any
+    other base an ingredient names. A study that records none (a later stage's) adds none."""
+    references = []
+    recorded = study.user_attrs.get("base_model") or json.loads(study.user_attrs.get("recipe", "{}")).get("base")
+    if recorded and not study.user_attrs.get("stage"):
+        saved = run / "base-model"
+        if (saved / "modules.json").is_file():
+            return [BankMember(BASE_LABEL, saved, "base", run.name, reference=str(saved))]
+        references.append(recorded)
+    references += [t.user_attrs["base"] for t in study.get_trials(deepcopy=False)
+                   if isinstance(t.user_attrs.get("base"), str)]
+    return [_base_member(reference, run) for reference in dict.fromkeys(references)]
+
+
+def _base_member(reference: str, run: Path) -> BankMember:
     from soupkit.base_model import resolve_base
 
-    reference = study.user_attrs.get("base_model") or json.loads(study.user_attrs.get("recipe", "{}")).get("base")
-    if reference is None:
-        raise SoupkitError(f"--bank {run}: its study records no base model; was it made by `soupkit search`?")
-
-    resolved = resolve_base(reference)
-    path = Path(resolved)
-    if path.is_dir():
-        return BankMember(BASE_LABEL, path, "base", run.name, reference=reference)
-    return BankMember(BASE_LABEL, None, "base", run.name, reference=reference)  # a hub id
+    path = Path(resolve_base(reference))
+    return BankMember(BASE_LABEL, path if path.is_dir() else None, "base", run.name, reference=reference)
 
 
 def _checkpoints(study, run_name: str) -> Iterator[BankMember]:
+    """A search study's trials, an ingredient study's ingredients, and either's recorded soups."""
+    trial_kind = "ingredient" if study.user_attrs.get("stage") == "ingredients" else "trial"
     for trial in study.get_trials(deepcopy=False):
         folder = trial.user_attrs.get("checkpoint")
         if trial.state.name == "COMPLETE" and folder and _is_model(folder):
-            kind = "ingredient" if trial.user_attrs.get("ingredient") else "trial"
             value = trial.user_attrs.get("objective", trial.values[0] if trial.values else None)
-            yield BankMember(f"{run_name}:{kind}-{trial.number:04d}", Path(folder), kind, run_name, value)
+            yield BankMember(f"{run_name}:{trial_kind}-{trial.number:04d}", Path(folder), trial_kind, run_name, value)
     for attribute, kind in RECORD_KINDS.items():
         for name, record in _records(study.user_attrs.get(attribute)):
             folder = record.get("path") or record.get("checkpoint")
