@@ -20,6 +20,7 @@ from typing import Any
 
 # trial user attributes
 MIXTURE = "mixture"  # {family: weight}, the normalised weights the trial trained on
+WEIGHTS = "weights"  # {checkpoint: weight}, an adapt proposal's soup weights over its bank
 SCORES = "scores"  # {probe: score}
 OBJECTIVE = "objective"  # the scalar objective: the recipe's weighted mean over every probe
 CHECKPOINT = "checkpoint"  # absolute path of the trial's model folder
@@ -80,7 +81,7 @@ class TrialRecord:
         return cls(
             number=trial.number,
             state=trial.state.name,
-            mixture=dict(attrs.get(MIXTURE) or {}),
+            mixture=dict(attrs.get(MIXTURE) or attrs.get(WEIGHTS) or {}),
             scores=dict(attrs.get(SCORES) or {}),
             objective=float(objective) if objective is not None else None,
             values=values,
@@ -152,23 +153,27 @@ class SoupRecord:
     """A soup recorded in the study: how it was made and how it scored."""
 
     method: str
-    members: list[int]
+    members: list[int | str]  # trial numbers, or bank labels for an adapt soup
     scores: dict[str, float]
     objective: float
     values: list[float]
     path: str
     base_share: float = 0.0
+    weights: dict[str, float] = field(default_factory=dict)  # an adapt soup's weights over its bank
+    role: str = ""  # an adapt soup's place on the front (e.g. "shipped")
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> SoupRecord:
         return cls(
             method=data.get("method", "?"),
-            members=[int(m) for m in data.get("members", [])],
+            members=[int(m) if isinstance(m, int) or str(m).isdigit() else str(m) for m in data.get("members", [])],
             scores=dict(data.get("scores") or {}),
             objective=float(data["objective"]) if data.get("objective") is not None else float("nan"),
             values=list(data.get("values") or []),
             path=str(data.get("path", "")),
             base_share=float(data.get("base_share") or 0.0),
+            weights=dict(data.get("weights") or {}),
+            role=str(data.get("role") or ""),
         )
 
 

@@ -30,6 +30,13 @@ class BuildOptions:
     probe_share: float = 1 / 3
 
 
+# Below these sizes a built-in family's source is damaged or missing parts (apt's deleted
+# Translation-en lists left general-retrieval with 2 training rows and a 0-query probe): the
+# smallest healthy family trains on 267 examples and probes 71 queries (`soupkit families`).
+MIN_TRAIN = 100
+MIN_PROBE = 50
+
+
 @dataclass(frozen=True)
 class FamilyInfo:
     name: str
@@ -38,20 +45,32 @@ class FamilyInfo:
     install: str
     description: str
     make: Callable[[BuildOptions], FamilyData]
+    min_train: int = MIN_TRAIN
+    min_probe: int = MIN_PROBE  # probe items (queries, test texts, pairs), or the requested size if smaller
 
     def build(self, options: BuildOptions) -> TaskFamily:
         train, probe = self.make(options)
         return TaskFamily(self.name, self.task, self.source, train, probe, self.description)
 
+    @property
+    def restore(self) -> str:
+        """The command that puts a damaged source back."""
+        for install, again in (("apt-get install ", "apt-get install --reinstall "),
+                               ("pip install ", "pip install --force-reinstall ")):
+            if self.install.startswith(install):
+                return again + self.install.removeprefix(install)
+        return self.install
+
 
 FAMILIES: Registry[FamilyInfo] = Registry("family")
 
 
-def builtin_family(name: str, *, task: TaskType, source: str, install: str, description: str):
-    """Register a builder `make(options) -> (train examples, probe)` as a built-in family."""
+def builtin_family(name: str, *, task: TaskType, source: str, install: str, description: str,
+                   min_train: int = MIN_TRAIN, min_probe: int = MIN_PROBE):
+    """Register a builder `build(options) -> TaskFamily` as a built-in family."""
 
-    def decorator(make: Callable[[BuildOptions], FamilyData]) -> Callable[[BuildOptions], FamilyData]:
-        FAMILIES.add(name, FamilyInfo(name, task, source, install, description, make))
-        return make
+    def decorator(build: Callable[[BuildOptions], TaskFamily]) -> Callable[[BuildOptions], TaskFamily]:
+        FAMILIES.add(name, FamilyInfo(name, task, source, install, description, build, min_train, min_probe))
+        return build
 
     return decorator

@@ -7,6 +7,7 @@ study: trials that failed, run or wait are rows with their state, not dropped.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -48,7 +49,8 @@ def soups_frame(study):
 
     rows = []
     for name, soup in StudyRecord.of(study).soups.items():
-        row: dict[str, Any] = {"soup": name, "method": soup.method, "members": soup.members,
+        row: dict[str, Any] = {"soup": name, "method": soup.method, "members": [str(m) for m in soup.members],
+                               "weights": json.dumps(soup.weights), "role": soup.role,
                                "base_share": soup.base_share, "objective": soup.objective}
         if len(soup.values) == 2:
             row["domain"], row["general"] = soup.values

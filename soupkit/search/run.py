@@ -19,18 +19,21 @@ from pathlib import Path
 
 import yaml
 
-from soupkit.atomic import atomic_write_text
+from soupkit.atomic import atomic_write_text, check_can_write
 from soupkit.config import Mixture, Recipe, seed_mixture_of
-from soupkit.errors import SoupkitError
+from soupkit.errors import Interrupted, SoupkitError
+from soupkit.pause import pause_for_test
 from soupkit.search.checkpoints import keep_best_checkpoints, remove_partial_checkpoints
 from soupkit.search.heartbeat import fail_stale_trials, heartbeat
 from soupkit.search.space import params_for_mixture
 from soupkit.search.study import (
+    check_held_out_halves,
     check_same_recipe,
     default_storage,
     open_storage,
     open_study,
     recover_dead_trials,
+    redact,
     trial_counts,
 )
 from soupkit.search.trial import TrialContext, run_trial
@@ -47,6 +50,10 @@ from soupkit.study_record import (
 
 MAX_CONSECUTIVE_FAILURES = 5
 WAIT_SECONDS = 2  # how often a worker whose budget is held by others looks again
+# the first line of the recipe.yaml a search writes: what makes a folder a soupkit run folder
+RUN_MARKER = "# soupkit run folder: the resolved recipe of this search (written by soupkit search)\n"
+# what a search writes into a new run folder before its first trial (removed again if it stops there)
+FIRST_FILES = frozenset({"recipe.yaml", "study.db", "study.db-journal", "study.db-wal", "study.db-shm"})
 
 
 @dataclass
@@ -65,6 +72,15 @@ def effective_recipe_json(recipe: Recipe) -> str:
     return json.dumps(data, sort_keys=True)
 
 
+@dataclass
+class _Progress:
+    """How far a search got, for cleaning up after a failure and for the Ctrl-C message."""
+
+    created_folder: bool = False
+    started: bool = False  # a trial began
+    study: object = None
+
+
 def run_search(
     recipe: Recipe,
     out: Path,
@@ -79,14 +95,32 @@ def run_search(
 ) -> SearchResult:
     """Run trials until the study holds `recipe.search.budget` completed ones. `checkpoints` is the
     folder for trial models (default <out>/trials); with workers on several machines, a folder
-    all of them reach at the same path."""
+    all of them reach at the same path.
+
+    Ctrl-C raises `Interrupted` (exit 130) saying what is saved and how to resume; stopped
+    before its first trial, the search removes the run folder it created."""
+    progress = _Progress()
+    try:
+        return _search(recipe, out, storage, recipe_path, command, log, show_progress, max_failures,
+                       checkpoints, trust_remote_code, progress)
+    except KeyboardInterrupt:
+        _remove_new_run_folder(out, progress)
+        raise Interrupted(_interrupted_message(out, storage, checkpoints, command, progress)) from None
+    except BaseException:
+        _remove_new_run_folder(out, progress)
+        raise
+
+
+def _search(recipe, out, storage, recipe_path, command, log, show_progress, max_failures, checkpoints,
+            trust_remote_code, progress: _Progress) -> SearchResult:
     if not show_progress:  # --quiet: no bars from the libraries either (loading, saving shards)
         _silence_library_progress_bars()
-    inputs = check_inputs(recipe, recipe_path, storage)
+    inputs = check_inputs(recipe, recipe_path, storage, out, checkpoints)
     ctx = prepare_trials(recipe, recipe_path, out, command, checkpoints, trust_remote_code, log)
-    search = open_search(recipe, inputs, out, storage, ctx, log)
+    search = open_search(recipe, inputs, out, storage, ctx, log, progress)
     base_value = score_base(search, ctx, log)
-    run_worker(search, ctx, base_value, max_failures, show_progress, log)
+    pause_for_test("first_trial")
+    run_worker(search, ctx, base_value, max_failures, show_progress, log, progress)
     completed = trial_counts(search.study)["COMPLETE"]
     best_value = best_objective(search.study) if completed else None
     return SearchResult(recipe.name, search.url, out, best_value, base_value, completed)
@@ -98,12 +132,16 @@ class CheckedInputs:
     store: object | None  # the storage of --storage, opened (an unreachable server fails fast)
 
 
-def check_inputs(recipe: Recipe, recipe_path: Path | None, storage: str | None) -> CheckedInputs:
+def check_inputs(recipe: Recipe, recipe_path: Path | None, storage: str | None, out: Path,
+                 checkpoints: Path | None = None) -> CheckedInputs:
     """Everything that can fail on the user's input, before anything is written or loaded."""
     from soupkit.base_model import resolve_base
     from soupkit.data.load import check_recipe
 
     check_recipe(recipe, recipe_path)
+    check_run_folder(out, recipe)
+    if checkpoints:
+        check_can_write(Path(checkpoints), "--checkpoints folder")
     seed_mixture = seed_mixture_of(recipe, recipe_path)
     resolve_base(recipe.base)  # the folder exists and holds readable safetensors
     return CheckedInputs(seed_mixture, open_storage(storage) if storage else None)
@@ -133,17 +171,20 @@ class OpenSearch:
 
 
 def open_search(recipe: Recipe, inputs: CheckedInputs, out: Path, storage: str | None, ctx: TrialContext,
-                log: Callable[[str], None]) -> OpenSearch:
+                log: Callable[[str], None], progress: _Progress | None = None) -> OpenSearch:
     """Create or resume the study; seed it with the recipe's mixture; tidy up after dead workers."""
     import optuna
 
     from soupkit.search.samplers import make_sampler
 
+    progress = progress or _Progress()
+    pause_for_test("run_folder")
+    progress.created_folder = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     url = storage or default_storage(out)
     store = inputs.store or open_storage(url)
     spec = recipe.search
-    study = open_study(store, recipe.name, None, directions(recipe))
+    study = progress.study = open_study(store, recipe.name, None, directions(recipe))
     trials = study.get_trials(deepcopy=False)
     n_existing = len(trials)
     # a worker that may not be alone mixes its identity into the seed (distinct draws); a lone
@@ -152,17 +193,20 @@ def open_search(recipe: Recipe, inputs: CheckedInputs, out: Path, storage: str |
     startup = spec.n_startup_trials + (1 if inputs.seed_mixture else 0)
     study.sampler = make_sampler(spec.sampler, sampler_seed(recipe.seed, n_existing, shared), startup)
     check_same_recipe(study, effective_recipe_json(recipe))
+    check_held_out_halves(study, recipe, record=True)
     with warnings.catch_warnings():  # experimental since Optuna 3.2, and what the dashboard shows
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         study.set_metric_names(metric_names(recipe.objective.mode))
-    atomic_write_text(out / "recipe.yaml", yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False))
+    atomic_write_text(out / "recipe.yaml", RUN_MARKER + yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False))
 
     if n_existing == 0 and inputs.seed_mixture is not None:
         params = params_for_mixture(inputs.seed_mixture.weights, list(ctx.families))
         study.enqueue_trial(params, user_attrs=seeded_attrs(), skip_if_exists=True)
     requeued = recover_dead_trials(study, store)
     if requeued:
-        log(f"re-queued interrupted trials: {', '.join(map(str, requeued))}")
+        which = ", ".join(f"#{n}" for n in requeued)
+        log(f"re-queued {len(requeued)} interrupted trial{'s' if len(requeued) > 1 else ''} ({which}): "
+            f"{'its mixture runs' if len(requeued) == 1 else 'their mixtures run'} again")
     leftovers = remove_partial_checkpoints(study, ctx.checkpoint_root)
     if leftovers:
         log(f"removed partial checkpoints of interrupted trials: {', '.join(leftovers)}")
@@ -189,7 +233,7 @@ def score_base(search: OpenSearch, ctx: TrialContext, log: Callable[[str], None]
 
 
 def run_worker(search: OpenSearch, ctx: TrialContext, base_value: float, max_failures: int, show_progress: bool,
-               log: Callable[[str], None]) -> None:
+               log: Callable[[str], None], progress: _Progress | None = None) -> None:
     """Ask for trials and run them until the study holds the budget of completed trials (of any
     worker); stop after `max_failures` failures in a row."""
     import optuna
@@ -210,6 +254,8 @@ def run_worker(search: OpenSearch, ctx: TrialContext, base_value: float, max_fai
         bar = _progress(show_progress, ctx.recipe.finetune.steps, f"trial {n}/{spec.budget}")
         ctx.on_step = (lambda step, loss: (bar.update(1), bar.set_postfix(loss=f"{loss:.3f}"))) if bar else None
         before = time.perf_counter()
+        if progress is not None:
+            progress.started = True
         try:
             last = ask_and_tell(search, ctx)
         finally:
@@ -256,6 +302,73 @@ def ask_and_tell(search: OpenSearch, ctx: TrialContext):
         except Exception:  # recorded on the trial by run_trial; the worker goes on
             return search.study.tell(trial, state=TrialState.FAIL)
     return search.study.tell(trial, values)
+
+
+def check_run_folder(out: Path, recipe: Recipe) -> None:
+    """A run folder is new, empty, or a soupkit run of the same recipe; anything else is refused
+    before anything is written (its files, a user's recipe.yaml above all, are never replaced)."""
+    check_can_write(out, "run folder")
+    if not out.is_dir():
+        return
+    entries = sorted(p.name for p in out.iterdir() if not p.name.startswith(".tmp-"))
+    if not entries:
+        return
+    saved = out / "recipe.yaml"
+    old = _run_recipe(out) if saved.is_file() else None
+    if old is None:
+        shown = ", ".join(entries[:3]) + (", ..." if len(entries) > 3 else "")
+        raise SoupkitError(f"run folder {out} is not empty ({shown}) and not a soupkit run (no recipe.yaml written "
+                           "by soupkit search); choose a new or empty --out folder")
+    old_json, new_json = json.loads(effective_recipe_json(old)), json.loads(effective_recipe_json(recipe))
+    if old_json != new_json:
+        diff = next((k for k in sorted(set(old_json) | set(new_json)) if old_json.get(k) != new_json.get(k)), "?")
+        raise SoupkitError(f"run folder {out} was started with a different recipe (field '{diff}' differs); "
+                           "use another --out, or the original settings to resume")
+
+
+def _run_recipe(out: Path) -> Recipe | None:
+    """The recipe of a soupkit run folder: its recipe.yaml as a search wrote it (with the marker;
+    or, from soupkit versions before the marker, a valid recipe beside a study or trials)."""
+    text = (out / "recipe.yaml").read_text(errors="replace")
+    legacy = (out / "study.db").is_file() or (out / "trials").is_dir()
+    if not (text.startswith(RUN_MARKER) or legacy):
+        return None
+    try:
+        return Recipe.model_validate(yaml.safe_load(text))
+    except Exception:  # a run folder's recipe.yaml is always a valid recipe: this one is not soupkit's
+        return None
+
+
+def _remove_new_run_folder(out: Path, progress: _Progress) -> None:
+    """A search stopped before its first trial leaves no run folder it created (only if nothing
+    but its own first files, or another worker's, are in it)."""
+    import shutil
+
+    if not progress.created_folder or progress.started or not out.is_dir():
+        return
+    names = {p.name for p in out.iterdir() if not p.name.startswith(".tmp-recipe.yaml-")}
+    if names <= FIRST_FILES:
+        shutil.rmtree(out, ignore_errors=True)
+
+
+def _interrupted_message(out: Path, storage: str | None, checkpoints: Path | None, command: str,
+                         progress: _Progress) -> str:
+    resume = f"; resume with: {command}" if command else ""
+    if not progress.started:
+        if progress.study is not None and not progress.created_folder:
+            return f"before the first trial started; the run in {out} is as it was{resume}"
+        return "before the first trial started; nothing was written"
+    where = redact(storage) if storage else out / "study.db"
+    models = Path(checkpoints) if checkpoints else out / "trials"
+    try:
+        trials = progress.study.get_trials(deepcopy=False)
+    except Exception:  # the storage went away with the interrupt: say where it is all the same
+        return f"the study in {where} holds every trial completed so far (models in {models}){resume}"
+    done = sum(t.state.name == "COMPLETE" for t in trials)
+    retried = {t.user_attrs.get("retry_of") for t in trials}
+    cut = [t.number for t in trials if t.user_attrs.get("error") == "interrupted" and t.number not in retried]
+    rerun = f"; trial #{cut[-1]} was cut short and runs again with its mixture" if cut else ""
+    return f"{done} completed trial{'s' if done != 1 else ''} saved in {where} (models in {models}){rerun}{resume}"
 
 
 def directions(recipe: Recipe) -> list[str]:
