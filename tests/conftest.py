@@ -45,6 +45,12 @@ def build_tiny_bert(out: Path, seed: int = 0, prompts: dict[str, str] | None = N
 
 
 @pytest.fixture(scope="session")
+def tiny_bert():
+    """`tiny_bert(out, seed=0, prompts=None)`: build another tiny model (a bank of different ones)."""
+    return build_tiny_bert
+
+
+@pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     """A tiny sentence-transformers model folder; copy it (`tiny_model`) before changing it."""
     return build_tiny_bert(tmp_path_factory.mktemp("tiny") / "tiny-bert")

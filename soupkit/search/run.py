@@ -39,6 +39,7 @@ from soupkit.search.study import (
 from soupkit.search.trial import TrialContext, run_trial
 from soupkit.search.workers import sampler_seed
 from soupkit.study_record import (
+    INTERRUPTED,
     StudyRecord,
     TrialRecord,
     metric_names,
@@ -365,8 +366,9 @@ def _interrupted_message(out: Path, storage: str | None, checkpoints: Path | Non
     except Exception:  # the storage went away with the interrupt: say where it is all the same
         return f"the study in {where} holds every trial completed so far (models in {models}){resume}"
     done = sum(t.state.name == "COMPLETE" for t in trials)
-    retried = {t.user_attrs.get("retry_of") for t in trials}
-    cut = [t.number for t in trials if t.user_attrs.get("error") == "interrupted" and t.number not in retried]
+    records = [TrialRecord.of(t) for t in trials]
+    retried = {r.retry_of for r in records}
+    cut = [r.number for r in records if r.error == INTERRUPTED and r.number not in retried]
     rerun = f"; trial #{cut[-1]} was cut short and runs again with its mixture" if cut else ""
     return f"{done} completed trial{'s' if done != 1 else ''} saved in {where} (models in {models}){rerun}{resume}"
 

@@ -20,6 +20,8 @@ from soupkit.study_record import (
     WORKER_DIED,
     StudyRecord,
     TrialRecord,
+    held_out_mark,
+    record_held_out_mark,
     record_recipe,
     retry_attrs,
 )
@@ -182,11 +184,11 @@ def check_held_out_halves(study, recipe, record: bool = False) -> None:
     `record`, mark a new study as scored on selection halves."""
     if not recipe.probe_only:
         return
-    mark = study.user_attrs.get("held_out_probes")
+    mark = held_out_mark(study)
     if mark == HELD_OUT_HALVES:
         return
     if mark is None and record and not study.get_trials(deepcopy=False):
-        study.set_user_attr("held_out_probes", HELD_OUT_HALVES)
+        record_held_out_mark(study, HELD_OUT_HALVES)
         return
     raise SoupkitError(
         f"study '{study.study_name}' scored its held-out probes ({', '.join(recipe.probe_names_only())}) whole, "
