@@ -248,8 +248,11 @@ def soup(out, storage, study_name, top_k, method, name, from_front, with_base, g
       soupkit soup --out runs/default --method greedy --top-k 8
       soupkit soup --out runs/medical --method greedy --top-k 8 --with-base
     """
+    from soupkit.config import plain_name_problem
     from soupkit.merge.soup import build_soup, soup_table
 
+    if name is not None and plain_name_problem(name):  # before the study is even opened
+        raise SoupkitError(f"--name: {plain_name_problem(name)}; it names the folder soups/<name>")
     study = _open_run_study(out, storage, study_name)
     result = build_soup(study, out, method=method, top_k=top_k, name=name, log=click.echo, from_front=from_front,
                         with_base=with_base, general_tolerance=general_tolerance)
@@ -308,8 +311,11 @@ def init_model(tiny, full, seed) -> None:
     """
     from soupkit.models import build_embeddinggemma
 
+    from soupkit.atomic import check_can_write
+
     if (tiny is None) == (full is None):
         raise SoupkitError("give exactly one of --tiny-embeddinggemma DIR or --full-embeddinggemma DIR")
+    check_can_write(tiny or full, "model folder")
     path = build_embeddinggemma(tiny or full, size="tiny" if tiny else "full", seed=seed)
     click.echo(f"wrote an EmbeddingGemma-shaped model ({'tiny' if tiny else 'full'}, random weights) to {path}")
 
@@ -318,7 +324,7 @@ def init_model(tiny, full, seed) -> None:
 @click.option("--out", type=click.Path(path_type=Path), default=Path("runs") / DEFAULT_RECIPE, show_default=True)
 @click.option("--storage", default=None, help="Optuna storage URL (default sqlite:///<out>/study.db).")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
-@click.option("--port", type=click.IntRange(1, 65535), default=8080, show_default=True)
+@click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True)
 def dashboard(out: Path, storage: str | None, host: str, port: int) -> None:
     """Serve optuna-dashboard for a run's study (on 127.0.0.1 unless --host is given).
 

@@ -178,11 +178,9 @@ class Recipe(Strict):
     @field_validator("name")
     @classmethod
     def _plain_name(cls, name: str) -> str:
-        if not NAME_PATTERN.match(name):
-            raise ValueError(
-                f"{name!r} is not a plain name: use letters, digits, '.', '_' and '-' (at most 100, starting "
-                "with a letter or digit); it names the study and its run folder runs/<name>"
-            )
+        problem = plain_name_problem(name)
+        if problem:
+            raise ValueError(f"{problem}; it names the study and its run folder runs/<name>")
         return name
 
     @field_validator("families")
@@ -212,6 +210,14 @@ class Recipe(Strict):
     def probe_names(self) -> list[str]:
         """Every probe scored: the trained families' and the probe-only ones."""
         return self.family_names() + self.probe_names_only()
+
+
+def plain_name_problem(name: str) -> str | None:
+    """Why `name` cannot name a folder soupkit creates (a path, `..`, empty), or None."""
+    if NAME_PATTERN.match(name):
+        return None
+    return (f"{name!r} is not a plain name: use letters, digits, '.', '_' and '-' (at most 100, starting with "
+            "a letter or digit)")
 
 
 def family_name(entry: FamilyEntry) -> str:

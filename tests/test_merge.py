@@ -419,8 +419,15 @@ def test_existing_output_needs_overwrite(models, tmp_path):
     with pytest.raises(SoupkitError, match="already exists"):
         merge_models([models["a"], models["b"]], out)
     assert (out / "keep.txt").exists()
+    # --overwrite replaces only what soupkit merge wrote: a folder of the user's is never deleted
+    with pytest.raises(SoupkitError, match="replaces only a merged model soupkit wrote"):
+        merge_models([models["a"], models["b"]], out, overwrite=True)
+    assert (out / "keep.txt").read_text() == "mine"
+    (out / "keep.txt").unlink()
+    merge_models([models["a"], models["b"]], out)
+    (out / "stale.txt").write_text("from the last merge")
     merge_models([models["a"], models["b"]], out, overwrite=True)
-    assert not (out / "keep.txt").exists() and (out / "model.safetensors").exists()
+    assert not (out / "stale.txt").exists() and (out / "model.safetensors").exists()
     assert [p.name for p in tmp_path.iterdir()] == ["out"]
 
 
