@@ -55,7 +55,7 @@ class SoupkitGroup(click.Group):
         except OSError as exc:
             if exc.errno not in USER_OS_ERRORS or exc.filename is None:
                 raise
-            click.echo(f"error: cannot write {exc.filename}: {exc.strerror}", err=True)
+            click.echo(f"error: {exc.filename}: {exc.strerror}", err=True)
             sys.exit(2)
 
 

@@ -179,4 +179,5 @@ def test_storage_urls_are_shown_without_passwords(url, shown):
     assert redact(url) == shown
     assert "hunter2" not in redacted_command(["soupkit", "search", "--storage", url])
     assert "hunter2" not in redacted_command(["soupkit", "search", f"--storage={url}"])
-    assert "hunter2" not in redact_text(f"could not connect to {url}: password hunter2 rejected", url)
+    if "hunter2" in url:
+        assert "hunter2" not in redact_text(f"could not connect to {url}: password hunter2 rejected", url)

@@ -9,6 +9,7 @@ model, storage URL, data sources) is checked before anything is written.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import time
@@ -127,7 +128,6 @@ def _run_search(recipe, out, storage, recipe_path, command, log, show_progress, 
     families, probes = load_recipe_families(recipe, base_dir, log=log)
     data_seconds = time.perf_counter() - t0
 
-    pause_for_test("run_folder")
     progress.created_folder = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     storage = storage or default_storage(out)
@@ -195,7 +195,8 @@ def _run_search(recipe, out, storage, recipe_path, command, log, show_progress, 
         before = time.perf_counter()
         ctx.last_number = None
         progress.started = True
-        study.optimize(lambda t: run_trial(t, ctx), n_trials=1, catch=(Exception,), gc_after_trial=False)
+        with _quiet_optuna():  # a failed trial is logged below in one line, not as Optuna's traceback
+            study.optimize(lambda t: run_trial(t, ctx), n_trials=1, catch=(Exception,), gc_after_trial=False)
         if bar:
             bar.close()
         if ctx.last_number is None:
@@ -311,6 +312,18 @@ def _progress_line(study, last, base_value: float) -> str:
     base_domain, base_general = study.user_attrs.get("base_values", [float("nan")] * 2)
     return (f"domain {domain:.4f} general {general:.4f} (base {base_domain:.4f} / {base_general:.4f})  "
             f"front {len(study.best_trials)} trials")
+
+
+@contextlib.contextmanager
+def _quiet_optuna():
+    import optuna
+
+    level = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    try:
+        yield
+    finally:
+        optuna.logging.set_verbosity(level)
 
 
 def _silence_library_progress_bars() -> None:
