@@ -53,10 +53,15 @@ def _load(recipe_arg: str):
               help="Folder for trial models (default <out>/trials); with several machines, one all of them reach.")
 @click.option("--keep-checkpoints", type=int, default=None,
               help="Keep only the best K trial models on disk (default: the recipe's search.keep_checkpoints; all).")
+@click.option("--freeze-token-embeddings/--train-token-embeddings", "freeze_embeddings", default=None,
+              help="Keep the token-embedding matrix fixed (faster, less memory on big vocabularies; default: the "
+                   "recipe's finetune.freeze_token_embeddings).")
+@click.option("--gradient-checkpointing/--no-gradient-checkpointing", default=None,
+              help="Recompute activations in the backward pass: less memory, more time (default: the recipe's).")
 @click.option("--trust-remote-code", is_flag=True, help="Let the base model run its own Python code (off: safer).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def search(budget, recipe_arg, out, storage, base, sampler, steps, checkpoints, keep_checkpoints, trust_remote_code,
-           quiet) -> None:
+def search(budget, recipe_arg, out, storage, base, sampler, steps, checkpoints, keep_checkpoints, freeze_embeddings,
+           gradient_checkpointing, trust_remote_code, quiet) -> None:
     """Search data mixtures: propose, finetune, probe, record in an Optuna study.
 
     Re-running the same command resumes the study and finishes the budget. Several processes, on
@@ -79,11 +84,13 @@ def search(budget, recipe_arg, out, storage, base, sampler, steps, checkpoints, 
     if keep_checkpoints is not None and keep_checkpoints <= 0:
         raise SoupkitError(f"--keep-checkpoints must be a positive number of checkpoints, got {keep_checkpoints}")
     search_update = {"budget": budget, "sampler": sampler, "keep_checkpoints": keep_checkpoints}
+    finetune_update = {"steps": steps, "freeze_token_embeddings": freeze_embeddings,
+                       "gradient_checkpointing": gradient_checkpointing}
     recipe = recipe.model_copy(
         update={
             **({"base": base} if base else {}),
             "search": recipe.search.model_copy(update={k: v for k, v in search_update.items() if v is not None}),
-            "finetune": recipe.finetune.model_copy(update={"steps": steps} if steps else {}),
+            "finetune": recipe.finetune.model_copy(update={k: v for k, v in finetune_update.items() if v is not None}),
         }
     )
     out = out or Path("runs") / recipe.name

@@ -93,6 +93,13 @@ class FinetuneSpec(Strict):
     weight_decay: float = Field(0.01, ge=0)
     max_seq_length: int = Field(64, gt=0)
     bf16: bool | None = None  # None: on where the device supports it (CUDA, or a CPU with bf16 units)
+    # the token-embedding matrix is most of a small multilingual model (EmbeddingGemma: 201M of
+    # 308M): frozen, it needs no gradient, no Adam state and no update
+    freeze_token_embeddings: bool = False
+    gradient_checkpointing: bool = False  # recompute activations in backward: less memory, more time
+    # AdamW's fused kernel: the same update in one pass over the parameters (several times faster
+    # than the per-tensor loop on a CPU); off falls back to torch's default implementation
+    fused_optimizer: bool = True
     loss: LossSpec = LossSpec()
 
 

@@ -76,6 +76,7 @@ def run_search(
     from soupkit.data.load import check_recipe, load_recipe_families
     from soupkit.probes.score import objective_value, score_probes, study_values
     from soupkit.search.samplers import make_sampler
+    from soupkit.train.finetune import base_weights
 
     if not show_progress:  # --quiet: no bars from the libraries either (loading, saving shards)
         _silence_library_progress_bars()
@@ -120,7 +121,7 @@ def run_search(
     if spec.keep_checkpoints:
         keep_best_checkpoints(study, spec.keep_checkpoints, log)
 
-    base_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    base_state = base_weights(model, recipe.finetune)
     ctx = TrialContext(recipe, families, probes, model, base_state, out, bf16, command, checkpoints=checkpoints)
 
     base_scores = study.user_attrs.get("base_scores")
