@@ -1,6 +1,6 @@
 """A training step of the real EmbeddingGemma on this machine: today's loop against the new options.
 
-    flock /tmp/soupkit-heavy.lock python bench/gemma_step.py [--steps 8] [--variants today,fused,freeze,freeze-ckpt]
+    flock /tmp/soupkit-heavy.lock python bench/gemma_step.py [--steps 8] [--variants today,fused,freeze,freeze-ckpt,freeze-bf16]
 
 Each variant runs in its own child process (so its peak RSS is its own), on the same data: the
 medical recipe's seed mixture, batch 32, sequence 64, the recipe's learning rate, soupkit's loop
@@ -8,7 +8,8 @@ medical recipe's seed mixture, batch 32, sequence 64, the recipe's learning rate
 on five of the recipe's probes. Printed per variant: median s/step (steps 2..N), peak RSS, the
 probe scores after the run, and the ratios against `today` (every parameter trained, AdamW's
 per-tensor loop: soupkit's loop before these options). `fused` = AdamW's fused kernel (now the
-default), `freeze` = fused + frozen token embeddings, `-ckpt` = with gradient checkpointing.
+default), `freeze` = fused + frozen token embeddings, `-ckpt` = with gradient checkpointing,
+`-bf16`/`-fp32` = bf16 autocast forced on/off (the default is on only where the CPU has bf16 units).
 Needs the fetched weights: soupkit fetch-model embeddinggemma-300m.
 """
 
@@ -25,12 +26,16 @@ import tempfile
 import time
 from pathlib import Path
 
+import yaml
+
 VARIANTS = {  # today = the loop before these options: every parameter, AdamW's per-tensor implementation
     "today": {"fused_optimizer": False},
     "fused": {},
     "freeze": {"freeze_token_embeddings": True},
     "freeze-ckpt": {"freeze_token_embeddings": True, "gradient_checkpointing": True},
     "ckpt": {"gradient_checkpointing": True},
+    "freeze-bf16": {"freeze_token_embeddings": True, "bf16": True},  # autocast even without bf16 units
+    "freeze-fp32": {"freeze_token_embeddings": True, "bf16": False},
 }
 PROBES = ["medical-icd10", "medical-abbreviations", "medical-wordnet", "general-retrieval", "code-search"]
 
@@ -44,16 +49,24 @@ def child(args) -> dict:
     from soupkit.train.finetune import finetune_on_mixture
 
     recipe = load_recipe(args.recipe)
-    recipe = recipe.model_copy(update={
-        "base": args.base,
-        "probe_only": [f for f in recipe.probe_only if f in PROBES],
-        "probes": recipe.probes.model_copy(update={"probe_size": args.probe_size,
-                                                   "probe_corpus": 2 * args.probe_size, "sizes": {}}),
-        "finetune": recipe.finetune.model_copy(update={"steps": args.steps, "batch_size": 32, "max_seq_length": 64,
-                                                       **VARIANTS[args.variant]}),
-    })
+    wanted = recipe.probe_names() if args.probes == "all" else args.probes.split(",")
+    held_out = {f: {"probe_size": args.held_out_size, "probe_corpus": 2 * args.held_out_size}
+                for f in recipe.probe_names_only() if args.held_out_size}
+    finetune = recipe.finetune.model_dump()
+    finetune.update(steps=args.steps, batch_size=32, max_seq_length=64, **VARIANTS[args.variant])
+    for key, value in (item.split("=", 1) for item in args.set):
+        *path, last = key.split(".")
+        target = finetune
+        for part in path:
+            target = target[part]
+        target[last] = yaml.safe_load(value)
+    recipe = recipe.model_validate({**recipe.model_dump(), "base": args.base,
+                                    "probe_only": [f for f in recipe.probe_only if f in wanted],
+                                    "probes": {**recipe.probes.model_dump(), "probe_size": args.probe_size,
+                                               "probe_corpus": 2 * args.probe_size, "sizes": held_out},
+                                    "finetune": finetune})
     families, probes = load_recipe_families(recipe)
-    probes = {k: v for k, v in probes.items() if k in PROBES}
+    probes = {k: v for k, v in probes.items() if k in wanted}
     bf16 = use_bf16("cpu", recipe.finetune.bf16)
     model = load_model(recipe.base, "cpu")
     settings = ProbeSettings.from_recipe(recipe, bf16)
@@ -81,17 +94,24 @@ def main() -> None:
     parser.add_argument("--recipe", default="medical")
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--probe-size", type=int, default=100)
-    parser.add_argument("--variants", default="today,fused,freeze,freeze-ckpt")
+    parser.add_argument("--variants", default="today,fused,freeze,freeze-ckpt,freeze-bf16")
+    parser.add_argument("--probes", default=",".join(PROBES), help="comma-separated probe names, or 'all'")
+    parser.add_argument("--held-out-size", type=int, default=0, help="probe size of the probe-only families")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a finetune setting for every variant, e.g. learning_rate=1e-5 or loss.scale=20")
     parser.add_argument("--variant", help=argparse.SUPPRESS)
     parser.add_argument("--base-scores", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.variant:
         print("RESULT " + json.dumps(child(args)), flush=True)
         return
+    print(f"steps {args.steps}, batch 32, seq 64, settings {args.set or 'as in the recipe'}", flush=True)
     results = []
     for i, name in enumerate(args.variants.split(",")):
         command = [sys.executable, __file__, "--variant", name, "--base", args.base, "--recipe", args.recipe,
-                   "--steps", str(args.steps), "--probe-size", str(args.probe_size)] + (["--base-scores"] if i == 0 else [])
+                   "--steps", str(args.steps), "--probe-size", str(args.probe_size), "--probes", args.probes,
+                   "--held-out-size", str(args.held_out_size), *(f"--set={s}" for s in args.set)]
+        command += ["--base-scores"] if i == 0 else []
         done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
         line = next((ln for ln in done.stdout.splitlines() if ln.startswith("RESULT ")), None)
         if line is None:

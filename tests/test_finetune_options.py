@@ -75,5 +75,12 @@ def test_base_weights_share_only_the_frozen_matrix(gemma_dir):
     shared = [k for k, v in state.items() if v.data_ptr() == model.state_dict()[k].data_ptr()]
     assert shared == [k for k, v in model.state_dict().items() if v.data_ptr() == token_embeddings(model).data_ptr()]
     assert len(shared) == 1
-    copied = base_weights(model, tiny_recipe(gemma_dir).finetune)
-    assert not any(v.data_ptr() == model.state_dict()[k].data_ptr() for k, v in copied.items())
+
+
+def test_a_finetuned_model_keeps_its_own_sequence_length(gemma_dir, families, tmp_path):
+    from soupkit.base_model import load_model
+
+    model, _, _ = finetune(gemma_dir, families, tmp_path / "m")  # trained at the recipe's 32 tokens
+    own = load_model(str(gemma_dir), "cpu").max_seq_length
+    assert own > 32 and model.max_seq_length == own
+    assert load_model(str(tmp_path / "m"), "cpu").max_seq_length == own

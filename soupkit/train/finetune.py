@@ -195,12 +195,17 @@ def finetune_on_mixture(
     if unknown:
         raise FinetuneFailed(f"mixture names family '{unknown[0]}' which the recipe does not load")
     torch.manual_seed(seed)
-    model.max_seq_length = spec.max_seq_length
     batches = plan_batches(families, weights, spec.steps, spec.batch_size, seed)
     loss_fn = build_loss(model, spec.loss)
     prepare_training(model, spec)
+    # training truncates to the recipe's length; the saved model keeps its own (EmbeddingGemma: 2048)
+    own_length = model.max_seq_length
+    model.max_seq_length = spec.max_seq_length
     start = time.perf_counter()
-    losses = train_steps(model, loss_fn, batches, families, spec, bf16, on_step)
+    try:
+        losses = train_steps(model, loss_fn, batches, families, spec, bf16, on_step)
+    finally:
+        model.max_seq_length = own_length
     seconds = time.perf_counter() - start
     with atomic_dir(Path(out_dir)) as tmp:
         model.save(str(tmp))
