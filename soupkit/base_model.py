@@ -8,6 +8,7 @@ only (a pickle can run code when loaded), and a model's own code only runs with 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 from pathlib import Path
@@ -77,7 +78,7 @@ def _hub_online() -> bool:
 def check_model_folder(path: Path) -> None:
     """Refuse, before anything loads it, a folder that is not a model, holds pickled weights only,
     or holds a corrupt or truncated safetensors file (reads the headers only: instant)."""
-    from soupkit.merge.folder import PICKLED_WEIGHT_SUFFIXES, list_tensors, read_model_folder
+    from soupkit.model_folder import PICKLED_WEIGHT_SUFFIXES, list_tensors, read_model_folder
 
     if not path.is_dir():
         raise SoupkitError(f"base model {path} is not a folder")
@@ -121,8 +122,18 @@ def use_bf16(device: str, requested: bool | None) -> bool:
     return cpu_has_bf16()
 
 
-def load_model(base: str, device: str | None = None, trust_remote_code: bool = False):
-    """A SentenceTransformer for `base` (any form `resolve_base` accepts), from safetensors only."""
+def autocast_context(device: str, bf16: bool):
+    """bf16 autocast on `device` when `bf16`, else nothing: the same switch for finetunes and probes."""
+    import torch
+
+    if not bf16:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type="cuda" if device.startswith("cuda") else "cpu", dtype=torch.bfloat16)
+
+
+def load_model(base: str, device: str | None = None, trust_remote_code: bool = False, what: str = "base model"):
+    """A SentenceTransformer for `base` (any form `resolve_base` accepts), from safetensors only;
+    `what` names it in errors (a soup is not the base model)."""
     from sentence_transformers import SentenceTransformer
 
     ref = resolve_base(base)
@@ -134,4 +145,4 @@ def load_model(base: str, device: str | None = None, trust_remote_code: bool = F
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         if "trust_remote_code" in str(exc):
             first += " (soupkit search --trust-remote-code runs it: only for code you trust)"
-        raise SoupkitError(f"cannot load base model '{base}': {first}") from None
+        raise SoupkitError(f"cannot load {what} '{base}': {first}") from None

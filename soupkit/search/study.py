@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 from pathlib import Path
 
@@ -61,7 +62,7 @@ def open_storage(url: str, attempts: int = 3):
                 time.sleep(0.5 * attempt)
                 continue
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise SoupkitError(f"cannot open study storage '{redact(url)}': {first}") from None
+            raise SoupkitError(f"cannot open study storage '{redact(url)}': {redact_text(first, url)}") from None
 
 
 def _engine_kwargs(url: str) -> dict | None:
@@ -79,14 +80,55 @@ def _lost_schema_race(exc: Exception) -> bool:
     return "already exists" in text or "UniqueViolation" in text or "duplicate key" in text
 
 
+# query parameters that carry a secret (libpq's `password`, drivers' spellings of it)
+SECRET_PARAMETERS = frozenset({"password", "passwd", "pwd", "sslpassword", "secret", "token", "access_token"})
+
+
 def redact(url: str) -> str:
-    """The URL without its password, for messages."""
-    if "@" in url and "://" in url:
-        scheme, rest = url.split("://", 1)
-        creds, host = rest.rsplit("@", 1)
-        user, has_password, _ = creds.partition(":")
-        return f"{scheme}://{user}{':***' if has_password else ''}@{host}"
-    return url
+    """The URL with every password masked (the user-info part and any `?password=`), for whatever
+    is printed or saved: messages, logs, the command recorded beside a model."""
+    from sqlalchemy.engine import make_url
+
+    if "://" not in url:
+        return url
+    try:
+        parsed = make_url(url)
+    except Exception:  # not a URL sqlalchemy can read: mask what looks like a secret anyway
+        masked = re.sub(r"(://[^:/@?#]*:)[^@/]*@", r"\1***@", url)
+        return re.sub(rf"(?i)\b({'|'.join(SECRET_PARAMETERS)})=[^&#]*", r"\1=***", masked)
+    secrets = {key: "***" for key in parsed.query if key.lower() in SECRET_PARAMETERS}
+    if secrets:
+        parsed = parsed.update_query_dict(secrets)
+    return parsed.render_as_string(hide_password=True).replace("%2A%2A%2A", "***")
+
+
+def redact_text(text: str, url: str) -> str:
+    """`text` (a driver's error message) with the URL's secrets masked wherever they appear."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        parsed = make_url(url)
+    except Exception:
+        return text.replace(url, redact(url))
+    secrets = [parsed.password] + [v for k, v in parsed.query.items() if k.lower() in SECRET_PARAMETERS]
+    text = text.replace(url, redact(url))
+    for secret in secrets:
+        for value in ([secret] if isinstance(secret, str) else list(secret or [])):
+            if value:  # as a whole word, so a short password does not mask every letter it shares
+                text = re.sub(rf"(?<![\w]){re.escape(value)}(?![\w])", "***", text)
+    return text
+
+
+def redacted_command(argv: list[str]) -> str:
+    """A command line as recorded and printed: every URL argument (`--storage URL`,
+    `--storage=URL`) without its password."""
+    import shlex
+
+    parts = []
+    for arg in argv:
+        option, sep, value = arg.partition("=") if arg.startswith("--") else ("", "", arg)
+        parts.append(f"{option}{sep}{redact(value)}" if "://" in value else arg)
+    return " ".join(shlex.quote(p) for p in parts)
 
 
 def open_study(storage_url, name: str, sampler, directions: list[str]):
@@ -120,6 +162,27 @@ def check_same_recipe(study, recipe_json: str) -> None:
             f"study '{study.study_name}' was started with a different recipe (field '{diff}' differs); "
             "use another --out/--storage, or the original settings to resume"
         )
+
+
+HELD_OUT_HALVES = "selection half"  # what a study's held-out probe scores are scored on
+
+
+def check_held_out_halves(study, recipe, record: bool = False) -> None:
+    """Refuse a study whose held-out probes were scored whole (made before soupkit split them into
+    a selection and a test half): its scores and the new ones measure different items. With
+    `record`, mark a new study as scored on selection halves."""
+    if not recipe.probe_only:
+        return
+    mark = study.user_attrs.get("held_out_probes")
+    if mark == HELD_OUT_HALVES:
+        return
+    if mark is None and record and not study.get_trials(deepcopy=False):
+        study.set_user_attr("held_out_probes", HELD_OUT_HALVES)
+        return
+    raise SoupkitError(
+        f"study '{study.study_name}' scored its held-out probes ({', '.join(recipe.probe_names_only())}) whole, "
+        "before soupkit split them into a selection half and a test half; start a new study (another --out)"
+    )
 
 
 def _pid_alive(pid: int) -> bool:

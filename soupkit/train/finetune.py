@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from soupkit.atomic import atomic_dir
+from soupkit.base_model import autocast_context
 from soupkit.config import FinetuneSpec, LossSpec
 from soupkit.data.family import ASYMMETRIC_TASKS, TaskFamily
 from soupkit.pause import pause_for_test
-from soupkit.probes.encode import autocast_context
 from soupkit.prompts import prompt_for
 from soupkit.train.batches import Batch, plan_batches
 
@@ -141,7 +141,7 @@ def make_optimizer(params: list, spec: FinetuneSpec):
 def train_steps(
     model,
     loss_fn,
-    batches: list[Batch],
+    batches: Iterable[Batch],
     families: Mapping[str, TaskFamily],
     spec: FinetuneSpec,
     bf16: bool,
@@ -153,8 +153,8 @@ def train_steps(
 
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = make_optimizer(params, spec)
-    warmup = int(round(spec.warmup_ratio * len(batches)))
-    scheduler = get_linear_schedule_with_warmup(optimizer, warmup, len(batches))
+    warmup = int(round(spec.warmup_ratio * spec.steps))
+    scheduler = get_linear_schedule_with_warmup(optimizer, warmup, spec.steps)
     device = str(model.device)
     model.train()
     losses: list[float] = []
@@ -202,8 +202,16 @@ def finetune_on_mixture(
     own_length = model.max_seq_length
     model.max_seq_length = spec.max_seq_length
     start = time.perf_counter()
+    examples = 0
+
+    def counted(plan):  # the plan is lazy: count examples as they pass, never hold the batches
+        nonlocal examples
+        for batch in plan:
+            examples += len(batch.examples)
+            yield batch
+
     try:
-        losses = train_steps(model, loss_fn, batches, families, spec, bf16, on_step)
+        losses = train_steps(model, loss_fn, counted(batches), families, spec, bf16, on_step)
     finally:
         model.max_seq_length = own_length
     seconds = time.perf_counter() - start
@@ -212,5 +220,4 @@ def finetune_on_mixture(
         pause_for_test("finetune")
         for name, text in (extra_files or {}).items():
             (tmp / name).write_text(text)
-    examples = sum(len(b.examples) for b in batches)
-    return FinetuneResult(Path(out_dir), seconds, len(batches), examples, losses)
+    return FinetuneResult(Path(out_dir), seconds, len(losses), examples, losses)

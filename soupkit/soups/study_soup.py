@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from soupkit.atomic import atomic_dir
+from soupkit.atomic import atomic_dir, check_can_write, replace_folder
 from soupkit.config import ObjectiveSpec, Recipe
 from soupkit.errors import SoupkitError
 
@@ -123,7 +123,10 @@ def build_soup(
         raise SoupkitError(f"--with-base works with --method uniform or greedy, not '{method}' (it uses the base already)")
     if general_tolerance is not None and general_tolerance < 0:
         raise SoupkitError(f"--general-tolerance must be >= 0, got {general_tolerance}")
+    from soupkit.search.study import check_held_out_halves
+
     recipe = study_recipe(study)
+    check_held_out_halves(study, recipe)
     ranked = ranked_ingredients(study, from_front)
     if not ranked:
         raise SoupkitError(f"study '{study.study_name}' has no completed trial with a checkpoint to soup")
@@ -136,17 +139,20 @@ def build_soup(
     if method == "greedy":
         ranked = sorted(ranked, key=lambda i: (select.key(i.scores), -i.trial), reverse=True)
     candidates = ranked[:top_k]
+    name = name or f"{method}-{'front' if from_front else 'top'}{top_k}{'-base' if with_base else ''}"
+    out = run_dir / "soups" / name
+    _check_soup_inputs(candidates, out)
     _, families = load_recipe_families(recipe)
     device = pick_device()
     settings = ProbeSettings.from_recipe(recipe, use_bf16(device, recipe.finetune.bf16))
 
     def score(path: Path) -> dict[str, float]:
-        return score_probes(load_model(str(path), device), families, settings)
+        return score_probes(load_model(str(path), device, what="soup"), families, settings)
 
-    name = name or f"{method}-{'front' if from_front else 'top'}{top_k}{'-base' if with_base else ''}"
-    out = run_dir / "soups" / name
     share = 0.0
-    with tempfile.TemporaryDirectory(dir=run_dir) as scratch:
+    # everything is written and scored under a temporary name; only a whole, scored soup is renamed
+    # to soups/<name>, so a failure at any point leaves nothing under that name
+    with tempfile.TemporaryDirectory(prefix=f".tmp-soup-{name}-", dir=run_dir) as scratch:
         if method == "greedy":
             members, soup_scores = [candidates[0]], candidates[0].scores
             best = select.key(soup_scores)
@@ -165,18 +171,19 @@ def build_soup(
         base_path = saved_base(recipe, run_dir, device) if with_base else None
         if base_path is not None:
             share = _base_share(members, soup_scores, base_path, bound, score, Path(scratch), log)
-    # written afresh and scored again: the recorded scores are those of the folder on disk
-    if share:
-        _merge_with_base(members, base_path, share, out)
-    elif method in ("uniform", "greedy"):
-        _merge(members, out, "uniform", None)
-    else:
-        from soupkit.merge.methods import METHODS
+        # written afresh and scored again: the recorded scores are those of the folder on disk
+        staged = Path(scratch) / "soup"
+        if share:
+            _merge_with_base(members, base_path, share, staged)
+        elif method in ("uniform", "greedy"):
+            _merge(members, staged, "uniform", None)
+        else:
+            from soupkit.merge.methods import METHODS
 
-        base = resolve_base(recipe.base)
-        _merge(members, out, method, base if METHODS.get(method).base != "ignored" else None)
-
-    scores = score(out)
+            base = resolve_base(recipe.base)
+            _merge(members, staged, method, base if METHODS.get(method).base != "ignored" else None)
+        scores = score(staged)
+        replace_folder(staged, out)
     value = objective_value(scores, recipe.objective.weights)
     soups = dict(study.user_attrs.get("soups") or {})
     soups[name] = {
@@ -190,6 +197,21 @@ def build_soup(
     }
     study.set_user_attr("soups", soups)
     return SoupResult(name, method, [m.trial for m in members], out, scores, value, candidates, share)
+
+
+def _check_soup_inputs(candidates: list[Ingredient], out: Path) -> None:
+    """Before anything is written: every ingredient is a whole model folder (a trial whose weights
+    file went missing is named, with the file), and the soup's folder can be written."""
+    from soupkit.model_folder import read_model_folder
+
+    for ingredient in candidates:
+        try:
+            read_model_folder(ingredient.checkpoint)
+        except SoupkitError as exc:
+            raise SoupkitError(f"trial {ingredient.trial}: {exc}") from None
+    check_can_write(out, "soup folder")
+    if out.is_dir() and any(out.iterdir()) and not (out / "modules.json").is_file():
+        raise SoupkitError(f"soup folder {out} exists and is not a model folder; move it away or choose another --name")
 
 
 def saved_base(recipe: Recipe, run_dir: Path, device: str) -> Path:
