@@ -110,8 +110,10 @@ def search(budget, recipe_arg, out, storage, base, sampler, steps, checkpoints, 
     from soupkit.search.study import redacted_command
 
     recipe, path = _load(recipe_arg)
+    # order: the recipe file, then its settings for the base (finetune_by_base), then the options
+    recipe = with_overrides(recipe, {"base": ("--base", base)}).for_base()
     recipe = with_overrides(recipe, {
-        "base": ("--base", base), "search.budget": ("--budget", budget), "search.sampler": ("--sampler", sampler),
+        "search.budget": ("--budget", budget), "search.sampler": ("--sampler", sampler),
         "search.keep_checkpoints": ("--keep-checkpoints", keep_checkpoints), "finetune.steps": ("--steps", steps),
         "finetune.freeze_token_embeddings": ("--freeze-token-embeddings", freeze_embeddings),
         "finetune.gradient_checkpointing": ("--gradient-checkpointing", gradient_checkpointing),

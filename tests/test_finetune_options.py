@@ -84,3 +84,38 @@ def test_a_finetuned_model_keeps_its_own_sequence_length(gemma_dir, families, tm
     own = load_model(str(gemma_dir), "cpu").max_seq_length
     assert own > 32 and model.max_seq_length == own
     assert load_model(str(tmp_path / "m"), "cpu").max_seq_length == own
+
+
+def test_finetune_by_base_applies_to_that_model_only(tmp_path):
+    from soupkit.config import load_recipe
+
+    path = tmp_path / "r.yaml"
+    path.write_text(
+        "name: r\nbase: google/embeddinggemma-300m\nfamilies: [medical-icd10]\n"
+        "finetune: {learning_rate: 5.0e-5, loss: {scale: 20, hard_negative_alpha: 5}}\n"
+        "finetune_by_base:\n  google/embeddinggemma-300m: {learning_rate: 1.0e-5, freeze_token_embeddings: true,"
+        " loss: {scale: 30}}\n"
+    )
+    recipe = load_recipe(path)
+    for base in ("google/embeddinggemma-300m", "embeddinggemma-300m"):
+        tuned = recipe.model_copy(update={"base": base}).for_base()
+        assert tuned.finetune.learning_rate == 1e-5 and tuned.finetune.freeze_token_embeddings
+        assert tuned.finetune.loss.scale == 30 and tuned.finetune.loss.hard_negative_alpha == 5
+        assert tuned.finetune_by_base == {} and tuned.for_base() == tuned
+    other = recipe.model_copy(update={"base": "bundled:all-MiniLM-L6-v2"}).for_base()
+    assert other.finetune == recipe.finetune
+
+
+@pytest.mark.parametrize(("entry", "message"), [
+    ("{learning_rat: 1.0e-5}", "finetune_by_base.m: unknown key 'learning_rat'"),
+    ("{learning_rate: -1}", "finetune_by_base.m.learning_rate: Input should be greater than 0"),
+    ("{loss: {scale: 0}}", "finetune_by_base.m.loss.scale: Input should be greater than 0"),
+])
+def test_finetune_by_base_is_checked_when_the_recipe_loads(tmp_path, entry, message):
+    from soupkit.config import load_recipe
+    from soupkit.errors import SoupkitError
+
+    path = tmp_path / "r.yaml"
+    path.write_text(f"name: r\nfamilies: [medical-icd10]\nfinetune_by_base:\n  m: {entry}\n")
+    with pytest.raises(SoupkitError, match=message):
+        load_recipe(path)

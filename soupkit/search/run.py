@@ -114,6 +114,7 @@ def _run_search(recipe, out, storage, recipe_path, command, log, show_progress, 
     if not show_progress:  # --quiet: no bars from the libraries either (loading, saving shards)
         _silence_library_progress_bars()
     # checks of the user's input first: a mistake leaves no run folder or study behind
+    recipe = recipe.for_base()  # the command line applied it already; a Python caller may not have
     check_recipe(recipe, recipe_path)
     check_run_folder(out, recipe)
     if checkpoints:
