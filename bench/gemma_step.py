@@ -36,6 +36,10 @@ VARIANTS = {  # today = the loop before these options: every parameter, AdamW's 
     "ckpt": {"gradient_checkpointing": True},
     "freeze-bf16": {"freeze_token_embeddings": True, "bf16": True},  # autocast even without bf16 units
     "freeze-fp32": {"freeze_token_embeddings": True, "bf16": False},
+    "freeze-lr2e-5": {"freeze_token_embeddings": True, "learning_rate": 2e-5},
+    "freeze-lr1e-5": {"freeze_token_embeddings": True, "learning_rate": 1e-5},
+    "freeze-lr5e-6": {"freeze_token_embeddings": True, "learning_rate": 5e-6},
+    "lr5e-6": {"learning_rate": 5e-6},
 }
 PROBES = ["medical-icd10", "medical-abbreviations", "medical-wordnet", "general-retrieval", "code-search"]
 
