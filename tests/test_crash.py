@@ -1,7 +1,7 @@
 """Crash safety: kill -9 a search during a finetune and during probing, and a soup while it writes.
 
 The process is stopped at a known point by SOUPKIT_TEST_PAUSE_AT (soupkit.pause) and killed there.
-Afterwards no model folder under a final name is partial (only `.tmp-*` / `.partial-*` names may
+Afterwards no model folder under a final name is partial (only `.tmp-*` names may
 be), re-running resumes to the budget, and no completed trial is lost. A worker lost on another
 machine is noticed by its missing heartbeat and its mixture re-run.
 """
@@ -22,8 +22,7 @@ from click.testing import CliRunner
 
 from soupkit.cli import main
 import soupkit.search.study
-from soupkit.merge.folder import read_model_folder
-from tests.test_search import load_study, search, tiny_recipe
+from soupkit.model_folder import read_model_folder
 
 TRIAL_FILES = {"modules.json", "model.safetensors", "mixture.yaml", "config.json"}
 
@@ -64,14 +63,14 @@ def search_args(recipe: Path, out: Path, budget: int) -> list[str]:
 
 
 @pytest.fixture
-def recipe_file(tiny_model, tmp_path) -> Path:
+def recipe_file(tiny_recipe, tiny_model, tmp_path) -> Path:
     path = tmp_path / "tiny.yaml"
     path.write_text(yaml.safe_dump(tiny_recipe(tiny_model).model_dump(mode="json"), sort_keys=False))
     return path
 
 
 @pytest.mark.parametrize("phase", ["finetune:2", "probe:2"])
-def test_search_killed_mid_trial_resumes_and_loses_nothing(phase, recipe_file, tiny_model, tmp_path):
+def test_search_killed_mid_trial_resumes_and_loses_nothing(load_study, search, tiny_recipe, phase, recipe_file, tiny_model, tmp_path):
     out = tmp_path / "run"
     proc = run_until_paused(search_args(recipe_file, out, budget=3), phase, tmp_path)
     kill9(proc)
@@ -101,7 +100,7 @@ def test_search_killed_mid_trial_resumes_and_loses_nothing(phase, recipe_file, t
     assert_only_whole_models(trials_dir, TRIAL_FILES)
 
 
-def test_soup_killed_while_writing_leaves_no_partial_soup(tiny_model, tmp_path):
+def test_soup_killed_while_writing_leaves_no_partial_soup(load_study, search, tiny_recipe, tiny_model, tmp_path):
     out = tmp_path / "run"
     search(tiny_recipe(tiny_model), out, budget=2)
     proc = run_until_paused(["soup", "--out", str(out), "--top-k", "2"], "soup_write", tmp_path)
@@ -122,7 +121,7 @@ def test_soup_killed_while_writing_leaves_no_partial_soup(tiny_model, tmp_path):
 
 
 @pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used with Study.optimize")
-def test_trial_of_a_lost_machine_is_retried_once_its_heartbeat_stops(tiny_model, tmp_path, monkeypatch):
+def test_trial_of_a_lost_machine_is_retried_once_its_heartbeat_stops(load_study, search, tiny_recipe, tiny_model, tmp_path, monkeypatch):
     monkeypatch.setattr(soupkit.search.study, "HEARTBEAT_SECONDS", 1)
     monkeypatch.setattr(soupkit.search.study, "GRACE_SECONDS", 1)
     out = tmp_path / "run"

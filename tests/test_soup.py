@@ -9,14 +9,13 @@ from safetensors.torch import load_file
 
 from soupkit.cli import main
 from soupkit.config import ObjectiveSpec
-from soupkit.merge.soup import BASE_SHARES, GreedyCriterion, build_soup, ranked_ingredients, study_recipe
+from soupkit.soups.study_soup import BASE_SHARES, GreedyCriterion, build_soup, ranked_ingredients, study_recipe
 from soupkit.probes.score import study_values
 from soupkit.search.study import default_storage, open_study
-from tests.test_search import search, tiny_recipe
 
 
 @pytest.fixture
-def tiny_study(tiny_model, tmp_path):
+def tiny_study(search, tiny_recipe, tiny_model, tmp_path):
     out = tmp_path / "run"
     search(tiny_recipe(tiny_model), out, budget=3)
     return out, open_study(default_storage(out), "tiny", None, ["maximize"])
@@ -75,7 +74,7 @@ def test_greedy_criterion_puts_the_general_bound_before_the_domain_score():
 
 
 @pytest.fixture
-def pareto_study(tiny_model, tmp_path):
+def pareto_study(search, tiny_recipe, tiny_model, tmp_path):
     recipe = tiny_recipe(tiny_model)
     recipe = recipe.model_copy(update={"objective": ObjectiveSpec(mode="pareto", domain=["medical-icd10"])})
     out = tmp_path / "run"
@@ -126,11 +125,9 @@ def test_with_base_needs_an_averaging_soup(tiny_study):
 
 
 @pytest.mark.parametrize("method", ["uniform", "greedy"])
-def test_soup_of_a_trial_without_weights_names_the_file_and_writes_nothing(tiny_study, method):
+def test_soup_of_a_trial_without_weights_names_the_file_and_writes_nothing(tiny_study, folder_hash, method):
     """Issue 11 #4: after a trial's model.safetensors was deleted, `soupkit soup` left
     soups/<name> without weights under its final name, and blamed the "base model"."""
-    from tests.test_bad_input import folder_hash
-
     out, study = tiny_study
     best = ranked_ingredients(study)[0]
     (best.checkpoint / "model.safetensors").unlink()
@@ -147,7 +144,7 @@ def test_soup_of_a_trial_without_weights_names_the_file_and_writes_nothing(tiny_
 
 def test_a_soup_that_fails_while_scored_leaves_nothing_under_its_name(tiny_study, monkeypatch):
     """The soup is merged and scored under a temporary name; only a scored soup is renamed."""
-    import soupkit.merge.soup as soup_module
+    import soupkit.soups.study_soup as soup_module
 
     out, study = tiny_study
 

@@ -5,16 +5,14 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import shutil
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from soupkit.atomic import check_can_write, current_umask
+from soupkit.atomic import atomic_dir, check_can_write
 from soupkit.errors import SoupkitError
 from soupkit.merge.compat import check_compatible
-from soupkit.merge.folder import ModelFolder, read_model_folder
+from soupkit.model_folder import read_model_folder
 from soupkit.merge.methods import METHODS, MergeJob, MergeMethod, normalised
 from soupkit.merge.record import MERGE_RECORD, MergeRecord, merge_command, write_merge_record, write_model_card
 from soupkit.pause import pause_for_test
@@ -75,28 +73,14 @@ def merge_models(
         base_index=base_index,
     )
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
-    try:
-        os.chmod(staging, 0o777 & ~current_umask())  # mkdtemp makes it private; the result should not be
+    with atomic_dir(out) as staging:
         job = MergeJob(folders, staging, base_folder, base_index, weights, parameters)
         left_out = spec.run(job)
         record = dataclasses.replace(record, left_out=left_out)
         write_model_card(staging, record, out.name)
         write_merge_record(staging, record)
         pause_for_test("soup_write")
-        _move_into_place(staging, out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return out
-
-
-def check_models(inputs: Sequence[PathLike], base: PathLike | None = None) -> list[ModelFolder]:
-    """Scan and check folders for a merge without writing anything (a CLI's --dry-run)."""
-    folders = [read_model_folder(p) for p in [*inputs, *([base] if base is not None else [])]]
-    check_compatible(folders)
-    return folders
 
 
 def parse_weights(text: str) -> list[float]:
@@ -211,15 +195,4 @@ def _check_destination(out: Path, sources: list[Path], overwrite: bool) -> None:
         if not (out / MERGE_RECORD).is_file():
             raise SoupkitError(f"--overwrite replaces only a merged model soupkit wrote (with {MERGE_RECORD}); "
                                f"{out} has none: choose another output folder, or remove it yourself")
-
-
-def _move_into_place(staging: Path, out: Path) -> None:
-    """Swap the complete staging folder in; an old `out` is moved aside first and then deleted."""
-    old = None
-    if out.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-        os.replace(out, old / out.name)
-    os.replace(staging, out)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
