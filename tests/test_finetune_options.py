@@ -96,13 +96,16 @@ def test_finetune_by_base_applies_to_that_model_only(tmp_path):
         "finetune_by_base:\n  google/embeddinggemma-300m: {learning_rate: 1.0e-5, freeze_token_embeddings: true,"
         " loss: {scale: 30}}\n"
     )
+    from soupkit.models.fetch import same_model
+
     recipe = load_recipe(path)
     for base in ("google/embeddinggemma-300m", "embeddinggemma-300m"):
-        tuned = recipe.model_copy(update={"base": base}).for_base()
+        tuned = recipe.model_copy(update={"base": base}).for_base(same_model)
         assert tuned.finetune.learning_rate == 1e-5 and tuned.finetune.freeze_token_embeddings
         assert tuned.finetune.loss.scale == 30 and tuned.finetune.loss.hard_negative_alpha == 5
-        assert tuned.finetune_by_base == {} and tuned.for_base() == tuned
-    other = recipe.model_copy(update={"base": "bundled:all-MiniLM-L6-v2"}).for_base()
+        assert tuned.finetune_by_base == {} and tuned.for_base(same_model) == tuned
+    assert recipe.model_copy(update={"base": "embeddinggemma-300m"}).for_base().finetune == recipe.finetune
+    other = recipe.model_copy(update={"base": "bundled:all-MiniLM-L6-v2"}).for_base(same_model)
     assert other.finetune == recipe.finetune
 
 
