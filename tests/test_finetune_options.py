@@ -122,3 +122,25 @@ def test_finetune_by_base_is_checked_when_the_recipe_loads(tmp_path, entry, mess
     path.write_text(f"name: r\nfamilies: [medical-icd10]\nfinetune_by_base:\n  m: {entry}\n")
     with pytest.raises(SoupkitError, match=message):
         load_recipe(path)
+
+
+def test_search_applies_the_base_settings_then_the_options(tiny_model, tmp_path):
+    """Recipe file < finetune_by_base for its base < command-line options; the run records the result."""
+    import yaml
+    from click.testing import CliRunner
+
+    from soupkit.cli import main
+
+    data = tiny_recipe(tiny_model, steps=2).model_dump(mode="json")
+    data["search"] = {"budget": 1, "n_startup_trials": 1}
+    data["finetune_by_base"] = {str(tiny_model): {"learning_rate": 1e-5, "freeze_token_embeddings": True}}
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump(data))
+    out = tmp_path / "run"
+    result = CliRunner().invoke(main, ["search", "--recipe", str(path), "--out", str(out), "--quiet",
+                                       "--train-token-embeddings", "--gradient-checkpointing"])
+    assert result.exit_code == 0, result.output
+    ran = yaml.safe_load((out / "recipe.yaml").read_text())
+    assert ran["finetune"]["learning_rate"] == 1e-5  # from finetune_by_base
+    assert ran["finetune"]["freeze_token_embeddings"] is False  # the option wins
+    assert ran["finetune"]["gradient_checkpointing"] is True and ran["finetune_by_base"] == {}
