@@ -113,12 +113,13 @@ def search(budget, recipe_arg, out, storage, base, sampler, steps, checkpoints, 
       soupkit worker --budget 40 --storage postgresql://soupkit@db/soupkit --out /shared/runs/default
     """
     from soupkit.config import with_overrides
+    from soupkit.models.fetch import same_model
     from soupkit.search.run import run_search
     from soupkit.search.study import redacted_command
 
     recipe, path = _load(recipe_arg)
     # order: the recipe file, then its settings for the base (finetune_by_base), then the options
-    recipe = with_overrides(recipe, {"base": ("--base", base)}).for_base()
+    recipe = with_overrides(recipe, {"base": ("--base", base)}).for_base(same_model)
     recipe = with_overrides(recipe, {
         "search.budget": ("--budget", budget), "search.sampler": ("--sampler", sampler),
         "search.keep_checkpoints": ("--keep-checkpoints", keep_checkpoints), "finetune.steps": ("--steps", steps),
