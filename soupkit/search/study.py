@@ -106,13 +106,14 @@ def check_same_recipe(study, recipe_json: str) -> None:
     The stored recipe is re-read through the current Recipe model first, so a field added to
     soupkit since (with its default) is not taken for a change.
     """
-    from soupkit.config import Recipe
+    from soupkit.config import NOT_TRIAL_SECTIONS, Recipe
 
     stored = study.user_attrs.get("recipe")
     if stored is None:
         study.set_user_attr("recipe", recipe_json)
         return
-    old = Recipe.model_validate({**json.loads(stored), "search": {}}).model_dump(mode="json", exclude={"search"})
+    stored_json = {k: v for k, v in json.loads(stored).items() if k not in NOT_TRIAL_SECTIONS}
+    old = Recipe.model_validate(stored_json).model_dump(mode="json", exclude=set(NOT_TRIAL_SECTIONS))
     new = json.loads(recipe_json)
     if old != new:
         diff = next((k for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)), "?")
@@ -172,3 +173,20 @@ def trial_counts(study) -> dict[str, int]:
     counts = Counter(t.state.name for t in study.get_trials(deepcopy=False))
     return {"COMPLETE": counts["COMPLETE"], "RUNNING": counts["RUNNING"], "FAIL": counts["FAIL"],
             "WAITING": counts["WAITING"], "PRUNED": counts["PRUNED"]}
+
+
+def died_on_this_host(worker: dict) -> bool:
+    """Whether the worker recorded on a trial ran on this host, is not this process, and is gone."""
+    return (worker.get("host") == socket.gethostname() and worker.get("pid") != os.getpid()
+            and not _pid_alive(int(worker.get("pid", 0))))
+
+
+STAGE_ATTR = "stage"  # set on the studies of later stages (ingredients) that share a search's storage
+
+
+def search_study_names(storage) -> list[str]:
+    """The search studies in a storage, leaving out the studies of later stages beside them."""
+    import optuna
+
+    summaries = optuna.get_all_study_summaries(storage, include_best_trial=False)
+    return [s.study_name for s in summaries if not s.user_attrs.get(STAGE_ATTR)]
