@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from soupkit.config import Recipe
-from soupkit.merge.soup import build_soup
+from soupkit.soups.study_soup import build_soup
 from soupkit.models import build_embeddinggemma
 from soupkit.search.run import run_search
 from soupkit.search.study import default_storage, open_study

@@ -7,6 +7,7 @@ only (a pickle can run code when loaded), and a model's own code only runs with 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 from pathlib import Path
@@ -40,7 +41,7 @@ def resolve_base(base: str) -> str:
 def check_model_folder(path: Path) -> None:
     """Refuse, before anything loads it, a folder that is not a model, holds pickled weights only,
     or holds a corrupt or truncated safetensors file (reads the headers only: instant)."""
-    from soupkit.merge.folder import PICKLED_WEIGHT_SUFFIXES, list_tensors, read_model_folder
+    from soupkit.model_folder import PICKLED_WEIGHT_SUFFIXES, list_tensors, read_model_folder
 
     if not path.is_dir():
         raise SoupkitError(f"base model {path} is not a folder")
@@ -82,6 +83,15 @@ def use_bf16(device: str, requested: bool | None) -> bool:
 
         return torch.cuda.is_bf16_supported()
     return cpu_has_bf16()
+
+
+def autocast_context(device: str, bf16: bool):
+    """bf16 autocast on `device` when `bf16`, else nothing: the same switch for finetunes and probes."""
+    import torch
+
+    if not bf16:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type="cuda" if device.startswith("cuda") else "cpu", dtype=torch.bfloat16)
 
 
 def load_model(base: str, device: str | None = None, trust_remote_code: bool = False):

@@ -236,7 +236,7 @@ def soup(out, storage, study_name, top_k, method, name, source, set_name, from_f
       soupkit soup --out runs/medical --method greedy --top-k 8 --with-base
       soupkit soup --out runs/medical --from ingredients --method uniform
     """
-    from soupkit.merge.soup import build_soup, soup_table, trial_source
+    from soupkit.soups.study_soup import build_soup, soup_table, trial_source
 
     store, study = _open_run_storage(out, storage, study_name)
     if source == "ingredients":

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from soupkit.cli import main
 from soupkit.config import Recipe
-from soupkit.merge.soup import ranked_ingredients
+from soupkit.soups.study_soup import ranked_ingredients
 from soupkit.search.checkpoints import keep_best_checkpoints, remove_partial_checkpoints
 from tests.test_search import load_study, search, tiny_recipe
 

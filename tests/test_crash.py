@@ -1,7 +1,7 @@
 """Crash safety: kill -9 a search during a finetune and during probing, and a soup while it writes.
 
 The process is stopped at a known point by SOUPKIT_TEST_PAUSE_AT (soupkit.pause) and killed there.
-Afterwards no model folder under a final name is partial (only `.tmp-*` / `.partial-*` names may
+Afterwards no model folder under a final name is partial (only `.tmp-*` names may
 be), re-running resumes to the budget, and no completed trial is lost. A worker lost on another
 machine is noticed by its missing heartbeat and its mixture re-run.
 """
@@ -22,7 +22,7 @@ from click.testing import CliRunner
 
 from soupkit.cli import main
 import soupkit.search.study
-from soupkit.merge.folder import read_model_folder
+from soupkit.model_folder import read_model_folder
 from tests.test_search import load_study, search, tiny_recipe
 
 TRIAL_FILES = {"modules.json", "model.safetensors", "mixture.yaml", "config.json"}
@@ -107,7 +107,7 @@ def test_soup_killed_while_writing_leaves_no_partial_soup(tiny_model, tmp_path):
     proc = run_until_paused(["soup", "--out", str(out), "--top-k", "2"], "soup_write", tmp_path)
     soups = out / "soups"
     staging = [p.name for p in soups.iterdir()]
-    assert len(staging) == 1 and staging[0].startswith(".uniform-top2.partial-")
+    assert len(staging) == 1 and staging[0].startswith(".tmp-uniform-top2-")
     kill9(proc)
 
     assert not (soups / "uniform-top2").exists()

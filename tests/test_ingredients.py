@@ -17,7 +17,7 @@ from safetensors.torch import load_file
 from soupkit.cli import main
 from soupkit.config import IngredientSpec, Recipe
 from soupkit.errors import SoupkitError
-from soupkit.merge.soup import build_soup
+from soupkit.soups.study_soup import build_soup
 from soupkit.search.study import default_storage, open_storage, search_study_names
 from soupkit.soups.ingredient_study import find_ingredient_study, load_set
 from soupkit.soups.ingredients import choose_ingredients, ingredient_soup_source, make_ingredients

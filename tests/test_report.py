@@ -20,7 +20,7 @@ from click.testing import CliRunner
 from soupkit.cli import main
 from soupkit.config import Recipe
 from soupkit.errors import SoupkitError
-from soupkit.merge.soup import build_soup
+from soupkit.soups.study_soup import build_soup
 from soupkit.report.dashboard import ARTIFACT_DIR, artifact_store, study_artifacts
 from soupkit.report.figures import FIGURES
 from soupkit.search.study import default_storage, open_storage

@@ -9,7 +9,7 @@ from safetensors.torch import load_file
 
 from soupkit.cli import main
 from soupkit.config import ObjectiveSpec
-from soupkit.merge.soup import BASE_SHARES, GreedyCriterion, build_soup, ranked_ingredients, study_recipe
+from soupkit.soups.study_soup import BASE_SHARES, GreedyCriterion, build_soup, ranked_ingredients, study_recipe
 from soupkit.probes.score import study_values
 from soupkit.search.study import default_storage, open_study
 from tests.test_search import search, tiny_recipe

@@ -10,7 +10,7 @@ from soupkit.merge import (  # noqa: F401  (importing registers the methods)
     weighted,
 )
 from soupkit.merge.api import check_models, merge_models, parse_parameters, parse_weights
-from soupkit.merge.folder import ModelFolder, read_model_folder
+from soupkit.model_folder import ModelFolder, read_model_folder
 from soupkit.merge.methods import METHODS, MergeJob, MergeMethod, merge_method
 from soupkit.merge.record import MERGE_RECORD
 

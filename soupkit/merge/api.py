@@ -5,16 +5,14 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import shutil
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from soupkit.atomic import current_umask
+from soupkit.atomic import atomic_dir
 from soupkit.errors import SoupkitError
 from soupkit.merge.compat import check_compatible
-from soupkit.merge.folder import ModelFolder, read_model_folder
+from soupkit.model_folder import ModelFolder, read_model_folder
 from soupkit.merge.methods import METHODS, MergeJob, MergeMethod, normalised
 from soupkit.merge.record import MergeRecord, merge_command, write_merge_record, write_model_card
 from soupkit.pause import pause_for_test
@@ -74,20 +72,13 @@ def merge_models(
         base_index=base_index,
     )
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
-    try:
-        os.chmod(staging, 0o777 & ~current_umask())  # mkdtemp makes it private; the result should not be
+    with atomic_dir(out) as staging:
         job = MergeJob(folders, staging, base_folder, base_index, weights, parameters)
         left_out = spec.run(job)
         record = dataclasses.replace(record, left_out=left_out)
         write_model_card(staging, record, out.name)
         write_merge_record(staging, record)
         pause_for_test("soup_write")
-        _move_into_place(staging, out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return out
 
 
@@ -177,15 +168,3 @@ def _check_destination(out: Path, sources: list[Path], overwrite: bool) -> None:
         raise SoupkitError(f"output {out} exists and is not a folder")
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise SoupkitError(f"output folder {out} already exists and is not empty; remove it or choose another")
-
-
-def _move_into_place(staging: Path, out: Path) -> None:
-    """Swap the complete staging folder in; an old `out` is moved aside first and then deleted."""
-    old = None
-    if out.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-        os.replace(out, old / out.name)
-    os.replace(staging, out)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from soupkit.errors import SoupkitError
-from soupkit.merge.folder import ModelFolder, ModuleFolder
+from soupkit.model_folder import ModelFolder, ModuleFolder
 
 # Provenance and storage details that differ between honest finetunes of one model.
 VOLATILE_CONFIG_KEYS = frozenset({"architectures", "transformers_version", "torch_dtype", "dtype", "use_cache"})

@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from soupkit.merge.folder import (
+from soupkit.model_folder import (
     BACKEND_EXPORT_DIRS,
     OTHER_WEIGHT_SUFFIXES,
     PICKLED_WEIGHT_SUFFIXES,

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from soupkit.merge.folder import ModelFolder
+from soupkit.model_folder import ModelFolder
 from soupkit.registry import Registry
 
 # required: --base must be given; optional: the method picks one when absent; ignored: refused.

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from soupkit.merge.folder import ModelFolder, TensorInfo
+from soupkit.model_folder import ModelFolder, TensorInfo
 from soupkit.merge.safetensors_writer import PlannedTensor, SafetensorsWriter
 
 if TYPE_CHECKING:

@@ -2,17 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
-
 import numpy as np
 
-
-def autocast_context(device: str, bf16: bool):
-    import torch
-
-    if not bf16:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type="cuda" if device.startswith("cuda") else "cpu", dtype=torch.bfloat16)
+from soupkit.base_model import autocast_context
 
 
 def encode_texts(model, texts: list[str], prompt: str, batch_size: int, bf16: bool) -> np.ndarray:

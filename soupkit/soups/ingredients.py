@@ -62,7 +62,7 @@ def ranked_pool(search_study, recipe: Recipe, from_front: bool, tolerance: float
     """Completed trials best first, one per distinct mixture. Ranked as the greedy soup ranks them:
     by the objective, or for a pareto recipe by the domain score once every general probe is within
     `tolerance` of the base. With `from_front`, only the Pareto front."""
-    from soupkit.merge.soup import GreedyCriterion
+    from soupkit.soups.study_soup import GreedyCriterion
 
     criterion = GreedyCriterion(recipe.objective, search_study.user_attrs.get("base_scores") or {}, tolerance)
     trials = search_study.best_trials if from_front else search_study.get_trials(deepcopy=False)
@@ -115,7 +115,7 @@ def make_ingredients(
     """Choose the set (or resume the one recorded under `name`), train what is missing, record it."""
     from soupkit.base_model import load_model, pick_device, resolve_base, use_bf16
     from soupkit.data.load import load_recipe_families
-    from soupkit.merge.soup import study_recipe
+    from soupkit.soups.study_soup import study_recipe
 
     recipe = study_recipe(search_study)
     base = base or recipe.base
@@ -350,7 +350,7 @@ def _progress(enabled: bool, total: int, desc: str):
 def ingredient_soup_source(storage, search_study, set_name: str | None = None):
     """The trained ingredients of a set (the last one recorded by default) as soup candidates, best
     objective first, with their own base model; their soups are recorded in the ingredient study."""
-    from soupkit.merge.soup import Ingredient, SoupSource, study_recipe
+    from soupkit.soups.study_soup import Ingredient, SoupSource, study_recipe
     from soupkit.soups.ingredient_study import find_ingredient_study
 
     study = find_ingredient_study(storage, search_study)

@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from soupkit.atomic import atomic_dir
+from soupkit.base_model import autocast_context
 from soupkit.config import FinetuneSpec, LossSpec
 from soupkit.data.family import ASYMMETRIC_TASKS, TaskFamily
 from soupkit.pause import pause_for_test
-from soupkit.probes.encode import autocast_context
 from soupkit.prompts import prompt_for
 from soupkit.train.batches import Batch, plan_batches
 

@@ -1,0 +1,87 @@
+"""The package layers (docs/architecture.md), read from the source with `ast`, so a wrong import
+fails here even when it sits inside a function that no test calls.
+
+Libraries (data/, probes/, train/, merge/, models/, base_model) never import an orchestration
+(search/, soups/, report/, cli); merge/ works on model folders only; nothing imports upwards.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+import soupkit
+
+PACKAGE = Path(soupkit.__file__).parent
+ORCHESTRATIONS = ("soupkit.search", "soupkit.soups", "soupkit.report", "soupkit.cli")
+LIBRARIES = ("soupkit.data", "soupkit.probes", "soupkit.train", "soupkit.merge", "soupkit.models",
+             "soupkit.base_model")
+# what each library may not import, beyond the orchestrations
+FORBIDDEN_BELOW = {
+    "soupkit.merge": ("soupkit.data", "soupkit.probes", "soupkit.train", "soupkit.base_model"),
+    "soupkit.base_model": ("soupkit.merge", "soupkit.data", "soupkit.probes", "soupkit.train"),
+    "soupkit.data": ("soupkit.probes", "soupkit.train", "soupkit.merge", "soupkit.base_model"),
+    "soupkit.train": ("soupkit.probes", "soupkit.merge"),
+    "soupkit.probes": ("soupkit.train", "soupkit.merge"),
+}
+# the foundation every layer may use: it imports no other soupkit module but these
+FOUNDATION = ("soupkit.errors", "soupkit.config", "soupkit.registry", "soupkit.atomic", "soupkit.pause",
+              "soupkit.prompts", "soupkit.model_folder")
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def soupkit_imports(path: Path) -> set[str]:
+    """Every soupkit module `path` imports, at any depth of the file (lazy imports included)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return {name for name in found if name == "soupkit" or name.startswith("soupkit.")}
+
+
+MODULES = {module_name(p): soupkit_imports(p) for p in sorted(PACKAGE.rglob("*.py"))}
+
+
+def within(name: str, prefixes: tuple[str, ...]) -> bool:
+    return any(name == p or name.startswith(p + ".") for p in prefixes)
+
+
+def test_the_walk_finds_the_packages_and_a_lazy_import():
+    assert within("soupkit.merge.api", ("soupkit.merge",)) and not within("soupkit.mergekit", ("soupkit.merge",))
+    assert "soupkit.merge.api" in MODULES and "soupkit.cli" in MODULES
+    # cli imports the search lazily, inside a command: the walk must see it
+    assert "soupkit.search.run" in MODULES["soupkit.cli"]
+
+
+@pytest.mark.parametrize("library", LIBRARIES)
+def test_no_library_imports_an_orchestration(library):
+    wrong = {m: sorted(i for i in imports if within(i, ORCHESTRATIONS))
+             for m, imports in MODULES.items() if within(m, (library,))}
+    assert {m: i for m, i in wrong.items() if i} == {}
+
+
+@pytest.mark.parametrize("library", sorted(FORBIDDEN_BELOW))
+def test_libraries_keep_to_their_layer(library):
+    wrong = {m: sorted(i for i in imports if within(i, FORBIDDEN_BELOW[library]))
+             for m, imports in MODULES.items() if within(m, (library,))}
+    assert {m: i for m, i in wrong.items() if i} == {}
+
+
+def test_the_foundation_imports_only_the_foundation():
+    wrong = {m: sorted(i for i in imports if not within(i, FOUNDATION) and i != "soupkit")
+             for m, imports in MODULES.items() if within(m, FOUNDATION)}
+    assert {m: i for m, i in wrong.items() if i} == {}
+
+
+def test_soups_package_init_is_a_docstring_only():
+    tree = ast.parse((PACKAGE / "soups" / "__init__.py").read_text())
+    assert len(tree.body) == 1 and isinstance(tree.body[0], ast.Expr)
