@@ -4,11 +4,12 @@
 
 Rows: the base model; the best single trial (the best domain score among trials whose general
 score stays within 1 point of the base's, else the best domain score); every soup recorded in the
-study. Columns: domain and general weighted means, then each probe (probe-only ones marked *).
-A second table gives, for every probe-only (held-out) probe, each model's difference from the
-base with a 95% paired-bootstrap interval over the probe's items (the models are re-encoded; the
-items are the same for all), so a gain can be told from noise. Prints Markdown, ready for
-docs/recipes.md.
+study. Columns: domain and general weighted means, then each probe (probe-only ones marked *);
+these are the scores the search and the soups saw, so a held-out probe's column is its
+*selection* half. A second table reads the held-out probes' *test* halves, which nothing before
+this report scored: each model's difference from the base with a 95% paired-bootstrap interval
+over the half's items (the models are re-encoded; the items are the same for all), so a gain can
+be told from noise. Prints Markdown, ready for docs/recipes.md.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import optuna
 
 from soupkit.config import Recipe
 from soupkit.probes.score import study_values
-from soupkit.search.study import default_storage, open_storage
+from soupkit.search.study import check_held_out_halves, default_storage, open_storage
 
 
 def main() -> None:
@@ -32,6 +33,7 @@ def main() -> None:
     (summary,) = optuna.get_all_study_summaries(storage, include_best_trial=False)
     study = optuna.load_study(study_name=summary.study_name, storage=storage)
     recipe = Recipe.model_validate(json.loads(study.user_attrs["recipe"]))
+    check_held_out_halves(study, recipe)
 
     base_scores = study.user_attrs["base_scores"]
     base_domain, base_general = study_values(base_scores, recipe.objective)
@@ -48,7 +50,8 @@ def main() -> None:
     probes = [p for p in base_scores if "@" not in p]
     held_out = set(recipe.probe_names_only())
     header = ["model", "domain", "general"] + [f"{p}{'*' if p in held_out else ''}" for p in probes]
-    print(f"study {study.study_name}: {len(done)} complete trials; * = probe-only family (never trained on)\n")
+    print(f"study {study.study_name}: {len(done)} complete trials; * = probe-only family (never trained on),"
+          " scored here on its selection half\n")
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     for label, scores, _ in rows:
@@ -60,22 +63,24 @@ def main() -> None:
 
 def held_out_intervals(recipe: Recipe, rows: list[tuple[str, dict, str]]) -> None:
     from soupkit.base_model import load_model, pick_device, use_bf16
-    from soupkit.data.load import load_families
+    from soupkit.data.load import load_held_out_test_halves
     from soupkit.probes.metrics import paired_bootstrap
     from soupkit.probes.score import ProbeSettings, per_item_scores
 
     device = pick_device()
     settings = ProbeSettings.from_recipe(recipe, use_bf16(device, recipe.finetune.bf16))
-    families = load_families(recipe, probe_only=True)
+    families = load_held_out_test_halves(recipe)
     items = {}
     for label, _, path in rows:
         model = load_model(path, device)
         items[label] = {name: per_item_scores(model, fam, settings) for name, fam in families.items()}
     base_label = rows[0][0]
     names = [n for n in families if items[base_label][n] is not None]
-    print("\nHeld-out probes: difference from the base model, points, with a 95% paired-bootstrap interval\n")
-    print("| model | " + " | ".join(f"{n}* ({len(items[base_label][n])} items)" for n in names) + " |")
+    print("\nHeld-out probes, test halves (read by nothing before this table): the base model's score,"
+          " then each model's difference from it, points, with a 95% paired-bootstrap interval\n")
+    print("| model | " + " | ".join(f"{n}* test half ({len(items[base_label][n])} items)" for n in names) + " |")
     print("|" + "---|" * (len(names) + 1))
+    print(f"| {base_label} | " + " | ".join(f"{100 * items[base_label][n].mean():.1f}" for n in names) + " |")
     for label, _, _ in rows[1:]:
         cells = []
         for n in names:

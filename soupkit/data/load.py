@@ -7,6 +7,7 @@ from pathlib import Path
 
 from soupkit.config import LocalFamily, Recipe, family_name, seed_mixture_of
 from soupkit.data.family import TaskFamily
+from soupkit.data.halves import selection_half, test_half
 from soupkit.data.registry import FAMILIES, BuildOptions
 from soupkit.errors import SoupkitError
 
@@ -39,9 +40,25 @@ def build_family(entry: str | LocalFamily, options: BuildOptions, base_dir: Path
 def load_families(
     recipe: Recipe, base_dir: Path | None = None, log=None, probe_only: bool = False
 ) -> dict[str, TaskFamily]:
-    """Build the families the recipe trains on (or, with `probe_only`, its held-out probe families)."""
+    """Build the families the recipe trains on, or, with `probe_only`, the selection halves of its
+    held-out (probe-only) families: the only part of them a search or a soup may score."""
+    if not probe_only:
+        return _build(recipe, recipe.families, base_dir, log, probe_only=False)
+    whole = _build(recipe, recipe.probe_only, base_dir, log, probe_only=True)
+    return {name: selection_half(family, recipe.seed) for name, family in whole.items()}
+
+
+def load_held_out_test_halves(recipe: Recipe, base_dir: Path | None = None, log=None) -> dict[str, TaskFamily]:
+    """The test halves of the recipe's held-out probes. Only a final report may read them: the
+    search, ingredient choice and soups see the selection halves (`load_recipe_families`), so a
+    test-half score is a fair estimate of the chosen model, not one that helped choose it."""
+    whole = _build(recipe, recipe.probe_only, base_dir, log, probe_only=True)
+    return {name: test_half(family, recipe.seed) for name, family in whole.items()}
+
+
+def _build(recipe: Recipe, entries, base_dir: Path | None, log, probe_only: bool) -> dict[str, TaskFamily]:
     families: dict[str, TaskFamily] = {}
-    for entry in recipe.probe_only if probe_only else recipe.families:
+    for entry in entries:
         start = time.perf_counter()
         family = build_family(entry, build_options(recipe, family_name(entry), probe_only), base_dir)
         if not probe_only and not family.train:
@@ -86,13 +103,20 @@ def drop_probe_leaks(families: dict[str, TaskFamily], probes: dict[str, TaskFami
 
 
 def load_recipe_families(recipe: Recipe, base_dir: Path | None = None, log=None):
-    """(families trained on, every family probed) with no probe text anywhere in training."""
+    """(families trained on, every family probed) with no probe text anywhere in training. The
+    held-out (probe-only) families come as their selection halves (soupkit.data.halves); their
+    test halves are reachable only through `load_held_out_test_halves`."""
     families = load_families(recipe, base_dir, log=log)
-    probes = {**families, **load_families(recipe, base_dir, log=log, probe_only=True)}
-    dropped = drop_probe_leaks(families, probes)
+    held_out = _build(recipe, recipe.probe_only, base_dir, log, probe_only=True)
+    # both halves of a held-out probe stay out of training; only the selection half is scored
+    dropped = drop_probe_leaks(families, {**families, **held_out})
     if log and dropped:
         log("held out other probes' texts from training: " + ", ".join(f"{k} -{v}" for k, v in dropped.items()))
-    return families, probes
+    selection = {name: selection_half(family, recipe.seed) for name, family in held_out.items()}
+    if log and selection:
+        log("held-out probes scored on their selection halves: "
+            + ", ".join(f"{k} {f.probe.sizes()}" for k, f in selection.items()))
+    return families, {**families, **selection}
 
 
 def check_recipe(recipe: Recipe, recipe_path: Path | None = None) -> list[str]:

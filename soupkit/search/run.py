@@ -25,6 +25,7 @@ from soupkit.errors import SoupkitError
 from soupkit.search.checkpoints import keep_best_checkpoints, remove_partial_checkpoints
 from soupkit.search.space import params_for_mixture
 from soupkit.search.study import (
+    check_held_out_halves,
     check_same_recipe,
     default_storage,
     open_storage,
@@ -105,6 +106,7 @@ def run_search(
     startup = spec.n_startup_trials + (1 if seed_mixture else 0)
     study.sampler = make_sampler(spec.sampler, sampler_seed(recipe.seed, n_existing, shared), startup)
     check_same_recipe(study, effective_recipe_json(recipe))
+    check_held_out_halves(study, recipe, record=True)
     atomic_write_text(out / "recipe.yaml", yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False))
 
     names = list(families)

@@ -123,6 +123,27 @@ def check_same_recipe(study, recipe_json: str) -> None:
         )
 
 
+HELD_OUT_HALVES = "selection half"  # what a study's held-out probe scores are scored on
+
+
+def check_held_out_halves(study, recipe, record: bool = False) -> None:
+    """Refuse a study whose held-out probes were scored whole (made before soupkit split them into
+    a selection and a test half): its scores and the new ones measure different items. With
+    `record`, mark a new study as scored on selection halves."""
+    if not recipe.probe_only:
+        return
+    mark = study.user_attrs.get("held_out_probes")
+    if mark == HELD_OUT_HALVES:
+        return
+    if mark is None and record and not study.get_trials(deepcopy=False):
+        study.set_user_attr("held_out_probes", HELD_OUT_HALVES)
+        return
+    raise SoupkitError(
+        f"study '{study.study_name}' scored its held-out probes ({', '.join(recipe.probe_names_only())}) whole, "
+        "before soupkit split them into a selection half and a test half; start a new study (another --out)"
+    )
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

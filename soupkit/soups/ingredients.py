@@ -117,7 +117,10 @@ def make_ingredients(
     from soupkit.data.load import load_recipe_families
     from soupkit.soups.study_soup import study_recipe
 
+    from soupkit.search.study import check_held_out_halves
+
     recipe = study_recipe(search_study)
+    check_held_out_halves(search_study, recipe)  # ingredients are scored, and chosen, as its trials were
     base = base or recipe.base
     resolve_base(base)  # a missing folder fails here, before anything is recorded
     name = name or default_set_name(spec, base, recipe.base, from_front)

@@ -151,6 +151,9 @@ def build_soup(
         raise SoupkitError(f"--with-base works with --method uniform or greedy, not '{method}' (it uses the base already)")
     if general_tolerance is not None and general_tolerance < 0:
         raise SoupkitError(f"--general-tolerance must be >= 0, got {general_tolerance}")
+    from soupkit.search.study import check_held_out_halves
+
+    check_held_out_halves(study, study_recipe(study))  # ingredients are scored as the search's trials
     source = source or trial_source(study, from_front)
     study, recipe, ranked, base_scores = source.study, source.recipe, source.candidates, source.base_scores
     if not ranked:

@@ -6,8 +6,9 @@ import functools
 import glob
 import importlib.util
 import os
+import re
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from soupkit.data.family import TaskFamily
 from soupkit.data.registry import BuildOptions, builtin_family
@@ -25,6 +26,7 @@ class IcdCode:
     parent: str
     chapter: str
     inclusion_terms: tuple[str, ...]
+    excludes: tuple[str, ...] = ()  # its Excludes1 and Excludes2 notes: "tuberculous enteritis (A18.32)"
 
 
 def _tabular_xml(family: str) -> str:
@@ -52,7 +54,14 @@ def load_icd_codes(path: str) -> tuple[IcdCode, ...]:
             for note in inc.findall("note")
             if note.text and note.text.strip()
         )
-        codes.append(IcdCode(code, title, parent, chapter, terms))
+        excludes = tuple(
+            note.text.strip()
+            for kind in ("excludes1", "excludes2")
+            for block in diag.findall(kind)
+            for note in block.findall("note")
+            if note.text and note.text.strip()
+        )
+        codes.append(IcdCode(code, title, parent, chapter, terms, excludes))
         for child in diag.findall("diag"):
             walk(child, code, chapter)
 
@@ -104,3 +113,45 @@ def medical_icd10_chapters(options: BuildOptions) -> TaskFamily:
     items = [(c.title, c.chapter) for c in codes if c.title]
     train, probe = split_labelled(items, options.seed, 2 * options.probe_size, options.max_train, "classification")
     return TaskFamily("medical-icd10-chapters", "classification", SOURCE, train, probe)
+
+
+EXCLUDES_DESCRIPTION = ("condition named in an ICD-10-CM Excludes note -> the title of the code it belongs to; "
+                        "hard negative the title of the code that excludes it")
+_EXCLUDED_CODE = re.compile(r"^(?P<text>.+?)\s*\((?P<code>[A-Z][0-9][0-9A-Z](?:\.[0-9A-Z]{1,4})?)(?:\.?-)?\)$")
+
+
+def excludes_triples(codes) -> list[tuple[str, str, str]]:
+    """(condition, title of its code, title of the code whose Excludes note names it). Notes that
+    point at a range or several codes, or whose condition is the target title itself, are left out."""
+    title_of = {c.code: c.title for c in codes}
+    triples = []
+    for c in codes:
+        for note in c.excludes:
+            match = _EXCLUDED_CODE.match(note)
+            if not match:
+                continue
+            text, target = match["text"].strip(" ,;"), title_of.get(match["code"])
+            if target and text and text.lower() != target.lower() and target != c.title:
+                triples.append((text, target, c.title))
+    return triples
+
+
+@builtin_family("medical-icd10-excludes", task="retrieval", source=SOURCE, install=INSTALL,
+                description=EXCLUDES_DESCRIPTION)
+def medical_icd10_excludes(options: BuildOptions) -> TaskFamily:
+    triples = excludes_triples(load_icd_codes(_tabular_xml("medical-icd10-excludes")))
+    targets: dict[str, set[str]] = {}
+    for text, target, _ in triples:
+        targets.setdefault(text, set()).add(target)
+    # a condition two notes send to different codes has no single answer
+    kept = [(text, target, excluder) for text, target, excluder in triples if len(targets[text]) == 1]
+    train, probe = split_retrieval(
+        [(text, target) for text, target, _ in kept], options.seed, options.probe_size, options.probe_corpus,
+        options.max_train,
+    )
+    # the excluding code's title is usually no target of any note, so split_retrieval (which keeps
+    # only negatives that are training documents) would drop it: attach it here unless it is probed
+    probed = set(probe.corpus)
+    negatives = {text: excluder for text, _, excluder in kept if excluder not in probed}
+    train = [replace(e, negative=negatives[e.anchor]) if e.anchor in negatives else e for e in train]
+    return TaskFamily("medical-icd10-excludes", "retrieval", SOURCE, train, probe, EXCLUDES_DESCRIPTION)
