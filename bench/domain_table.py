@@ -22,7 +22,7 @@ import optuna
 
 from soupkit.config import Recipe
 from soupkit.probes.score import study_values
-from soupkit.search.study import check_held_out_halves, default_storage, open_storage
+from soupkit.search.study import check_held_out_halves, default_storage, open_storage, search_study_names
 
 
 def main() -> None:
@@ -30,8 +30,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     storage = open_storage(default_storage(args.out))
-    (summary,) = optuna.get_all_study_summaries(storage, include_best_trial=False)
-    study = optuna.load_study(study_name=summary.study_name, storage=storage)
+    (name,) = search_study_names(storage)  # an ingredient study may sit beside it
+    study = optuna.load_study(study_name=name, storage=storage)
     recipe = Recipe.model_validate(json.loads(study.user_attrs["recipe"]))
     check_held_out_halves(study, recipe)
 
