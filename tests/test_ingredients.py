@@ -233,3 +233,17 @@ def test_ingredients_killed_mid_finetune_resume_with_the_same_mixture(study_run,
     assert trials[2].user_attrs["mixture"] == trials[1].user_attrs["mixture"]  # the same mixture, again
     assert not [p for p in (out / "ingredients").iterdir() if p.name.startswith(".")]
     assert_only_whole_models(out / "ingredients", {"modules.json", "model.safetensors", "mixture.yaml"})
+
+
+def test_a_study_resumes_across_a_changed_ingredients_section():
+    from soupkit.search.run import effective_recipe_json
+    from soupkit.search.study import check_same_recipe
+
+    recipe = Recipe.model_validate({"name": "r", "families": ["medical-icd10"]})
+    study = optuna.create_study()
+    check_same_recipe(study, effective_recipe_json(recipe))
+    longer = Recipe.model_validate({**recipe.model_dump(mode="json"), "ingredients": {"k": 8, "steps": 960}})
+    check_same_recipe(study, effective_recipe_json(longer))  # what a trial produces is unchanged
+    with pytest.raises(SoupkitError, match="field 'finetune' differs"):
+        changed = Recipe.model_validate({**recipe.model_dump(mode="json"), "finetune": {"steps": 5}})
+        check_same_recipe(study, effective_recipe_json(changed))
