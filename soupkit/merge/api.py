@@ -9,12 +9,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from soupkit.atomic import atomic_dir
+from soupkit.atomic import atomic_dir, check_can_write
 from soupkit.errors import SoupkitError
 from soupkit.merge.compat import check_compatible
 from soupkit.model_folder import ModelFolder, read_model_folder
 from soupkit.merge.methods import METHODS, MergeJob, MergeMethod, normalised
-from soupkit.merge.record import MergeRecord, merge_command, write_merge_record, write_model_card
+from soupkit.merge.record import MERGE_RECORD, MergeRecord, merge_command, write_merge_record, write_model_card
 from soupkit.pause import pause_for_test
 
 PathLike = str | os.PathLike
@@ -160,11 +160,20 @@ def _checked_weights(
 
 
 def _check_destination(out: Path, sources: list[Path], overwrite: bool) -> None:
+    """The output may not be, hold or sit inside an input; an existing non-empty folder is replaced
+    only with `overwrite`, and only when soupkit wrote it (it holds soupkit's merge record)."""
     target = out.resolve()
     for source in sources:
-        if target == source.resolve() or source.resolve() in target.parents:
+        resolved = source.resolve()
+        if target == resolved or resolved in target.parents:
             raise SoupkitError(f"output folder {out} is inside input {source}; choose another output folder")
-    if out.exists() and not out.is_dir():
-        raise SoupkitError(f"output {out} exists and is not a folder")
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise SoupkitError(f"output folder {out} already exists and is not empty; remove it or choose another")
+        if target in resolved.parents:
+            raise SoupkitError(f"output folder {out} holds input {source}; choose another output folder")
+    check_can_write(out, "output folder")
+    if out.is_dir() and any(out.iterdir()):
+        if not overwrite:
+            raise SoupkitError(f"output folder {out} already exists and is not empty; remove it or choose another")
+        if not (out / MERGE_RECORD).is_file():
+            raise SoupkitError(f"--overwrite replaces only a merged model soupkit wrote (with {MERGE_RECORD}); "
+                               f"{out} has none: choose another output folder, or remove it yourself")
+

@@ -3,6 +3,7 @@ and say the gist in a few lines of text."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,10 +64,15 @@ def summary_text(frames: StudyFrames) -> str:
 
     for soup in frames.soups.iter_rows(named=True):
         gain = f" ({soup['objective'] - base:+.4f} vs base)" if base is not None else ""
-        members = ", ".join(map(str, soup["members"] or []))
+        weights = json.loads(soup.get("weights") or "{}")
+        if weights:  # an adapt soup: shares of its bank's checkpoints
+            members = "weights " + ", ".join(f"{k} {v:.2f}" for k, v in sorted(weights.items(), key=lambda x: -x[1]))
+        else:
+            members = "trials " + ", ".join(map(str, soup["members"] or []))
         if soup.get("base_share"):
             members += f" + base model at {soup['base_share']:.2f}"
-        lines.append(f"soup {soup['soup']} ({soup['method']}, trials {members}): "
+        role = f", {soup['role']}" if soup.get("role") else ""
+        lines.append(f"soup {soup['soup']} ({soup['method']}{role}, {members}): "
                      f"objective {soup['objective']:.4f}{gain}")
 
     rows = [] if frames.trials.is_empty() else list(frames.trials.iter_rows(named=True))

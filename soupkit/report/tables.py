@@ -7,6 +7,7 @@ study: trials that failed, run or wait are rows with their state, not dropped.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -29,7 +30,8 @@ def trials_frame(study, all_states: bool = False):
         if len(study.directions) == 2:
             row["domain"], row["general"] = t.values if t.values else (None, None)
         row.update({f"score:{k}": v for k, v in (attrs.get("scores") or {}).items()})
-        row.update({f"w:{k}": v for k, v in (attrs.get("mixture") or {}).items()})
+        # a search trial's data mixture, or an adapt proposal's soup weights over its bank
+        row.update({f"w:{k}": v for k, v in (attrs.get("mixture") or attrs.get("weights") or {}).items()})
         secs = attrs.get("seconds") or {}
         row["finetune_s"], row["probe_s"] = secs.get("finetune"), secs.get("probe")
         end = t.datetime_complete or (now if t.state.name == "RUNNING" else None)
@@ -49,6 +51,7 @@ def soups_frame(study):
     rows = []
     for name, soup in (study.user_attrs.get("soups") or {}).items():
         row: dict[str, Any] = {"soup": name, "method": soup.get("method"), "members": soup.get("members", []),
+                               "weights": json.dumps(soup.get("weights") or {}), "role": soup.get("role") or "",
                                "base_share": float(soup.get("base_share") or 0.0), "objective": soup.get("objective")}
         values = soup.get("values") or []
         if len(values) == 2:

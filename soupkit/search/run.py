@@ -19,9 +19,10 @@ from pathlib import Path
 
 import yaml
 
-from soupkit.atomic import atomic_write_text
+from soupkit.atomic import atomic_write_text, check_can_write
 from soupkit.config import NOT_TRIAL_SECTIONS, Recipe, seed_mixture_of
-from soupkit.errors import SoupkitError
+from soupkit.errors import Interrupted, SoupkitError
+from soupkit.pause import pause_for_test
 from soupkit.search.checkpoints import keep_best_checkpoints, remove_partial_checkpoints
 from soupkit.search.space import params_for_mixture
 from soupkit.search.study import (
@@ -31,6 +32,7 @@ from soupkit.search.study import (
     open_storage,
     open_study,
     recover_dead_trials,
+    redact,
     trial_counts,
 )
 from soupkit.search.trial import TrialContext, run_trial
@@ -38,6 +40,10 @@ from soupkit.search.workers import sampler_seed
 
 MAX_CONSECUTIVE_FAILURES = 5
 WAIT_SECONDS = 2  # how often a worker whose budget is held by others looks again
+# the first line of the recipe.yaml a search writes: what makes a folder a soupkit run folder
+RUN_MARKER = "# soupkit run folder: the resolved recipe of this search (written by soupkit search)\n"
+# what a search writes into a new run folder before its first trial (removed again if it stops there)
+FIRST_FILES = frozenset({"recipe.yaml", "study.db", "study.db-journal", "study.db-wal", "study.db-shm"})
 
 
 @dataclass
@@ -56,6 +62,15 @@ def effective_recipe_json(recipe: Recipe) -> str:
     return json.dumps(data, sort_keys=True)
 
 
+@dataclass
+class _Progress:
+    """How far a search got, for cleaning up after a failure and for the Ctrl-C message."""
+
+    created_folder: bool = False
+    started: bool = False  # a trial began
+    study: object = None
+
+
 def run_search(
     recipe: Recipe,
     out: Path,
@@ -70,7 +85,24 @@ def run_search(
 ) -> SearchResult:
     """Run trials until the study holds `recipe.search.budget` completed ones. `checkpoints` is the
     folder for trial models (default <out>/trials); with workers on several machines, a folder
-    all of them reach at the same path."""
+    all of them reach at the same path.
+
+    Ctrl-C raises `Interrupted` (exit 130) saying what is saved and how to resume; stopped
+    before its first trial, the search removes the run folder it created."""
+    progress = _Progress()
+    try:
+        return _run_search(recipe, out, storage, recipe_path, command, log, show_progress, max_failures,
+                           checkpoints, trust_remote_code, progress)
+    except KeyboardInterrupt:
+        _remove_new_run_folder(out, progress)
+        raise Interrupted(_interrupted_message(out, storage, checkpoints, command, progress)) from None
+    except BaseException:
+        _remove_new_run_folder(out, progress)
+        raise
+
+
+def _run_search(recipe, out, storage, recipe_path, command, log, show_progress, max_failures, checkpoints,
+                trust_remote_code, progress: _Progress) -> SearchResult:
     import optuna
 
     from soupkit.base_model import load_model, pick_device, resolve_base, use_bf16
@@ -82,6 +114,9 @@ def run_search(
         _silence_library_progress_bars()
     # checks of the user's input first: a mistake leaves no run folder or study behind
     check_recipe(recipe, recipe_path)
+    check_run_folder(out, recipe)
+    if checkpoints:
+        check_can_write(Path(checkpoints), "--checkpoints folder")
     seed_mixture = seed_mixture_of(recipe, recipe_path)
     resolve_base(recipe.base)  # the folder exists and holds readable safetensors
     shared_store = open_storage(storage) if storage else None  # an unreachable server fails here, fast
@@ -93,11 +128,13 @@ def run_search(
     families, probes = load_recipe_families(recipe, base_dir, log=log)
     data_seconds = time.perf_counter() - t0
 
+    pause_for_test("run_folder")
+    progress.created_folder = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     storage = storage or default_storage(out)
     checkpoints = Path(checkpoints) if checkpoints else out / "trials"
     spec = recipe.search
-    study = open_study(shared_store or storage, recipe.name, None, directions(recipe))
+    study = progress.study = open_study(shared_store or storage, recipe.name, None, directions(recipe))
     trials = study.get_trials(deepcopy=False)
     n_existing = len(trials)
     # a worker that may not be alone mixes its identity into the seed (distinct draws); a lone
@@ -107,7 +144,7 @@ def run_search(
     study.sampler = make_sampler(spec.sampler, sampler_seed(recipe.seed, n_existing, shared), startup)
     check_same_recipe(study, effective_recipe_json(recipe))
     check_held_out_halves(study, recipe, record=True)
-    atomic_write_text(out / "recipe.yaml", yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False))
+    atomic_write_text(out / "recipe.yaml", RUN_MARKER + yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False))
 
     names = list(families)
     if n_existing == 0 and seed_mixture is not None:
@@ -115,7 +152,9 @@ def run_search(
         study.enqueue_trial(params, user_attrs={"seeded": "recipe"}, skip_if_exists=True)
     requeued = recover_dead_trials(study)
     if requeued:
-        log(f"re-queued interrupted trials: {', '.join(map(str, requeued))}")
+        which = ", ".join(f"#{n}" for n in requeued)
+        log(f"re-queued {len(requeued)} interrupted trial{'s' if len(requeued) > 1 else ''} ({which}): "
+            f"{'its mixture runs' if len(requeued) == 1 else 'their mixtures run'} again")
     leftovers = remove_partial_checkpoints(study, checkpoints)
     if leftovers:
         log(f"removed partial checkpoints of interrupted trials: {', '.join(leftovers)}")
@@ -137,6 +176,7 @@ def run_search(
     study.set_user_attr("base_values", study_values(base_scores, recipe.objective))
     study.set_user_attr("data_seconds", round(data_seconds, 2))
     log(f"base model objective {base_value:.4f}  " + "  ".join(f"{k} {v:.3f}" for k, v in base_scores.items()))
+    pause_for_test("first_trial")
 
     failures = 0
     while True:
@@ -156,6 +196,7 @@ def run_search(
         ctx.on_step = (lambda step, loss: (bar.update(1), bar.set_postfix(loss=f"{loss:.3f}"))) if bar else None
         before = time.perf_counter()
         ctx.last_number = None
+        progress.started = True
         study.optimize(lambda t: run_trial(t, ctx), n_trials=1, catch=(Exception,), gc_after_trial=False)
         if bar:
             bar.close()
@@ -186,6 +227,73 @@ def run_search(
     completed = trial_counts(study)["COMPLETE"]
     best_value = best_objective(study) if completed else None
     return SearchResult(recipe.name, storage, out, best_value, base_value, completed)
+
+
+def check_run_folder(out: Path, recipe: Recipe) -> None:
+    """A run folder is new, empty, or a soupkit run of the same recipe; anything else is refused
+    before anything is written (its files, a user's recipe.yaml above all, are never replaced)."""
+    check_can_write(out, "run folder")
+    if not out.is_dir():
+        return
+    entries = sorted(p.name for p in out.iterdir() if not p.name.startswith(".tmp-"))
+    if not entries:
+        return
+    saved = out / "recipe.yaml"
+    old = _run_recipe(out) if saved.is_file() else None
+    if old is None:
+        shown = ", ".join(entries[:3]) + (", ..." if len(entries) > 3 else "")
+        raise SoupkitError(f"run folder {out} is not empty ({shown}) and not a soupkit run (no recipe.yaml written "
+                           "by soupkit search); choose a new or empty --out folder")
+    old_json, new_json = json.loads(effective_recipe_json(old)), json.loads(effective_recipe_json(recipe))
+    if old_json != new_json:
+        diff = next((k for k in sorted(set(old_json) | set(new_json)) if old_json.get(k) != new_json.get(k)), "?")
+        raise SoupkitError(f"run folder {out} was started with a different recipe (field '{diff}' differs); "
+                           "use another --out, or the original settings to resume")
+
+
+def _run_recipe(out: Path) -> Recipe | None:
+    """The recipe of a soupkit run folder: its recipe.yaml as a search wrote it (with the marker;
+    or, from soupkit versions before the marker, a valid recipe beside a study or trials)."""
+    text = (out / "recipe.yaml").read_text(errors="replace")
+    legacy = (out / "study.db").is_file() or (out / "trials").is_dir()
+    if not (text.startswith(RUN_MARKER) or legacy):
+        return None
+    try:
+        return Recipe.model_validate(yaml.safe_load(text))
+    except Exception:  # a run folder's recipe.yaml is always a valid recipe: this one is not soupkit's
+        return None
+
+
+def _remove_new_run_folder(out: Path, progress: _Progress) -> None:
+    """A search stopped before its first trial leaves no run folder it created (only if nothing
+    but its own first files, or another worker's, are in it)."""
+    import shutil
+
+    if not progress.created_folder or progress.started or not out.is_dir():
+        return
+    names = {p.name for p in out.iterdir() if not p.name.startswith(".tmp-recipe.yaml-")}
+    if names <= FIRST_FILES:
+        shutil.rmtree(out, ignore_errors=True)
+
+
+def _interrupted_message(out: Path, storage: str | None, checkpoints: Path | None, command: str,
+                         progress: _Progress) -> str:
+    resume = f"; resume with: {command}" if command else ""
+    if not progress.started:
+        if progress.study is not None and not progress.created_folder:
+            return f"before the first trial started; the run in {out} is as it was{resume}"
+        return "before the first trial started; nothing was written"
+    where = redact(storage) if storage else out / "study.db"
+    models = Path(checkpoints) if checkpoints else out / "trials"
+    try:
+        trials = progress.study.get_trials(deepcopy=False)
+    except Exception:  # the storage went away with the interrupt: say where it is all the same
+        return f"the study in {where} holds every trial completed so far (models in {models}){resume}"
+    done = sum(t.state.name == "COMPLETE" for t in trials)
+    retried = {t.user_attrs.get("retry_of") for t in trials}
+    cut = [t.number for t in trials if t.user_attrs.get("error") == "interrupted" and t.number not in retried]
+    rerun = f"; trial #{cut[-1]} was cut short and runs again with its mixture" if cut else ""
+    return f"{done} completed trial{'s' if done != 1 else ''} saved in {where} (models in {models}){rerun}{resume}"
 
 
 def directions(recipe: Recipe) -> list[str]:

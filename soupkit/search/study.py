@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 from pathlib import Path
 
@@ -61,7 +62,7 @@ def open_storage(url: str, attempts: int = 3):
                 time.sleep(0.5 * attempt)
                 continue
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise SoupkitError(f"cannot open study storage '{redact(url)}': {first}") from None
+            raise SoupkitError(f"cannot open study storage '{redact(url)}': {redact_text(first, url)}") from None
 
 
 def _engine_kwargs(url: str) -> dict | None:
@@ -79,14 +80,55 @@ def _lost_schema_race(exc: Exception) -> bool:
     return "already exists" in text or "UniqueViolation" in text or "duplicate key" in text
 
 
+# query parameters that carry a secret (libpq's `password`, drivers' spellings of it)
+SECRET_PARAMETERS = frozenset({"password", "passwd", "pwd", "sslpassword", "secret", "token", "access_token"})
+
+
 def redact(url: str) -> str:
-    """The URL without its password, for messages."""
-    if "@" in url and "://" in url:
-        scheme, rest = url.split("://", 1)
-        creds, host = rest.rsplit("@", 1)
-        user, has_password, _ = creds.partition(":")
-        return f"{scheme}://{user}{':***' if has_password else ''}@{host}"
-    return url
+    """The URL with every password masked (the user-info part and any `?password=`), for whatever
+    is printed or saved: messages, logs, the command recorded beside a model."""
+    from sqlalchemy.engine import make_url
+
+    if "://" not in url:
+        return url
+    try:
+        parsed = make_url(url)
+    except Exception:  # not a URL sqlalchemy can read: mask what looks like a secret anyway
+        masked = re.sub(r"(://[^:/@?#]*:)[^@/]*@", r"\1***@", url)
+        return re.sub(rf"(?i)\b({'|'.join(SECRET_PARAMETERS)})=[^&#]*", r"\1=***", masked)
+    secrets = {key: "***" for key in parsed.query if key.lower() in SECRET_PARAMETERS}
+    if secrets:
+        parsed = parsed.update_query_dict(secrets)
+    return parsed.render_as_string(hide_password=True).replace("%2A%2A%2A", "***")
+
+
+def redact_text(text: str, url: str) -> str:
+    """`text` (a driver's error message) with the URL's secrets masked wherever they appear."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        parsed = make_url(url)
+    except Exception:
+        return text.replace(url, redact(url))
+    secrets = [parsed.password] + [v for k, v in parsed.query.items() if k.lower() in SECRET_PARAMETERS]
+    text = text.replace(url, redact(url))
+    for secret in secrets:
+        for value in ([secret] if isinstance(secret, str) else list(secret or [])):
+            if value:  # as a whole word, so a short password does not mask every letter it shares
+                text = re.sub(rf"(?<![\w]){re.escape(value)}(?![\w])", "***", text)
+    return text
+
+
+def redacted_command(argv: list[str]) -> str:
+    """A command line as recorded and printed: every URL argument (`--storage URL`,
+    `--storage=URL`) without its password."""
+    import shlex
+
+    parts = []
+    for arg in argv:
+        option, sep, value = arg.partition("=") if arg.startswith("--") else ("", "", arg)
+        parts.append(f"{option}{sep}{redact(value)}" if "://" in value else arg)
+    return " ".join(shlex.quote(p) for p in parts)
 
 
 def open_study(storage_url, name: str, sampler, directions: list[str]):
@@ -202,12 +244,14 @@ def died_on_this_host(worker: dict) -> bool:
             and not _pid_alive(int(worker.get("pid", 0))))
 
 
-STAGE_ATTR = "stage"  # set on the studies of later stages (ingredients) that share a search's storage
+STAGE_ATTR = "stage"  # set on the studies of later stages: "ingredients" (beside a search), "adapt"
+BESIDE_ATTR = "search_study"  # set on a study that sits beside a search's in its storage (ingredients)
 
 
 def search_study_names(storage) -> list[str]:
-    """The search studies in a storage, leaving out the studies of later stages beside them."""
+    """The studies a run folder is about, leaving out those of later stages that sit beside a
+    search's in its storage (its ingredient study)."""
     import optuna
 
     summaries = optuna.get_all_study_summaries(storage, include_best_trial=False)
-    return [s.study_name for s in summaries if not s.user_attrs.get(STAGE_ATTR)]
+    return [s.study_name for s in summaries if not s.user_attrs.get(BESIDE_ATTR)]

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from soupkit.errors import SoupkitError
-from soupkit.search.study import STAGE_ATTR
+from soupkit.search.study import BESIDE_ATTR, STAGE_ATTR
 
 __all__ = ["IngredientSet", "ingredient_key", "ingredient_study_name", "open_ingredient_study", "load_set",
            "record_set"]
@@ -67,7 +67,7 @@ def open_ingredient_study(storage, search_study):
     )
     if study.user_attrs.get(STAGE_ATTR) != STAGE:
         study.set_user_attr(STAGE_ATTR, STAGE)
-        study.set_user_attr("search_study", search_study.study_name)
+        study.set_user_attr(BESIDE_ATTR, search_study.study_name)
     return study
 
 

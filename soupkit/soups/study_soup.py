@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from soupkit.atomic import atomic_dir
+from soupkit.atomic import atomic_dir, check_can_write, replace_folder
 from soupkit.config import ObjectiveSpec, Recipe
 from soupkit.errors import SoupkitError
 
@@ -166,17 +166,20 @@ def build_soup(
     if method == "greedy":
         ranked = sorted(ranked, key=lambda i: (select.key(i.scores), -i.trial), reverse=True)
     candidates = ranked[:top_k]
+    name = name or f"{method}-{source.tag}{top_k}{'-base' if with_base else ''}"
+    out = run_dir / "soups" / name
+    _check_soup_inputs(candidates, out, source.label)
     _, families = load_recipe_families(recipe)
     device = pick_device()
     settings = ProbeSettings.from_recipe(recipe, use_bf16(device, recipe.finetune.bf16))
 
     def score(path: Path) -> dict[str, float]:
-        return score_probes(load_model(str(path), device), families, settings)
+        return score_probes(load_model(str(path), device, what="soup"), families, settings)
 
-    name = name or f"{method}-{source.tag}{top_k}{'-base' if with_base else ''}"
-    out = run_dir / "soups" / name
     share = 0.0
-    with tempfile.TemporaryDirectory(dir=run_dir) as scratch:
+    # everything is written and scored under a temporary name; only a whole, scored soup is renamed
+    # to soups/<name>, so a failure at any point leaves nothing under that name
+    with tempfile.TemporaryDirectory(prefix=f".tmp-soup-{name}-", dir=run_dir) as scratch:
         if method == "greedy":
             members, soup_scores = [candidates[0]], candidates[0].scores
             best = select.key(soup_scores)
@@ -195,18 +198,19 @@ def build_soup(
         base_path = saved_base(recipe, run_dir, device, source.base_folder) if with_base else None
         if base_path is not None:
             share = _base_share(members, soup_scores, base_path, bound, score, Path(scratch), log)
-    # written afresh and scored again: the recorded scores are those of the folder on disk
-    if share:
-        _merge_with_base(members, base_path, share, out)
-    elif method in ("uniform", "greedy"):
-        _merge(members, out, "uniform", None)
-    else:
-        from soupkit.merge.methods import METHODS
+        # written afresh and scored again: the recorded scores are those of the folder on disk
+        staged = Path(scratch) / "soup"
+        if share:
+            _merge_with_base(members, base_path, share, staged)
+        elif method in ("uniform", "greedy"):
+            _merge(members, staged, "uniform", None)
+        else:
+            from soupkit.merge.methods import METHODS
 
-        base = resolve_base(recipe.base)
-        _merge(members, out, method, base if METHODS.get(method).base != "ignored" else None)
-
-    scores = score(out)
+            base = resolve_base(recipe.base)
+            _merge(members, staged, method, base if METHODS.get(method).base != "ignored" else None)
+        scores = score(staged)
+        replace_folder(staged, out)
     value = objective_value(scores, recipe.objective.weights)
     soups = dict(study.user_attrs.get("soups") or {})
     soups[name] = {
@@ -222,6 +226,21 @@ def build_soup(
     base_value = objective_value(base_scores, recipe.objective.weights) if base_scores else None
     return SoupResult(name, method, [m.trial for m in members], out, scores, value, candidates, share, base_scores,
                       base_value, source.label)
+
+
+def _check_soup_inputs(candidates: list[Ingredient], out: Path, label: str = "trial") -> None:
+    """Before anything is written: every ingredient is a whole model folder (a trial whose weights
+    file went missing is named, with the file), and the soup's folder can be written."""
+    from soupkit.model_folder import read_model_folder
+
+    for ingredient in candidates:
+        try:
+            read_model_folder(ingredient.checkpoint)
+        except SoupkitError as exc:
+            raise SoupkitError(f"{label} {ingredient.trial}: {exc}") from None
+    check_can_write(out, "soup folder")
+    if out.is_dir() and any(out.iterdir()) and not (out / "modules.json").is_file():
+        raise SoupkitError(f"soup folder {out} exists and is not a model folder; move it away or choose another --name")
 
 
 def saved_base(recipe: Recipe, run_dir: Path, device: str, folder: str = "base-model") -> Path:

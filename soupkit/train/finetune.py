@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -87,7 +87,7 @@ def batch_features(model, batch: Batch, task: str, use_negatives: bool) -> list[
 def train_steps(
     model,
     loss_fn,
-    batches: list[Batch],
+    batches: Iterable[Batch],
     families: Mapping[str, TaskFamily],
     spec: FinetuneSpec,
     bf16: bool,
@@ -99,8 +99,8 @@ def train_steps(
 
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=spec.learning_rate, weight_decay=spec.weight_decay)
-    warmup = int(round(spec.warmup_ratio * len(batches)))
-    scheduler = get_linear_schedule_with_warmup(optimizer, warmup, len(batches))
+    warmup = int(round(spec.warmup_ratio * spec.steps))
+    scheduler = get_linear_schedule_with_warmup(optimizer, warmup, spec.steps)
     device = str(model.device)
     model.train()
     losses: list[float] = []
@@ -145,12 +145,19 @@ def finetune_on_mixture(
     batches = plan_batches(families, weights, spec.steps, spec.batch_size, seed)
     loss_fn = build_loss(model, spec.loss)
     start = time.perf_counter()
-    losses = train_steps(model, loss_fn, batches, families, spec, bf16, on_step)
+    examples = 0
+
+    def counted(plan):  # the plan is lazy: count examples as they pass, never hold the batches
+        nonlocal examples
+        for batch in plan:
+            examples += len(batch.examples)
+            yield batch
+
+    losses = train_steps(model, loss_fn, counted(batches), families, spec, bf16, on_step)
     seconds = time.perf_counter() - start
     with atomic_dir(Path(out_dir)) as tmp:
         model.save(str(tmp))
         pause_for_test("finetune")
         for name, text in (extra_files or {}).items():
             (tmp / name).write_text(text)
-    examples = sum(len(b.examples) for b in batches)
-    return FinetuneResult(Path(out_dir), seconds, len(batches), examples, losses)
+    return FinetuneResult(Path(out_dir), seconds, len(losses), examples, losses)
