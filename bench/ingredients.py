@@ -8,7 +8,8 @@ short trials; `--k` diverse ingredients of `--steps` steps (`soupkit ingredients
 and greedy soups; then the ablations asked for:
 
 - `proxy`: the uniform soup of the same K mixtures' search trials (the short proxies) instead of
-  the longer ingredients;
+  the longer ingredients; `proxy-top`: the uniform soup of the best K search trials (what
+  `soupkit soup --top-k K` makes), for top-K against diverse-K without training;
 - `kN` (e.g. `k2`, `k8`): the diverse choice with N ingredients (the same pool, so a smaller N
   reuses a prefix of the larger choice and trains nothing new);
 - `topN` (e.g. `top2`, `top4`): the best N trials' mixtures instead of the diverse N.
@@ -30,7 +31,7 @@ from soupkit.probes.score import objective_value, study_values
 from soupkit.search.run import run_search
 from soupkit.search.study import default_storage, open_storage
 from soupkit.soups.compare import differences, item_scores
-from soupkit.soups.ingredients import ingredient_soup_source, make_ingredients
+from soupkit.soups.ingredients import choose_ingredients, ingredient_soup_source, make_ingredients
 from soupkit.soups.study_soup import Ingredient, SoupSource, build_soup, ranked_ingredients, study_recipe
 
 
@@ -87,16 +88,21 @@ def main() -> None:
     print(f"soups: {time.perf_counter() - clock:.0f}s", flush=True)
 
     for ablation in filter(None, args.ablations.split(",")):
-        if ablation == "proxy":
+        if ablation in ("proxy", "proxy-top"):
+            # the short search trials themselves: the same K diverse mixtures, or the best K trials
             trials = {i.trial: i for i in ranked_ingredients(study)}
-            members = [trials[s] for s in main_set.chosen.sources if s in trials]
-            source = SoupSource(study, recipe, members, base_scores, tag="proxy")
+            if ablation == "proxy":
+                members, what = [trials[s] for s in main_set.chosen.sources if s in trials], "the same mixtures'"
+            else:
+                top = choose_ingredients(study, recipe, spec.model_copy(update={"select": "top"}), recipe.base, "top")
+                members, what = [trials[s] for s in top.sources if s in trials], f"the best {args.k}"
+            source = SoupSource(study, recipe, members, base_scores, tag=ablation)
             result = build_soup(study, args.out, method="uniform", top_k=len(members),
-                                name=f"uniform-proxy-of-{main_set.chosen.name}", log=quiet["log"], source=source)
-            rows[f"soup uniform of the same mixtures' {recipe.finetune.steps}-step trials {result.members}"] = (
+                                name=f"uniform-{ablation}-{args.k}", log=quiet["log"], source=source)
+            rows[f"soup uniform of {what} {recipe.finetune.steps}-step trials {result.members}"] = (
                 result.scores, str(result.path))
-            rows[f"best search trial (#{best_trial.trial}, {recipe.finetune.steps} steps)"] = (
-                best_trial.scores, str(best_trial.checkpoint))
+            rows.setdefault(f"best search trial (#{best_trial.trial}, {recipe.finetune.steps} steps)",
+                            (best_trial.scores, str(best_trial.checkpoint)))
         elif ablation.startswith(("k", "top")):
             select = "top" if ablation.startswith("top") else "diverse"
             k = int(ablation[len("top"):] if select == "top" else ablation[len("k"):])

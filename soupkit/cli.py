@@ -344,6 +344,7 @@ def ingredients(out, storage, study_name, recipe_arg, k, steps, pool, select, fr
       soupkit soup --out runs/medical --from ingredients --method uniform
     """
     from soupkit.config import IngredientSpec, Recipe, load_recipe
+    from soupkit.search.study import redacted_command
     from soupkit.soups.ingredients import make_ingredients
 
     store, study = _open_run_storage(out, storage, study_name)
@@ -356,7 +357,7 @@ def ingredients(out, storage, study_name, recipe_arg, k, steps, pool, select, fr
     flags = {"k": k, "steps": steps, "pool": pool, "select": select, "batch_size": batch_size,
              "learning_rate": learning_rate}
     spec = _validated(IngredientSpec, {**spec.model_dump(), **{f: v for f, v in flags.items() if v is not None}})
-    command = "soupkit " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    command = redacted_command(["soupkit", *sys.argv[1:]])
     result = make_ingredients(store, study, out, spec, base=base, name=name, from_front=from_front,
                               tolerance=general_tolerance, log=click.echo, show_progress=not quiet, command=command,
                               trust_remote_code=trust_remote_code)

@@ -169,6 +169,13 @@ def test_ingredients_from_another_base_are_scored_against_that_base(study_run, t
     soup = build_soup(study, out, method="uniform", top_k=1, log=lambda s: None, source=source, with_base=True)
     assert (out / "base-model-other-base" / "modules.json").is_file()
     assert soup.base_scores == result.base_scores
+    # `soupkit adapt` finds the ingredients, their soup and both bases in the run's storage
+    from soupkit.soups.bank import collect_bank
+
+    bank = collect_bank([out], log=lambda s: None)
+    kinds = [m.kind for m in bank]
+    assert kinds.count("ingredient") == 1 and kinds.count("base") == 2
+    assert any(m.kind == "soup" and m.path == soup.path.resolve() for m in bank)
 
 
 def test_ingredients_cli_prints_the_choice_and_soup_cli_compares_on_held_out_probes(study_run):
