@@ -254,3 +254,21 @@ def test_a_study_resumes_across_a_changed_ingredients_section():
     with pytest.raises(SoupkitError, match="field 'finetune' differs"):
         changed = Recipe.model_validate({**recipe.model_dump(mode="json"), "finetune": {"steps": 5}})
         check_same_recipe(study, effective_recipe_json(changed))
+
+
+def test_differences_give_the_soup_minus_each_model_with_paired_intervals():
+    import numpy as np
+
+    from soupkit.soups.compare import differences, differences_table
+
+    items = {"soup": {"p": np.array([1.0, 1.0, 0.0, 1.0]), "set-scored": None},
+             "a": {"p": np.array([1.0, 1.0, 0.0, 1.0]), "set-scored": None},
+             "b": {"p": np.array([0.0, 0.0, 0.0, 0.0]), "set-scored": None}}
+    found = differences(items, "soup", ["a", "b"])
+    assert [(d.probe, d.other, d.mean, d.low, d.high, d.items) for d in found] == [
+        ("p", "a", 0.0, 0.0, 0.0, 4), ("p", "b", 0.75, pytest.approx(0.25), 1.0, 4)]
+    assert found[1].cell() == "+75.0 [+25.0, +100.0]" and not found[1].below
+    worse = differences({"soup": items["b"], "a": items["a"]}, "soup", ["a"])[0]
+    assert worse.below and worse.high < 0
+    table = differences_table(found, "soup")
+    assert "p (4 items)" in table and "soup - b" in table and "+75.0 [+25.0, +100.0]" in table
