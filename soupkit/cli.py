@@ -13,8 +13,11 @@ from pathlib import Path
 import click
 
 from soupkit.errors import SoupkitError
+from soupkit.merge.methods import METHODS
+from soupkit.search.samplers import SAMPLERS
 
 DEFAULT_RECIPE = "default"
+MERGE_METHODS = ", ".join(METHODS.names())  # the registries are light: their code is imported when used
 # what a file system says when the user's folder cannot be written: their input, not a bug
 USER_OS_ERRORS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.ENOTDIR,
                             errno.EISDIR, errno.EEXIST, errno.ENAMETOOLONG, errno.ENOENT, errno.ELOOP})
@@ -78,16 +81,22 @@ def _load(recipe_arg: str):
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Run folder (default runs/<recipe name>).")
 @click.option("--storage", default=None, help="Optuna storage URL (default sqlite:///<out>/study.db).")
 @click.option("--base", default=None, help="Base model: folder or hub id (default: the recipe's; bundled MiniLM).")
-@click.option("--sampler", type=click.Choice(["gp", "tpe", "random"]), default=None, help="Search sampler.")
+@click.option("--sampler", type=click.Choice(SAMPLERS.names()), default=None,
+              help="Search sampler (default: the recipe's search.sampler).")
 @click.option("--steps", type=int, default=None, help="Finetune steps per trial (default: the recipe's).")
 @click.option("--checkpoints", type=click.Path(path_type=Path), default=None,
               help="Folder for trial models (default <out>/trials); with several machines, one all of them reach.")
 @click.option("--keep-checkpoints", type=int, default=None,
               help="Keep only the best K trial models on disk (default: the recipe's search.keep_checkpoints; all).")
+@click.option("--freeze-token-embeddings/--train-token-embeddings", "freeze_embeddings", default=None,
+              help="Keep the token-embedding matrix fixed (faster, less memory on big vocabularies; default: the "
+                   "recipe's finetune.freeze_token_embeddings).")
+@click.option("--gradient-checkpointing/--no-gradient-checkpointing", default=None,
+              help="Recompute activations in the backward pass: less memory, more time (default: the recipe's).")
 @click.option("--trust-remote-code", is_flag=True, help="Let the base model run its own Python code (off: safer).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def search(budget, recipe_arg, out, storage, base, sampler, steps, checkpoints, keep_checkpoints, trust_remote_code,
-           quiet) -> None:
+def search(budget, recipe_arg, out, storage, base, sampler, steps, checkpoints, keep_checkpoints, freeze_embeddings,
+           gradient_checkpointing, trust_remote_code, quiet) -> None:
     """Search data mixtures: propose, finetune, probe, record in an Optuna study.
 
     Re-running the same command resumes the study and finishes the budget. Several processes, on
@@ -105,9 +114,13 @@ def search(budget, recipe_arg, out, storage, base, sampler, steps, checkpoints, 
     from soupkit.search.study import redacted_command
 
     recipe, path = _load(recipe_arg)
+    # order: the recipe file, then its settings for the base (finetune_by_base), then the options
+    recipe = with_overrides(recipe, {"base": ("--base", base)}).for_base()
     recipe = with_overrides(recipe, {
-        "base": ("--base", base), "search.budget": ("--budget", budget), "search.sampler": ("--sampler", sampler),
+        "search.budget": ("--budget", budget), "search.sampler": ("--sampler", sampler),
         "search.keep_checkpoints": ("--keep-checkpoints", keep_checkpoints), "finetune.steps": ("--steps", steps),
+        "finetune.freeze_token_embeddings": ("--freeze-token-embeddings", freeze_embeddings),
+        "finetune.gradient_checkpointing": ("--gradient-checkpointing", gradient_checkpointing),
     })
     out = out or Path("runs") / recipe.name
     command = redacted_command(["soupkit", *sys.argv[1:]])
@@ -180,11 +193,11 @@ def families(build: bool) -> None:
 def _open_run_study(out: Path, storage: str | None, name: str | None = None):
     """The search study of a run folder (or of --storage); its name is the only search study in
     the storage (its ingredient study beside it does not count)."""
-    return _open_run_storage(out, storage, name)[1]
+    return _open_run_storage(out, storage, name)[0]
 
 
 def _open_run_storage(out: Path, storage: str | None, name: str | None = None):
-    """(storage, search study) of a run folder or of --storage."""
+    """The study of a run folder (or of --storage) and the storage object it lives in."""
     import optuna
 
     from soupkit.search.study import default_storage, open_storage, search_study_names
@@ -199,13 +212,13 @@ def _open_run_storage(out: Path, storage: str | None, name: str | None = None):
         name = names[0]
     elif name not in names:
         raise SoupkitError(f"no study named '{name}' in the storage (found: {', '.join(names) or 'none'})")
-    return store, optuna.load_study(study_name=name, storage=store)
+    return optuna.load_study(study_name=name, storage=store), store
 
 
 @main.command()
 @click.argument("models", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Folder to write the merged model to.")
-@click.option("--method", default="uniform", show_default=True, help="uniform, weighted, task_arithmetic, ties, ...")
+@click.option("--method", default="uniform", show_default=True, help=f"Merge method: {MERGE_METHODS}.")
 @click.option("--weights", default=None, help="Comma-separated weights, one per model (e.g. 0.5,0.3,0.2).")
 @click.option("--base", type=click.Path(path_type=Path), default=None, help="Base model for task-vector methods.")
 @click.option("--param", "params", multiple=True, help="Method parameter KEY=VALUE (repeatable), e.g. density=0.5.")
@@ -236,7 +249,8 @@ def merge(models, out, method, weights, base, params, overwrite) -> None:
 @click.option("--study", "study_name", default=None, help="Study name (when the storage holds several).")
 @click.option("--top-k", type=click.IntRange(1, 1000), default=None,
               help="Best candidates to consider (default 5 trials, or every ingredient of the set).")
-@click.option("--method", default="uniform", show_default=True, help="uniform, greedy, or any merge method.")
+@click.option("--method", default="uniform", show_default=True,
+              help=f"greedy (the model-soups recipe) or a merge method: {MERGE_METHODS}.")
 @click.option("--name", default=None, help="Soup name (default <method>-top<k>).")
 @click.option("--from", "source", type=click.Choice(["trials", "ingredients"]), default="trials", show_default=True,
               help="Soup the search's trials, or the ingredients `soupkit ingredients` trained.")
@@ -266,7 +280,7 @@ def soup(out, storage, study_name, top_k, method, name, source, set_name, from_f
     """
     from soupkit.soups.study_soup import build_soup, soup_table, trial_source
 
-    store, study = _open_run_storage(out, storage, study_name)
+    study, store = _open_run_storage(out, storage, study_name)
     if source == "ingredients":
         if from_front:
             raise SoupkitError("--from-front chooses trials; ingredients were chosen by `soupkit ingredients --from-front`")
@@ -347,7 +361,7 @@ def ingredients(out, storage, study_name, recipe_arg, k, steps, pool, select, fr
     from soupkit.search.study import redacted_command
     from soupkit.soups.ingredients import make_ingredients
 
-    store, study = _open_run_storage(out, storage, study_name)
+    study, store = _open_run_storage(out, storage, study_name)
     if recipe_arg is not None:
         spec = _load(recipe_arg)[0].ingredients
     elif (out / "recipe.yaml").is_file():
@@ -455,10 +469,10 @@ def report(out, storage, study_name, html, attach) -> None:
     from soupkit.report import write_report
     from soupkit.search.study import redact
 
-    study = _open_run_study(out, storage, study_name)
+    study, store = _open_run_storage(out, storage, study_name)
     html = html or out / "report.html"
     source = f"'{study.study_name}' in {redact(storage) if storage else out / 'study.db'}"
-    result = write_report(study, html, out if attach else None, source)
+    result = write_report(study, html, out if attach else None, source, storage=store)
     click.echo(result.summary)
     drawn = sum(f.svg is not None for f in result.figures)
     click.echo(f"report: {html} ({drawn} of {len(result.figures)} figures drawn)")

@@ -14,41 +14,10 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
-from click.testing import CliRunner
 from safetensors.torch import load_file, save_file
 
-from soupkit.cli import main
-from tests.test_search import tiny_recipe
 
 BASE = "name: t\nfamilies: [medical-icd10, medical-icd10-chapters]\n"
-
-
-def files_under(folder: Path) -> set[Path]:
-    return {p for p in folder.rglob("*")}
-
-
-def one_line_error(args: list[str], *needles: str, workdir: Path) -> str:
-    """Run `soupkit ARGS`; it must fail with exit 2 and one line holding every needle, writing nothing."""
-    before = files_under(workdir)
-    result = CliRunner().invoke(main, args)
-    assert result.exit_code == 2, (result.output, result.exception)
-    lines = result.output.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-    assert files_under(workdir) == before, sorted(map(str, files_under(workdir) - before))
-    return lines[0]
-
-
-def tiny_recipe_file(model: Path, path: Path, **changes) -> Path:
-    data = tiny_recipe(model).model_dump(mode="json")
-    path.write_text(yaml.safe_dump({**data, **changes}, sort_keys=False))
-    return path
-
-
-def search(recipe: Path, out: Path, *extra: str) -> list[str]:
-    return ["search", "--recipe", str(recipe), "--out", str(out), "--quiet", *extra]
 
 
 @pytest.mark.parametrize(
@@ -65,29 +34,29 @@ def search(recipe: Path, out: Path, *extra: str) -> list[str]:
     ids=["malformed-yaml", "unknown-key", "unknown-family", "negative-weight", "weight-not-a-number",
          "zero-weights", "negative-budget"],
 )
-def test_a_bad_recipe_is_one_line_and_search_writes_nothing(tmp_path, text, needles):
+def test_a_bad_recipe_is_one_line_and_search_writes_nothing(one_line_error, search_command, tmp_path, text, needles):
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text(text)
-    one_line_error(search(recipe, tmp_path / "run"), str(recipe), *needles, workdir=tmp_path)
+    one_line_error(search_command(recipe, tmp_path / "run"), str(recipe), *needles, workdir=tmp_path)
 
 
-def test_a_bad_mixture_file_names_the_mixture_file(tmp_path):
+def test_a_bad_mixture_file_names_the_mixture_file(one_line_error, search_command, tmp_path):
     (tmp_path / "mix.yaml").write_text("weights: [1, 2]\n")
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text(BASE + f"seed_mixture: {tmp_path / 'mix.yaml'}\n")
-    one_line_error(search(recipe, tmp_path / "run"), f"{tmp_path / 'mix.yaml'}: weights: Input should be a valid "
+    one_line_error(search_command(recipe, tmp_path / "run"), f"{tmp_path / 'mix.yaml'}: weights: Input should be a valid "
                    "dictionary", workdir=tmp_path)
 
 
 @pytest.mark.parametrize("budget", ["0", "-3"])
-def test_budget_must_be_positive(tmp_path, budget):
+def test_budget_must_be_positive(one_line_error, tmp_path, budget):
     one_line_error(["search", "--budget", budget, "--out", str(tmp_path / "run")],
                    f"--budget must be a positive number of trials, got {budget}", workdir=tmp_path)
 
 
-def test_missing_base_model_path(tiny_model, tmp_path):
+def test_missing_base_model_path(one_line_error, search_command, tiny_recipe_file, tiny_model, tmp_path):
     recipe = tiny_recipe_file(tiny_model, tmp_path / "tiny.yaml")
-    one_line_error(search(recipe, tmp_path / "run", "--base", str(tmp_path / "no-such-model")),
+    one_line_error(search_command(recipe, tmp_path / "run", "--base", str(tmp_path / "no-such-model")),
                    f"base model path not found: {tmp_path / 'no-such-model'}", workdir=tmp_path)
 
 
@@ -97,20 +66,20 @@ def truncate(file: Path) -> None:
 
 
 @pytest.mark.parametrize("damage", ["truncated", "garbage"])
-def test_corrupt_safetensors_as_base(tiny_model, tmp_path, damage):
+def test_corrupt_safetensors_as_base(one_line_error, search_command, tiny_recipe_file, tiny_model, tmp_path, damage):
     weights = tiny_model / "model.safetensors"
     truncate(weights) if damage == "truncated" else weights.write_bytes(b"\x00not safetensors at all")
     recipe = tiny_recipe_file(tiny_model, tmp_path / "tiny.yaml")
-    one_line_error(search(recipe, tmp_path / "run", "--base", str(tiny_model)),
+    one_line_error(search_command(recipe, tmp_path / "run", "--base", str(tiny_model)),
                    f"{weights}: not a readable safetensors file", workdir=tmp_path)
 
 
-def test_missing_model_folder_in_a_merge(tiny_model, tmp_path):
+def test_missing_model_folder_in_a_merge(one_line_error, tiny_model, tmp_path):
     one_line_error(["merge", str(tiny_model), str(tmp_path / "nowhere"), "--out", str(tmp_path / "soup")],
                    f"model folder not found: {tmp_path / 'nowhere'}", workdir=tmp_path)
 
 
-def test_corrupt_safetensors_in_a_merge(tiny_model, tmp_path):
+def test_corrupt_safetensors_in_a_merge(one_line_error, tiny_model, tmp_path):
     broken = tmp_path / "broken"
     shutil.copytree(tiny_model, broken)
     truncate(broken / "2_Dense" / "model.safetensors")
@@ -118,7 +87,7 @@ def test_corrupt_safetensors_in_a_merge(tiny_model, tmp_path):
                    f"{broken / '2_Dense' / 'model.safetensors'}: not a readable safetensors file", workdir=tmp_path)
 
 
-def test_merging_incompatible_models(tiny_model, tmp_path):
+def test_merging_incompatible_models(one_line_error, tiny_model, tmp_path):
     narrow = tmp_path / "narrow"
     shutil.copytree(tiny_model, narrow)
     dense = narrow / "2_Dense"
@@ -139,7 +108,7 @@ def test_merging_incompatible_models(tiny_model, tmp_path):
     ],
     ids=["search", "soup", "dashboard"],
 )
-def test_unreachable_storage_fails_fast(tiny_model, tmp_path, command, needles):
+def test_unreachable_storage_fails_fast(one_line_error, tiny_recipe_file, tiny_model, tmp_path, command, needles):
     if command[0] == "search":
         command = [*command, "--recipe", str(tiny_recipe_file(tiny_model, tmp_path / "tiny.yaml"))]
     start = time.monotonic()
@@ -148,20 +117,20 @@ def test_unreachable_storage_fails_fast(tiny_model, tmp_path, command, needles):
     assert time.monotonic() - start < 15
 
 
-def test_unknown_storage_scheme(tmp_path):
+def test_unknown_storage_scheme(one_line_error, tmp_path):
     one_line_error(["search", "--storage", "mysql+nosuchdriver://u:pw@127.0.0.1/x", "--out", str(tmp_path / "run")],
                    "cannot open study storage 'mysql+nosuchdriver://u:***@127.0.0.1/x': Can't load plugin",
                    workdir=tmp_path)
 
 
 @pytest.mark.skipif(importlib.util.find_spec("pymysql") is not None, reason="pymysql is installed here")
-def test_missing_database_driver_names_the_package(tmp_path):
+def test_missing_database_driver_names_the_package(one_line_error, tmp_path):
     one_line_error(["search", "--storage", "mysql+pymysql://u:pw@127.0.0.1/x", "--out", str(tmp_path / "run")],
                    "database driver 'pymysql' is not installed; install it with: pip install pymysql",
                    workdir=tmp_path)
 
 
-def test_missing_data_package_names_what_to_install(tiny_model, tmp_path, monkeypatch):
+def test_missing_data_package_names_what_to_install(one_line_error, search_command, tiny_recipe_file, tiny_model, tmp_path, monkeypatch):
     real_find_spec = importlib.util.find_spec
 
     def without_icd10(name, *args, **kwargs):
@@ -169,12 +138,12 @@ def test_missing_data_package_names_what_to_install(tiny_model, tmp_path, monkey
 
     monkeypatch.setattr(importlib.util, "find_spec", without_icd10)
     recipe = tiny_recipe_file(tiny_model, tmp_path / "tiny.yaml")
-    one_line_error(search(recipe, tmp_path / "run"),
+    one_line_error(search_command(recipe, tmp_path / "run"),
                    "family 'medical-icd10': PyPI package simple-icd-10-cm is missing; "
                    "install it with: pip install simple-icd-10-cm", workdir=tmp_path)
 
 
-def test_dashboard_port_in_use_is_one_line(tmp_path):
+def test_dashboard_port_in_use_is_one_line(one_line_error, tmp_path):
     import socket
 
     from soupkit.search.study import open_storage

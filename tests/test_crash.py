@@ -23,7 +23,6 @@ from click.testing import CliRunner
 from soupkit.cli import main
 import soupkit.search.study
 from soupkit.model_folder import read_model_folder
-from tests.test_search import load_study, search, tiny_recipe
 
 TRIAL_FILES = {"modules.json", "model.safetensors", "mixture.yaml", "config.json"}
 
@@ -64,14 +63,14 @@ def search_args(recipe: Path, out: Path, budget: int) -> list[str]:
 
 
 @pytest.fixture
-def recipe_file(tiny_model, tmp_path) -> Path:
+def recipe_file(tiny_recipe, tiny_model, tmp_path) -> Path:
     path = tmp_path / "tiny.yaml"
     path.write_text(yaml.safe_dump(tiny_recipe(tiny_model).model_dump(mode="json"), sort_keys=False))
     return path
 
 
 @pytest.mark.parametrize("phase", ["finetune:2", "probe:2"])
-def test_search_killed_mid_trial_resumes_and_loses_nothing(phase, recipe_file, tiny_model, tmp_path):
+def test_search_killed_mid_trial_resumes_and_loses_nothing(load_study, search, tiny_recipe, phase, recipe_file, tiny_model, tmp_path):
     out = tmp_path / "run"
     proc = run_until_paused(search_args(recipe_file, out, budget=3), phase, tmp_path)
     kill9(proc)
@@ -101,7 +100,7 @@ def test_search_killed_mid_trial_resumes_and_loses_nothing(phase, recipe_file, t
     assert_only_whole_models(trials_dir, TRIAL_FILES)
 
 
-def test_soup_killed_while_writing_leaves_no_partial_soup(tiny_model, tmp_path):
+def test_soup_killed_while_writing_leaves_no_partial_soup(load_study, search, tiny_recipe, tiny_model, tmp_path):
     out = tmp_path / "run"
     search(tiny_recipe(tiny_model), out, budget=2)
     proc = run_until_paused(["soup", "--out", str(out), "--top-k", "2"], "soup_write", tmp_path)
@@ -120,7 +119,7 @@ def test_soup_killed_while_writing_leaves_no_partial_soup(tiny_model, tmp_path):
 
 
 @pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used with Study.optimize")
-def test_trial_of_a_lost_machine_is_retried_once_its_heartbeat_stops(tiny_model, tmp_path, monkeypatch):
+def test_trial_of_a_lost_machine_is_retried_once_its_heartbeat_stops(load_study, search, tiny_recipe, tiny_model, tmp_path, monkeypatch):
     monkeypatch.setattr(soupkit.search.study, "HEARTBEAT_SECONDS", 1)
     monkeypatch.setattr(soupkit.search.study, "GRACE_SECONDS", 1)
     out = tmp_path / "run"

@@ -27,7 +27,6 @@ import yaml
 
 from soupkit.search.study import open_study
 from soupkit.search.workers import mixture_key
-from tests.test_search import tiny_recipe
 
 pytestmark = pytest.mark.postgres
 
@@ -107,8 +106,8 @@ def postgres_url(postgres_server) -> str:
     return postgres_server.new_database()
 
 
-def write_recipe(model: Path, path: Path) -> Path:
-    path.write_text(yaml.safe_dump(tiny_recipe(model).model_dump(mode="json"), sort_keys=False))
+def write_recipe(recipe, path: Path) -> Path:
+    path.write_text(yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False))
     return path
 
 
@@ -159,8 +158,8 @@ def assert_budget_met(url: str, budget: int) -> list:
     return trials
 
 
-def test_two_workers_share_one_budget(tiny_model, tmp_path, postgres_url):
-    recipe = write_recipe(tiny_model, tmp_path / "tiny.yaml")
+def test_two_workers_share_one_budget(tiny_recipe, tiny_model, tmp_path, postgres_url):
+    recipe = write_recipe(tiny_recipe(tiny_model), tmp_path / "tiny.yaml")
     out = tmp_path / "shared"  # the folder every worker reaches
     marker = tmp_path / "paused"
     # the first holds its first trial (paused before probing) while the second fills the rest of the
@@ -185,8 +184,8 @@ def test_two_workers_share_one_budget(tiny_model, tmp_path, postgres_url):
     )
 
 
-def test_a_killed_worker_loses_nothing(tiny_model, tmp_path, postgres_url):
-    recipe = write_recipe(tiny_model, tmp_path / "tiny.yaml")
+def test_a_killed_worker_loses_nothing(tiny_recipe, tiny_model, tmp_path, postgres_url):
+    recipe = write_recipe(tiny_recipe(tiny_model), tmp_path / "tiny.yaml")
     out = tmp_path / "shared"
     marker = tmp_path / "paused"
     # the victim stops after its first finetune, before probing, and is killed there while the

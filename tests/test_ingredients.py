@@ -22,8 +22,6 @@ from soupkit.search.study import default_storage, open_storage, search_study_nam
 from soupkit.soups.ingredient_study import find_ingredient_study, load_set
 from soupkit.soups.ingredients import choose_ingredients, ingredient_soup_source, make_ingredients
 from soupkit.soups.selection import Candidate, choose_diverse, choose_top, simplex_distance
-from tests.conftest import build_tiny_bert
-from tests.test_search import search, tiny_recipe
 
 QUIET = {"log": lambda s: None, "show_progress": False}
 
@@ -72,7 +70,7 @@ def test_ingredient_spec_lays_its_budget_over_the_finetune_settings():
 # --- on a tiny real study ---------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def searched(tiny_model_dir, tmp_path_factory):
+def searched(tiny_model_dir, tmp_path_factory, tiny_recipe, search):
     """One finished 4-trial search of the tiny recipe (with a small held-out probe) per module."""
     recipe = tiny_recipe(tiny_model_dir).model_dump(mode="json")
     recipe["probe_only"] = ["legal-wordnet"]
@@ -156,9 +154,9 @@ def test_soup_of_ingredients_averages_them_and_is_recorded_in_the_ingredient_stu
     assert greedy.objective >= max(c.objective for c in source.candidates) - 1e-9
 
 
-def test_ingredients_from_another_base_are_scored_against_that_base(study_run, tmp_path):
+def test_ingredients_from_another_base_are_scored_against_that_base(study_run, tmp_path, tiny_bert):
     out, storage, study = study_run
-    other = build_tiny_bert(tmp_path / "other-base", seed=1)
+    other = tiny_bert(tmp_path / "other-base", seed=1)
     result = make_ingredients(storage, study, out, spec(k=1), base=str(other), **QUIET)
     assert result.chosen.name == "diverse1-4steps-other-base"
     ing = find_ingredient_study(storage, study)
@@ -219,11 +217,29 @@ def test_soup_from_ingredients_without_any_says_how_to_make_them(study_run):
 
 
 def test_ingredients_killed_mid_finetune_resume_with_the_same_mixture(study_run, tmp_path):
-    from tests.test_crash import assert_only_whole_models, kill9, run_until_paused
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from soupkit.model_folder import read_model_folder
 
     out, storage, study = study_run
     args = ["ingredients", "--out", str(out), "--k", "2", "--steps", "3", "--quiet"]
-    kill9(run_until_paused(args, "finetune:2", tmp_path))  # the second ingredient, half written
+    marker = tmp_path / "paused"  # the second ingredient's checkpoint is half written when it pauses
+    env = {**os.environ, "SOUPKIT_TEST_PAUSE_AT": "finetune:2", "SOUPKIT_TEST_PAUSE_FILE": str(marker),
+           "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "soupkit.cli", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env=env)
+    deadline = time.monotonic() + 300
+    while not marker.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"never paused: {proc.communicate()[0][-3000:]}")
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
     ing = find_ingredient_study(storage, study)
     chosen = load_set(ing, None)
     assert [t.state.name for t in ing.get_trials()] == ["COMPLETE", "RUNNING"]
@@ -239,7 +255,9 @@ def test_ingredients_killed_mid_finetune_resume_with_the_same_mixture(study_run,
     assert resumed.sources == chosen.sources and resumed.ingredients == [0, 2]
     assert trials[2].user_attrs["mixture"] == trials[1].user_attrs["mixture"]  # the same mixture, again
     assert not [p for p in (out / "ingredients").iterdir() if p.name.startswith(".")]
-    assert_only_whole_models(out / "ingredients", {"modules.json", "model.safetensors", "mixture.yaml"})
+    for folder in (out / "ingredients").iterdir():
+        assert {"modules.json", "model.safetensors", "mixture.yaml"} <= {p.name for p in folder.iterdir()}
+        read_model_folder(folder)  # every safetensors file whole
 
 
 def test_a_study_resumes_across_a_changed_ingredients_section():

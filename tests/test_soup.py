@@ -12,11 +12,10 @@ from soupkit.config import ObjectiveSpec
 from soupkit.soups.study_soup import BASE_SHARES, GreedyCriterion, build_soup, ranked_ingredients, study_recipe
 from soupkit.probes.score import study_values
 from soupkit.search.study import default_storage, open_study
-from tests.test_search import search, tiny_recipe
 
 
 @pytest.fixture
-def tiny_study(tiny_model, tmp_path):
+def tiny_study(search, tiny_recipe, tiny_model, tmp_path):
     out = tmp_path / "run"
     search(tiny_recipe(tiny_model), out, budget=3)
     return out, open_study(default_storage(out), "tiny", None, ["maximize"])
@@ -75,7 +74,7 @@ def test_greedy_criterion_puts_the_general_bound_before_the_domain_score():
 
 
 @pytest.fixture
-def pareto_study(tiny_model, tmp_path):
+def pareto_study(search, tiny_recipe, tiny_model, tmp_path):
     recipe = tiny_recipe(tiny_model)
     recipe = recipe.model_copy(update={"objective": ObjectiveSpec(mode="pareto", domain=["medical-icd10"])})
     out = tmp_path / "run"

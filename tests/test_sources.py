@@ -133,7 +133,7 @@ def test_osis_markup_becomes_plain_text():
 
 
 def test_icd10_code_title():
-    codes = icd10.load_icd_codes(or_skip(icd10._tabular_xml, "medical-icd10"))
+    codes = icd10.load_icd_codes(or_skip(icd10.tabular_xml, "medical-icd10"))
     titles = {c.code: c.title for c in codes}
     assert titles["A00.0"] == "Cholera due to Vibrio cholerae 01, biovar cholerae"
 
@@ -323,7 +323,7 @@ def test_gene_ontology_definitions():
 
 
 def test_icd10_excludes_notes_give_hard_negatives():
-    codes = icd10.load_icd_codes(or_skip(icd10._tabular_xml, "medical-icd10-excludes"))
+    codes = icd10.load_icd_codes(or_skip(icd10.tabular_xml, "medical-icd10-excludes"))
     triples = icd10.excludes_triples(codes)
     assert ("diarrhea NOS", "Diarrhea, unspecified", "Infectious gastroenteritis and colitis, unspecified") in triples
     assert not any(text.lower() == target.lower() for text, target, _ in triples)

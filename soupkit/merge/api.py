@@ -12,7 +12,7 @@ from typing import Any
 from soupkit.atomic import atomic_dir, check_can_write
 from soupkit.errors import SoupkitError
 from soupkit.merge.compat import check_compatible
-from soupkit.model_folder import ModelFolder, read_model_folder
+from soupkit.model_folder import read_model_folder
 from soupkit.merge.methods import METHODS, MergeJob, MergeMethod, normalised
 from soupkit.merge.record import MERGE_RECORD, MergeRecord, merge_command, write_merge_record, write_model_card
 from soupkit.pause import pause_for_test
@@ -80,13 +80,6 @@ def merge_models(
         write_merge_record(staging, record)
         pause_for_test("soup_write")
     return out
-
-
-def check_models(inputs: Sequence[PathLike], base: PathLike | None = None) -> list[ModelFolder]:
-    """Scan and check folders for a merge without writing anything (a CLI's --dry-run)."""
-    folders = [read_model_folder(p) for p in [*inputs, *([base] if base is not None else [])]]
-    check_compatible(folders)
-    return folders
 
 
 def parse_weights(text: str) -> list[float]:

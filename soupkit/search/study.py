@@ -14,6 +14,17 @@ import socket
 from pathlib import Path
 
 from soupkit.errors import SoupkitError
+from soupkit.study_record import (
+    ERROR,
+    INTERRUPTED,
+    WORKER_DIED,
+    StudyRecord,
+    TrialRecord,
+    held_out_mark,
+    record_held_out_mark,
+    record_recipe,
+    retry_attrs,
+)
 
 HEARTBEAT_SECONDS = 30
 GRACE_SECONDS = 120
@@ -150,9 +161,9 @@ def check_same_recipe(study, recipe_json: str) -> None:
     """
     from soupkit.config import NOT_TRIAL_SECTIONS, Recipe
 
-    stored = study.user_attrs.get("recipe")
+    stored = StudyRecord.of(study).recipe_json
     if stored is None:
-        study.set_user_attr("recipe", recipe_json)
+        record_recipe(study, recipe_json)
         return
     stored_json = {k: v for k, v in json.loads(stored).items() if k not in NOT_TRIAL_SECTIONS}
     old = Recipe.model_validate(stored_json).model_dump(mode="json", exclude=set(NOT_TRIAL_SECTIONS))
@@ -174,11 +185,11 @@ def check_held_out_halves(study, recipe, record: bool = False) -> None:
     `record`, mark a new study as scored on selection halves."""
     if not recipe.probe_only:
         return
-    mark = study.user_attrs.get("held_out_probes")
+    mark = held_out_mark(study)
     if mark == HELD_OUT_HALVES:
         return
     if mark is None and record and not study.get_trials(deepcopy=False):
-        study.set_user_attr("held_out_probes", HELD_OUT_HALVES)
+        record_held_out_mark(study, HELD_OUT_HALVES)
         return
     raise SoupkitError(
         f"study '{study.study_name}' scored its held-out probes ({', '.join(recipe.probe_names_only())}) whole, "
@@ -196,36 +207,43 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def recover_dead_trials(study) -> list[int]:
+def recover_dead_trials(study, storage) -> list[int]:
     """Fail and re-queue RUNNING trials whose worker on this host is gone, and re-queue trials
     interrupted by Ctrl-C. Returns the numbers of the trials re-queued. Several workers may run
-    this at once: only the one whose update fails a dead trial re-queues it."""
+    this at once: only the one whose update fails a dead trial re-queues it. `storage` is the
+    study's storage, as `open_storage` returned it."""
     from optuna.exceptions import UpdateFinishedTrialError
     from optuna.trial import TrialState
 
+    from soupkit.search.workers import trial_params
+
     here = socket.gethostname()
     trials = study.get_trials(deepcopy=False)
-    retried = {t.user_attrs.get("retry_of") for t in trials}
+    records = [TrialRecord.of(t) for t in trials]
+    retried = {r.retry_of for r in records}
     requeued = []
-    for t in trials:
-        worker = t.user_attrs.get("worker") or {}
+    study_id = None
+    for t, record in zip(trials, records):
+        worker = record.worker
         dead_here = (
             t.state == TrialState.RUNNING
             and worker.get("host") == here
             and worker.get("pid") != os.getpid()
             and not _pid_alive(int(worker.get("pid", 0)))
         )
-        interrupted = t.state == TrialState.FAIL and t.user_attrs.get("error") == "interrupted"
+        interrupted = t.state == TrialState.FAIL and record.error == INTERRUPTED
         if dead_here:
+            study_id = study_id if study_id is not None else storage.get_study_id_from_name(study.study_name)
+            trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, t.number)
             try:
-                study._storage.set_trial_user_attr(t._trial_id, "error", "worker process died")
-                study._storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL)
+                storage.set_trial_user_attr(trial_id, ERROR, WORKER_DIED)
+                storage.set_trial_state_values(trial_id, state=TrialState.FAIL)
             except UpdateFinishedTrialError:
                 continue  # another worker failed it first, and re-queues it
         # a trial killed before it suggested its mixture only holds the enqueued (fixed) params
-        params = t.params or t.system_attrs.get("fixed_params")
+        params = trial_params(t)
         if (dead_here or interrupted) and t.number not in retried and params:
-            study.enqueue_trial(params, user_attrs={"retry_of": t.number}, skip_if_exists=False)
+            study.enqueue_trial(params, user_attrs=retry_attrs(t.number), skip_if_exists=False)
             requeued.append(t.number)
     return requeued
 
@@ -244,14 +262,12 @@ def died_on_this_host(worker: dict) -> bool:
             and not _pid_alive(int(worker.get("pid", 0))))
 
 
-STAGE_ATTR = "stage"  # set on the studies of later stages: "ingredients" (beside a search), "adapt"
-BESIDE_ATTR = "search_study"  # set on a study that sits beside a search's in its storage (ingredients)
-
-
 def search_study_names(storage) -> list[str]:
     """The studies a run folder is about, leaving out those of later stages that sit beside a
     search's in its storage (its ingredient study)."""
     import optuna
 
+    from soupkit.study_record import beside_of
+
     summaries = optuna.get_all_study_summaries(storage, include_best_trial=False)
-    return [s.study_name for s in summaries if not s.user_attrs.get(BESIDE_ATTR)]
+    return [s.study_name for s in summaries if not beside_of(s)]

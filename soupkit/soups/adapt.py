@@ -12,7 +12,6 @@ and the single best checkpoints. Each proposal is written into one preallocated 
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from collections.abc import Callable, Sequence
@@ -23,6 +22,17 @@ from soupkit.atomic import atomic_dir
 from soupkit.config import Recipe
 from soupkit.errors import SoupkitError
 from soupkit.soups.bank import BankMember, check_run_folders, collect_bank
+from soupkit.study_record import (
+    SoupRecord,
+    StudyRecord,
+    TrialRecord,
+    add_seconds,
+    record_base_result,
+    record_proposal,
+    record_soup,
+    record_stage,
+    seeded_attrs,
+)
 
 STUDY_SUFFIX = "-adapt"
 RANDOM_STARTUP = 2  # Dirichlet draws after the seeds, before the GP takes over
@@ -103,12 +113,11 @@ def run_adapt(
     base_scores = _base_scores(study)
     soups = _write_soups(study, recipe, bank, out, probes, settings, device, keep, command, log)
     cpu, wall = time.process_time() - cpu_start, time.perf_counter() - wall_start
-    study.set_user_attr("cpu_seconds", round(float(study.user_attrs.get("cpu_seconds", 0.0)) + cpu, 1))
-    study.set_user_attr("wall_seconds", round(float(study.user_attrs.get("wall_seconds", 0.0)) + wall, 1))
+    record = add_seconds(study, cpu, wall)
     done = [t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]
-    base_values = list(study.user_attrs.get("base_values") or [])
+    base_values = list(record.base_values or [])
     return AdaptResult(study.study_name, out, bank, skipped, soups, base_scores, base_values, len(done),
-                       float(study.user_attrs["cpu_seconds"]), float(study.user_attrs["wall_seconds"]), totals)
+                       record.cpu_seconds, record.wall_seconds, totals)
 
 
 def _check_out(out: Path, runs: list[Path]) -> None:
@@ -187,7 +196,7 @@ def _open(recipe: Recipe, out: Path, bank: list[BankMember]):
         if names not in ([], [name]):
             raise SoupkitError(f"{out / 'study.db'} holds the studies {', '.join(names) or 'none'}, not '{name}'; "
                                "give adapt a folder of its own with --out")
-        recorded = optuna.load_study(study_name=name, storage=storage).user_attrs.get("bank")
+        recorded = StudyRecord.of(optuna.load_study(study_name=name, storage=storage)).bank
         if recorded is not None and recorded != bank_record:
             raise SoupkitError(f"{out}: the bank differs from the one this adapt study was started with; "
                                "use another --out, or the original --bank runs to resume")
@@ -196,8 +205,7 @@ def _open(recipe: Recipe, out: Path, bank: list[BankMember]):
     study = open_study(default_storage(out), name, sampler, directions(recipe))
     check_same_recipe(study, effective_recipe_json(recipe))
     check_held_out_halves(study, recipe, record=True)  # selection halves only; the test halves stay unread
-    study.set_user_attr("stage", "adapt")
-    study.set_user_attr("bank", bank_record)
+    record_stage(study, "adapt", bank_record)
     return study
 
 
@@ -214,7 +222,7 @@ def _seed(study, bank: list[BankMember], singles: int, recipe_seed: int) -> None
     seeds += [({m.label: 1.0}, f"{m.label} alone") for m in ranked[:singles]]
     if not study.get_trials(deepcopy=False):
         for weights, why in seeds:
-            study.enqueue_trial(params_for_mixture(weights, labels), user_attrs={"seeded": why})
+            study.enqueue_trial(params_for_mixture(weights, labels), user_attrs=seeded_attrs(why))
     # a resumed study's draws continue instead of replaying the first run's
     study.sampler = make_sampler("gp", recipe_seed + len(study.get_trials(deepcopy=False)), len(seeds) + RANDOM_STARTUP)
 
@@ -238,10 +246,7 @@ def _propose(study, recipe, bank, merger, probes, settings, budget: int, log) ->
         scores = score_probes(model, probes, settings)
         seconds = {"merge": round(merged - start, 3), "probe": round(time.perf_counter() - merged, 2)}
         value = objective_value(scores, recipe.objective.weights)
-        trial.set_user_attr("weights", {k: round(v, 6) + 0.0 for k, v in weights.items()})  # no -0.0
-        trial.set_user_attr("scores", scores)
-        trial.set_user_attr("objective", value)
-        trial.set_user_attr("seconds", seconds)
+        record_proposal(trial, weights, scores, value, seconds)
         for key in totals:
             totals[key] += seconds[key]
         values = study_values(scores, recipe.objective)
@@ -253,9 +258,10 @@ def _propose(study, recipe, bank, merger, probes, settings, budget: int, log) ->
             return totals
         study.optimize(objective, n_trials=1, gc_after_trial=False)
         trial = study.get_trials(deepcopy=False)[last["number"]]
-        secs = trial.user_attrs.get("seconds", {})
-        top = sorted(trial.user_attrs.get("weights", {}).items(), key=lambda x: -x[1])[:3]
-        seeded = f", {trial.user_attrs['seeded']}" if "seeded" in trial.user_attrs else ""
+        record = TrialRecord.of(trial)
+        secs = record.seconds
+        top = sorted(record.mixture.items(), key=lambda x: -x[1])[:3]
+        seeded = f", {record.seeded}" if record.seeded else ""
         log(f"proposal {len(done) + 1}/{budget} (#{trial.number}{seeded}): {_values_text(trial.values)}  "
             f"merge {secs.get('merge', 0):.2f}s probe {secs.get('probe', 0):.1f}s  "
             + ", ".join(f"{k} {v:.2f}" for k, v in top))
@@ -268,16 +274,15 @@ def _values_text(values: list[float]) -> str:
 def _base_scores(study) -> dict[str, float]:
     """The base model's scores: those of the seed that holds the base alone."""
     for t in study.get_trials(deepcopy=False):
-        if t.state.name == "COMPLETE" and t.user_attrs.get("seeded") == "base alone":
+        if t.state.name == "COMPLETE" and TrialRecord.of(t).seeded == "base alone":
             from soupkit.probes.score import objective_value, study_values
 
-            recipe = Recipe.model_validate(json.loads(study.user_attrs["recipe"]))
-            scores = t.user_attrs["scores"]
-            study.set_user_attr("base_scores", scores)
-            study.set_user_attr("base_objective", objective_value(scores, recipe.objective.weights))
-            study.set_user_attr("base_values", study_values(scores, recipe.objective))
+            recipe = StudyRecord.of(study).recipe()
+            scores = TrialRecord.of(t).scores
+            record_base_result(study, scores, objective_value(scores, recipe.objective.weights),
+                               study_values(scores, recipe.objective))
             return scores
-    return dict(study.user_attrs.get("base_scores") or {})
+    return StudyRecord.of(study).base_scores
 
 
 def _chosen(study, recipe: Recipe, keep: int) -> list[tuple[object, str]]:
@@ -290,8 +295,8 @@ def _chosen(study, recipe: Recipe, keep: int) -> list[tuple[object, str]]:
     if recipe.objective.mode != "pareto":
         ranked = sorted(done, key=lambda t: (-t.values[0], t.number))
         return [(t, "best") for t in ranked[:keep]]
-    bound = GreedyCriterion(recipe.objective, study.user_attrs.get("base_scores") or {}, GENERAL_TOLERANCE)
-    ship = max(done, key=lambda t: (bound.key(t.user_attrs["scores"]), -t.number))
+    bound = GreedyCriterion(recipe.objective, StudyRecord.of(study).base_scores, GENERAL_TOLERANCE)
+    ship = max(done, key=lambda t: (bound.key(TrialRecord.of(t).scores), -t.number))
     front = sorted((t for t in study.best_trials if t.number != ship.number), key=lambda t: (-t.values[0], t.number))
     return [(ship, "ship")] + [(t, "front") for t in front[: keep - 1]]
 
@@ -301,9 +306,9 @@ def _write_soups(study, recipe, bank, out, probes, settings, device, keep, comma
     from soupkit.probes.score import objective_value, score_probes, study_values
 
     paths = {m.label: m.path for m in bank}
-    soups, records = [], dict(study.user_attrs.get("soups") or {})
+    soups = []
     for trial, role in _chosen(study, recipe, keep):
-        weights = {k: v for k, v in trial.user_attrs["weights"].items() if v > 0}
+        weights = {k: v for k, v in TrialRecord.of(trial).mixture.items() if v > 0}
         name = f"adapt-{trial.number:04d}"
         path = out / "soups" / name
         _write(weights, paths, path, command)
@@ -312,10 +317,8 @@ def _write_soups(study, recipe, bank, out, probes, settings, device, keep, comma
         value, values = objective_value(scores, recipe.objective.weights), study_values(scores, recipe.objective)
         log(f"soup {name} ({role}, trial {trial.number}): {_values_text(values)}; written to {path}")
         soups.append(AdaptSoup(name, trial.number, role, weights, path, scores, value, values))
-        records[name] = {"method": "adapt", "role": role, "trial": trial.number, "members": list(weights),
-                         "weights": weights, "scores": scores, "objective": value, "values": values,
-                         "path": str(path.resolve())}
-    study.set_user_attr("soups", records)
+        record_soup(study, name, SoupRecord("adapt", list(weights), scores, value, values, str(path.resolve()),
+                                            weights=weights, role=role, trial=trial.number))
     return soups
 
 

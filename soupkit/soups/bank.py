@@ -15,9 +15,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from soupkit.errors import SoupkitError
+from soupkit.study_record import INGREDIENTS, SOUPS, StudyRecord, TrialRecord
 
 BASE_LABEL = "base"
-RECORD_KINDS = {"soups": "soup", "ingredients": "ingredient"}  # study attribute -> member kind
+RECORD_KINDS = {SOUPS: "soup", INGREDIENTS: "ingredient"}  # study attribute -> member kind
 
 
 @dataclass(frozen=True)
@@ -105,14 +106,14 @@ def _bases_of(study, run: Path) -> list[BankMember]:
     (`<run>/base-model`, written by `soupkit soup --with-base`) or the recorded reference, and any
     other base an ingredient names. A study that records none (a later stage's) adds none."""
     references = []
-    recorded = study.user_attrs.get("base_model") or json.loads(study.user_attrs.get("recipe", "{}")).get("base")
-    if recorded and not study.user_attrs.get("stage"):
+    record = StudyRecord.of(study)
+    recorded = record.base_model or json.loads(record.recipe_json or "{}").get("base")
+    if recorded and not record.stage:
         saved = run / "base-model"
         if (saved / "modules.json").is_file():
             return [BankMember(BASE_LABEL, saved, "base", run.name, reference=str(saved))]
         references.append(recorded)
-    references += [t.user_attrs["base"] for t in study.get_trials(deepcopy=False)
-                   if isinstance(t.user_attrs.get("base"), str)]
+    references += [base for base in (TrialRecord.of(t).base for t in study.get_trials(deepcopy=False)) if base]
     return [_base_member(reference, run) for reference in dict.fromkeys(references)]
 
 
@@ -125,24 +126,17 @@ def _base_member(reference: str, run: Path) -> BankMember:
 
 def _checkpoints(study, run_name: str) -> Iterator[BankMember]:
     """A search study's trials, an ingredient study's ingredients, and either's recorded soups."""
-    trial_kind = "ingredient" if study.user_attrs.get("stage") == "ingredients" else "trial"
-    for trial in study.get_trials(deepcopy=False):
-        folder = trial.user_attrs.get("checkpoint")
-        if trial.state.name == "COMPLETE" and folder and _is_model(folder):
-            value = trial.user_attrs.get("objective", trial.values[0] if trial.values else None)
-            yield BankMember(f"{run_name}:{trial_kind}-{trial.number:04d}", Path(folder), trial_kind, run_name, value)
+    study_record = StudyRecord.of(study)
+    trial_kind = "ingredient" if study_record.stage == "ingredients" else "trial"
+    for trial in map(TrialRecord.of, study.get_trials(deepcopy=False)):
+        if trial.has_model():
+            yield BankMember(f"{run_name}:{trial_kind}-{trial.number:04d}", trial.checkpoint, trial_kind, run_name,
+                             trial.objective)
     for attribute, kind in RECORD_KINDS.items():
-        for name, record in _records(study.user_attrs.get(attribute)):
+        for name, record in study_record.records[attribute].items():
             folder = record.get("path") or record.get("checkpoint")
             if folder and _is_model(folder):
                 yield BankMember(f"{run_name}:{kind}-{name}", Path(folder), kind, run_name, record.get("objective"))
-
-
-def _records(value) -> Iterator[tuple[str, dict]]:
-    if isinstance(value, dict):
-        yield from ((str(k), v) for k, v in value.items() if isinstance(v, dict))
-    elif isinstance(value, list):
-        yield from ((str(v.get("name", i)), v) for i, v in enumerate(value) if isinstance(v, dict))
 
 
 def _is_model(folder: str | Path) -> bool:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from soupkit.errors import SoupkitError
-from soupkit.search.study import BESIDE_ATTR, STAGE_ATTR
+from soupkit.study_record import StudyRecord, TrialRecord, ingredient_sets, record_beside, record_ingredient_set
 
 __all__ = ["IngredientSet", "ingredient_key", "ingredient_study_name", "open_ingredient_study", "load_set",
            "record_set"]
@@ -65,9 +65,8 @@ def open_ingredient_study(storage, search_study):
         sampler=optuna.samplers.RandomSampler(seed=0),  # every mixture is fixed in advance: nothing is sampled
         load_if_exists=True,
     )
-    if study.user_attrs.get(STAGE_ATTR) != STAGE:
-        study.set_user_attr(STAGE_ATTR, STAGE)
-        study.set_user_attr(BESIDE_ATTR, search_study.study_name)
+    if StudyRecord.of(study).stage != STAGE:
+        record_beside(study, STAGE, search_study.study_name)
     return study
 
 
@@ -85,7 +84,7 @@ def find_ingredient_study(storage, search_study):
 
 def load_set(study, name: str | None) -> IngredientSet:
     """A recorded set by name; without a name, the set recorded last."""
-    sets = study.user_attrs.get("sets") or {}
+    sets = ingredient_sets(study)
     if not sets:
         raise SoupkitError(f"study '{study.study_name}' records no ingredient set; run `soupkit ingredients` first")
     if name is None:
@@ -96,10 +95,7 @@ def load_set(study, name: str | None) -> IngredientSet:
 
 
 def record_set(study, chosen: IngredientSet) -> None:
-    sets = dict(study.user_attrs.get("sets") or {})
-    body = {k: v for k, v in chosen.__dict__.items() if k != "name"}
-    sets[chosen.name] = json.loads(json.dumps(body))  # plain JSON types only
-    study.set_user_attr("sets", sets)
+    record_ingredient_set(study, chosen.name, {k: v for k, v in chosen.__dict__.items() if k != "name"})
 
 
 def ingredient_key(mixture: Mapping[str, float], base: str, finetune: dict, seed: int) -> str:
@@ -110,5 +106,5 @@ def ingredient_key(mixture: Mapping[str, float], base: str, finetune: dict, seed
 
 
 def checkpoint_of(trial) -> Path | None:
-    ckpt = trial.user_attrs.get("checkpoint")
-    return Path(ckpt) if ckpt and (Path(ckpt) / "modules.json").is_file() else None
+    ckpt = TrialRecord.of(trial).checkpoint
+    return ckpt if ckpt and (ckpt / "modules.json").is_file() else None

@@ -36,6 +36,21 @@ from soupkit.soups.ingredient_study import (
     record_set,
 )
 from soupkit.soups.selection import Candidate, choose_diverse, choose_top, distance_matrix
+from soupkit.study_record import (
+    INTERRUPTED,
+    StudyRecord,
+    TrialRecord,
+    ingredient_key_of,
+    ingredient_sets,
+    record_checkpoint,
+    record_error,
+    record_ingredient,
+    record_mixture,
+    record_result,
+    record_scores_by_base,
+    record_worker,
+    scores_by_base,
+)
 
 __all__ = ["IngredientsResult", "choose_ingredients", "default_set_name", "ingredient_soup_source", "make_ingredients"]
 
@@ -64,13 +79,14 @@ def ranked_pool(search_study, recipe: Recipe, from_front: bool, tolerance: float
     `tolerance` of the base. With `from_front`, only the Pareto front."""
     from soupkit.soups.study_soup import GreedyCriterion
 
-    criterion = GreedyCriterion(recipe.objective, search_study.user_attrs.get("base_scores") or {}, tolerance)
+    criterion = GreedyCriterion(recipe.objective, StudyRecord.of(search_study).base_scores, tolerance)
     trials = search_study.best_trials if from_front else search_study.get_trials(deepcopy=False)
-    done = [t for t in trials if t.state.name == "COMPLETE" and t.user_attrs.get("mixture") and t.user_attrs.get("scores")]
-    done.sort(key=lambda t: (criterion.key(t.user_attrs["scores"]), -t.number), reverse=True)
+    records = [TrialRecord.of(t) for t in trials]
+    done = [t for t in records if t.state == "COMPLETE" and t.mixture and t.scores]
+    done.sort(key=lambda t: (criterion.key(t.scores), -t.number), reverse=True)
     pool, seen = [], set()
     for t in done:
-        weights = Mixture(weights=t.user_attrs["mixture"]).normalised()
+        weights = Mixture(weights=t.mixture).normalised()
         key = tuple(sorted((k, round(v, 6)) for k, v in weights.items()))
         if key not in seen:
             seen.add(key)
@@ -126,7 +142,7 @@ def make_ingredients(
     name = name or default_set_name(spec, base, recipe.base, from_front)
     study = open_ingredient_study(storage, search_study)
     wanted = choose_ingredients(search_study, recipe, spec, base, name, from_front, tolerance)
-    recorded = (study.user_attrs.get("sets") or {}).get(name)
+    recorded = ingredient_sets(study).get(name)
     if recorded is None:
         record_set(study, wanted)
         chosen = wanted
@@ -168,9 +184,10 @@ def make_ingredients(
             bar.close()
         chosen.ingredients[i] = trial.number
         record_set(study, chosen)
-        secs = trial.user_attrs["seconds"]
+        done = TrialRecord.of(trial)
+        secs = done.seconds
         log(f"ingredient {i + 1}/{chosen.k} (#{trial.number}, mixture of trial {source}) objective "
-            f"{trial.user_attrs['objective']:.4f}  finetune {secs['finetune']:.0f}s probe {secs['probe']:.0f}s")
+            f"{done.objective:.4f}  finetune {secs['finetune']:.0f}s probe {secs['probe']:.0f}s")
     record_set(study, chosen)
     base_scores = _base_scores(study, search_study, recipe, base, device, trust_remote_code, model, probes)
     from soupkit.probes.score import objective_value
@@ -210,27 +227,25 @@ def train_ingredient(study, ctx: _Training, source: int, mixture: dict, key: str
         weights = suggest_mixture(trial, names)
         if all(abs(weights.get(f, 0.0) - w) < 1e-5 for f, w in mixture.items()):
             break
-        trial.set_user_attr("error", "a mixture queued by an interrupted run")
+        record_error(trial, "a mixture queued by an interrupted run")
         study.tell(trial, state=TrialState.FAIL)
     try:
-        for attr, value in {"worker": worker_id(), "key": key, "source_trial": source, "base": base,
-                            "mixture": {k: round(v, 6) for k, v in weights.items()},
-                            "finetune": finetune.model_dump(mode="json"), "set": set_name}.items():
-            trial.set_user_attr(attr, value)
+        record_worker(trial, worker_id())
+        record_ingredient(trial, key, source, base, finetune.model_dump(mode="json"), set_name)
+        rounded = {k: round(v, 6) for k, v in weights.items()}
+        record_mixture(trial, rounded)
         ckpt = ctx.run_dir / FOLDER / f"ingredient-{trial.number:04d}"
-        record = Mixture(name=f"{ctx.recipe.name}-ingredient-{trial.number:04d}", weights=trial.user_attrs["mixture"])
+        record = Mixture(name=f"{ctx.recipe.name}-ingredient-{trial.number:04d}", weights=rounded)
         result = finetune_on_mixture(ctx.model, ctx.families, weights, finetune, ckpt, ctx.recipe.seed, ctx.bf16,
                                      {"mixture.yaml": record.to_yaml()}, ctx.on_step)
-        trial.set_user_attr("checkpoint", str(ckpt.resolve()))
+        record_checkpoint(trial, ckpt)
         pause_for_test("probe")
         start = time.perf_counter()
         scores = score_probes(ctx.model, ctx.probes, ProbeSettings.from_recipe(ctx.recipe, ctx.bf16))
         seconds = {"finetune": round(result.seconds, 2), "probe": round(time.perf_counter() - start, 2)}
         values = study_values(scores, ctx.recipe.objective)
         objective = objective_value(scores, ctx.recipe.objective.weights)
-        for attr, value in {"scores": scores, "objective": objective, "seconds": seconds,
-                            "final_loss": round(result.losses[-1], 6) if result.losses else None}.items():
-            trial.set_user_attr(attr, value)
+        record_result(trial, scores, objective, seconds, round(result.losses[-1], 6) if result.losses else None)
         atomic_write_text(ckpt / "soupkit_ingredient.yaml", yaml.safe_dump({
             "ingredient": trial.number, "study": study.study_name, "source_trial": source, "base": base,
             "objective": round(objective, 6), "values": [round(v, 6) for v in values], "scores": scores,
@@ -238,21 +253,21 @@ def train_ingredient(study, ctx: _Training, source: int, mixture: dict, key: str
             "seconds": seconds, "command": ctx.command,
         }, sort_keys=False))
     except KeyboardInterrupt:
-        trial.set_user_attr("error", "interrupted")
+        record_error(trial, INTERRUPTED)
         study.tell(trial, state=TrialState.FAIL)
         raise
     except Exception as exc:
-        trial.set_user_attr("error", f"{type(exc).__name__}: {exc}".splitlines()[0][:500])
+        reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
+        record_error(trial, reason)
         study.tell(trial, state=TrialState.FAIL)
-        raise SoupkitError(f"ingredient #{trial.number} (mixture of trial {source}) failed: "
-                           f"{trial.user_attrs['error']}") from exc
+        raise SoupkitError(f"ingredient #{trial.number} (mixture of trial {source}) failed: {reason}") from exc
     return study.tell(trial, values)
 
 
 def _trained(study, key: str):
     """A completed ingredient with this key whose checkpoint is still on disk."""
     for t in study.get_trials(deepcopy=False, states=None):
-        if t.state.name == "COMPLETE" and t.user_attrs.get("key") == key and checkpoint_of(t) is not None:
+        if t.state.name == "COMPLETE" and ingredient_key_of(t) == key and checkpoint_of(t) is not None:
             return t
     return None
 
@@ -264,7 +279,7 @@ def fail_dead_ingredients(study) -> list[int]:
     from soupkit.search.study import died_on_this_host
 
     dead = [t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-            if died_on_this_host(t.user_attrs.get("worker") or {})]
+            if died_on_this_host(TrialRecord.of(t).worker)]
     for number in dead:
         study.tell(number, state=TrialState.FAIL, skip_if_finished=True)
     return dead
@@ -291,10 +306,10 @@ def remove_partial_folders(study, folder: Path) -> list[str]:
 
 def _base_scores(study, search_study, recipe, base, device, trust_remote_code, model, probes) -> dict[str, float]:
     """The probe scores of the ingredients' base model: the search's, or scored once and recorded."""
-    bases = dict(study.user_attrs.get("bases") or {})
+    bases = scores_by_base(study)
     if base not in bases:
-        if base == recipe.base and search_study.user_attrs.get("base_scores"):
-            bases[base] = search_study.user_attrs["base_scores"]
+        if base == recipe.base and StudyRecord.of(search_study).base_scores:
+            bases[base] = StudyRecord.of(search_study).base_scores
         else:
             from soupkit.base_model import load_model, use_bf16
             from soupkit.data.load import load_recipe_families
@@ -305,7 +320,7 @@ def _base_scores(study, search_study, recipe, base, device, trust_remote_code, m
                 probes = load_recipe_families(recipe)[1]
             bf16 = use_bf16(device, recipe.finetune.bf16)
             bases[base] = score_probes(base_model, probes, ProbeSettings.from_recipe(recipe, bf16))
-        study.set_user_attr("bases", bases)
+        record_scores_by_base(study, base, bases[base])
     return bases[base]
 
 
@@ -316,8 +331,8 @@ def ingredients_table(result: IngredientsResult) -> str:
     by_number = {t.number: t for t in result.study.get_trials(deepcopy=False)}
     rows = []
     for number, source in zip(result.chosen.ingredients, result.chosen.sources):
-        attrs = by_number[number].user_attrs
-        rows.append({"model": f"ingredient {number} (trial {source})", "objective": attrs["objective"], **attrs["scores"]})
+        done = TrialRecord.of(by_number[number])
+        rows.append({"model": f"ingredient {number} (trial {source})", "objective": done.objective, **done.scores})
     rows.append({"model": "base", "objective": result.base_objective, **result.base_scores})
     with pl.Config(tbl_rows=len(rows), tbl_cols=-1, float_precision=3, tbl_width_chars=200,
                    tbl_hide_dataframe_shape=True, fmt_str_lengths=80):
@@ -363,15 +378,15 @@ def ingredient_soup_source(storage, search_study, set_name: str | None = None):
     for number in chosen.ingredients:
         trial = by_number.get(number) if number is not None else None
         if trial is not None and trial.state.name == "COMPLETE" and checkpoint_of(trial) is not None:
-            attrs = trial.user_attrs
-            candidates.append(Ingredient(number, checkpoint_of(trial), float(attrs["objective"]), attrs["scores"]))
+            done = TrialRecord.of(trial)
+            candidates.append(Ingredient(number, checkpoint_of(trial), float(done.objective), done.scores))
     missing = chosen.k - len(candidates)
     if missing:
         raise SoupkitError(f"ingredient set '{chosen.name}' has {missing} of {chosen.k} ingredients not trained "
                            "(or their folders are gone); run `soupkit ingredients` again to finish it")
     recipe = study_recipe(search_study)
     recipe = recipe.model_copy(update={"base": chosen.base})
-    base_scores = (study.user_attrs.get("bases") or {}).get(chosen.base) or {}
+    base_scores = scores_by_base(study).get(chosen.base) or {}
     folder = "base-model" if chosen.base == study_recipe(search_study).base else f"base-model-{_slug(chosen.base)}"
     candidates.sort(key=lambda c: (-c.objective, c.trial))
     return SoupSource(study, recipe, candidates, base_scores, label="ingredient", base_folder=folder,

@@ -12,7 +12,6 @@ The ingredients may also be those of `soupkit ingredients` (`soupkit.soups.ingre
 
 from __future__ import annotations
 
-import json
 import shutil
 import tempfile
 from collections.abc import Callable, Mapping
@@ -22,6 +21,7 @@ from pathlib import Path
 from soupkit.atomic import atomic_dir, check_can_write, replace_folder
 from soupkit.config import ObjectiveSpec, Recipe
 from soupkit.errors import SoupkitError
+from soupkit.study_record import SoupRecord, StudyRecord, TrialRecord, record_soup
 
 
 @dataclass(frozen=True)
@@ -93,10 +93,10 @@ class GreedyCriterion:
 
 
 def study_recipe(study) -> Recipe:
-    stored = study.user_attrs.get("recipe")
-    if stored is None:
+    recipe = StudyRecord.of(study).recipe()
+    if recipe is None:
         raise SoupkitError(f"study '{study.study_name}' has no recipe recorded; was it made by `soupkit search`?")
-    return Recipe.model_validate(json.loads(stored))
+    return recipe
 
 
 def ranked_ingredients(study, from_front: bool = False) -> list[Ingredient]:
@@ -104,18 +104,16 @@ def ranked_ingredients(study, from_front: bool = False) -> list[Ingredient]:
     mean over every probe). With `from_front`, only trials on the study's Pareto front."""
     trials = study.best_trials if from_front else study.get_trials(deepcopy=False)
     found = []
-    for t in trials:
-        ckpt = t.user_attrs.get("checkpoint")
-        if t.state.name == "COMPLETE" and ckpt and (Path(ckpt) / "modules.json").is_file():
-            value = float(t.user_attrs.get("objective", t.values[0]))
-            found.append(Ingredient(t.number, Path(ckpt), value, t.user_attrs.get("scores", {})))
+    for record in map(TrialRecord.of, trials):
+        if record.has_model():
+            found.append(Ingredient(record.number, record.checkpoint, record.objective, record.scores))
     return sorted(found, key=lambda i: (-i.objective, i.trial))
 
 
 def trial_source(study, from_front: bool = False) -> SoupSource:
     """The search's own trials as soup candidates."""
     return SoupSource(study, study_recipe(study), ranked_ingredients(study, from_front),
-                      study.user_attrs.get("base_scores") or {}, tag="front" if from_front else "top")
+                      StudyRecord.of(study).base_scores, tag="front" if from_front else "top")
 
 
 def _merge(members: list[Ingredient], out: Path, method: str, base: str | None) -> None:
@@ -212,17 +210,8 @@ def build_soup(
         scores = score(staged)
         replace_folder(staged, out)
     value = objective_value(scores, recipe.objective.weights)
-    soups = dict(study.user_attrs.get("soups") or {})
-    soups[name] = {
-        "method": method,
-        "members": [m.trial for m in members],
-        "base_share": share,
-        "scores": scores,
-        "objective": value,
-        "values": study_values(scores, recipe.objective),
-        "path": str(out.resolve()),
-    }
-    study.set_user_attr("soups", soups)
+    record_soup(study, name, SoupRecord(method, [m.trial for m in members], scores, value,
+                                        study_values(scores, recipe.objective), str(out.resolve()), share))
     base_value = objective_value(base_scores, recipe.objective.weights) if base_scores else None
     return SoupResult(name, method, [m.trial for m in members], out, scores, value, candidates, share, base_scores,
                       base_value, source.label)
