@@ -10,6 +10,10 @@ these are the scores the search and the soups saw, so a held-out probe's column 
 this report scored: each model's difference from the base with a 95% paired-bootstrap interval
 over the half's items (the models are re-encoded; the items are the same for all), so a gain can
 be told from noise. Prints Markdown, ready for docs/recipes.md.
+
+An `soupkit adapt` run folder works too: its rows are the base model (the bank's) and the adapt
+soups with their roles. `--compare RUN` adds another run's soups of the same recipe (e.g. the
+domain search whose shipped soup adapt should match), scored on the same halves.
 """
 
 from __future__ import annotations
@@ -28,24 +32,21 @@ from soupkit.search.study import check_held_out_halves, default_storage, open_st
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--compare", type=Path, action="append", default=[],
+                        help="another run folder of the same recipe whose soups to add (repeatable)")
     args = parser.parse_args()
-    storage = open_storage(default_storage(args.out))
-    (summary,) = optuna.get_all_study_summaries(storage, include_best_trial=False)
-    study = optuna.load_study(study_name=summary.study_name, storage=storage)
+    study = run_study(args.out)
     recipe = Recipe.model_validate(json.loads(study.user_attrs["recipe"]))
     check_held_out_halves(study, recipe)
 
     base_scores = study.user_attrs["base_scores"]
-    base_domain, base_general = study_values(base_scores, recipe.objective)
     done = [t for t in study.trials if t.state.name == "COMPLETE"]
-    keeps_general = [t for t in done if t.values[1] >= base_general - 0.01]
-    best = max(keeps_general or done, key=lambda t: t.values[0])
-
-    rows = [("base model", base_scores, recipe.base),
-            (f"best single trial (#{best.number})", best.user_attrs["scores"], best.user_attrs["checkpoint"])]
-    for name, soup in (study.user_attrs.get("soups") or {}).items():
-        share = f" + base at {soup['base_share']:.2f}" if soup.get("base_share") else ""
-        rows.append((f"soup {name} (trials {soup['members']}{share})", soup["scores"], soup["path"]))
+    rows = model_rows(study, recipe, base_scores, done)
+    for other in args.compare:
+        other_study = run_study(other)
+        if json.loads(other_study.user_attrs["recipe"]) != json.loads(study.user_attrs["recipe"]):
+            raise SystemExit(f"--compare {other}: another recipe than {args.out}'s")
+        rows += [(f"{other.name}: {label}", scores, path) for label, scores, path in soup_rows(other_study)]
 
     probes = [p for p in base_scores if "@" not in p]
     held_out = set(recipe.probe_names_only())
@@ -59,6 +60,40 @@ def main() -> None:
         cells = [label, f"{domain:.4f}", f"{general:.4f}"] + [f"{scores[p]:.3f}" for p in probes]
         print("| " + " | ".join(cells) + " |")
     held_out_intervals(recipe, rows)
+
+
+def run_study(out: Path):
+    """The run folder's own study (not a later stage's that shares its storage)."""
+    storage = open_storage(default_storage(out))
+    summaries = optuna.get_all_study_summaries(storage, include_best_trial=False)
+    own = [s for s in summaries if s.user_attrs.get("stage") in (None, "adapt")]
+    return optuna.load_study(study_name=own[0].study_name, storage=storage)
+
+
+def model_rows(study, recipe: Recipe, base_scores: dict, done: list) -> list[tuple[str, dict, str]]:
+    """(label, selection scores, model folder): the base, the best single trial (a search), the soups."""
+    if study.user_attrs.get("stage") == "adapt":
+        base = next(m["path"] for m in study.user_attrs["bank"] if m["kind"] == "base")
+        return [("base model", base_scores, base), *soup_rows(study)]
+    _, base_general = study_values(base_scores, recipe.objective)
+    keeps_general = [t for t in done if t.values[1] >= base_general - 0.01]
+    best = max(keeps_general or done, key=lambda t: t.values[0])
+    return [("base model", base_scores, recipe.base),
+            (f"best single trial (#{best.number})", best.user_attrs["scores"], best.user_attrs["checkpoint"]),
+            *soup_rows(study)]
+
+
+def soup_rows(study) -> list[tuple[str, dict, str]]:
+    rows = []
+    for name, soup in (study.user_attrs.get("soups") or {}).items():
+        if soup.get("weights"):  # an adapt soup: its role and its largest shares
+            top = sorted(soup["weights"].items(), key=lambda x: -x[1])[:3]
+            what = f"{soup['role']}: " + ", ".join(f"{k} {v:.2f}" for k, v in top) + (", ..." if len(soup["weights"]) > 3 else "")
+        else:
+            share = f" + base at {soup['base_share']:.2f}" if soup.get("base_share") else ""
+            what = f"trials {soup['members']}{share}"
+        rows.append((f"soup {name} ({what})", soup["scores"], soup["path"]))
+    return rows
 
 
 def held_out_intervals(recipe: Recipe, rows: list[tuple[str, dict, str]]) -> None:

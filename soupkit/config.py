@@ -7,23 +7,49 @@ Inside the library only these objects travel, never raw dicts.
 
 from __future__ import annotations
 
+import importlib.resources
 import math
+import operator
+import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Literal, Union
+from typing import Annotated, Any, Literal, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from soupkit.errors import SoupkitError
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-RECIPES_DIR = REPO_ROOT / "recipes"
-MIXTURES_DIR = REPO_ROOT / "mixtures"
+# The shipped recipes and mixtures are package data (in a wheel too); the repository's top-level
+# recipes/ and mixtures/ are links to these folders, where users look for them.
+RECIPES_DIR = Path(str(importlib.resources.files("soupkit") / "recipes"))
+MIXTURES_DIR = Path(str(importlib.resources.files("soupkit") / "mixtures"))
 BUNDLED_BASE = "bundled:all-MiniLM-L6-v2"
+# recipe sections that do not change what a search trial produces: a study resumes across changes to them
+NOT_TRIAL_SECTIONS = frozenset({"search", "ingredients"})
+
+# The names a recipe may use, defined here once. Each is the key of its implementation in a
+# registry (tests/test_registries.py keeps them equal); the CLI lists choices from the registries.
+# A family's task type: how it trains and is probed (its prompts: soupkit.prompts.PROMPT_NAMES).
+TaskType = Literal["retrieval", "code", "classification", "clustering", "similarity", "paraphrase", "bitext"]
+# An Optuna sampler (soupkit.search.samplers.SAMPLERS).
+SamplerName = Literal["gp", "tpe", "random"]
+# A quantised view of the probe embeddings (soupkit.probes.views.QUANTIZATIONS).
+Quantization = Literal["int8", "binary"]
+# Upper bounds of the numbers a recipe (or a command-line override) may set: far above any real
+# use, low enough that a typo cannot ask for years of training or all of the machine's memory.
+MAX_STEPS = 1_000_000
+MAX_TRIALS = 100_000
+MAX_BATCH = 4_096
+MAX_SEQ_LENGTH = 32_768
+MAX_PROBE = 100_000
+MAX_SEED = 2**32 - 1
+# A recipe's name names its study and its run folder (runs/<name>): a plain slug, never a path.
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class Mixture(Strict):
@@ -60,9 +86,7 @@ class LocalFamily(Strict):
     path: str | None = None
     hub: str | None = None
     split: str = "train"
-    task: Literal["retrieval", "code", "classification", "clustering", "similarity", "paraphrase", "bitext"] = (
-        "retrieval"
-    )
+    task: TaskType = "retrieval"
 
     @model_validator(mode="after")
     def _one_source(self) -> LocalFamily:
@@ -77,30 +101,37 @@ FamilyEntry = Union[str, LocalFamily]
 class LossSpec(Strict):
     """The paper's objective; every part can be switched off."""
 
-    scale: float = Field(20.0, gt=0)
+    scale: float = Field(20.0, gt=0, le=1000)
     hard_negatives: bool = True
-    hard_negative_alpha: float = 5.0
+    hard_negative_alpha: float = Field(5.0, ge=0, le=100)
     mask_duplicates: bool = True
-    spread_out_weight: float = Field(0.0, ge=0)
-    matryoshka_dims: list[int] | None = None
+    spread_out_weight: float = Field(0.0, ge=0, le=1000)
+    matryoshka_dims: list[Annotated[int, Field(gt=0, le=MAX_SEQ_LENGTH)]] | None = None
 
 
 class FinetuneSpec(Strict):
-    steps: int = Field(30, gt=0)
-    batch_size: int = Field(32, ge=2)
-    learning_rate: float = Field(5e-5, gt=0)
+    steps: int = Field(30, gt=0, le=MAX_STEPS)
+    batch_size: int = Field(32, ge=2, le=MAX_BATCH)
+    learning_rate: float = Field(5e-5, gt=0, le=1)
     warmup_ratio: float = Field(0.1, ge=0, lt=1)
-    weight_decay: float = Field(0.01, ge=0)
-    max_seq_length: int = Field(64, gt=0)
+    weight_decay: float = Field(0.01, ge=0, le=1)
+    max_seq_length: int = Field(64, gt=0, le=MAX_SEQ_LENGTH)
     bf16: bool | None = None  # None: on where the device supports it (CUDA, or a CPU with bf16 units)
+    # the token-embedding matrix is most of a small multilingual model (EmbeddingGemma: 201M of
+    # 308M): frozen, it needs no gradient, no Adam state and no update
+    freeze_token_embeddings: bool = False
+    gradient_checkpointing: bool = False  # recompute activations in backward: less memory, more time
+    # AdamW's fused kernel: the same update in one pass over the parameters (several times faster
+    # than the per-tensor loop on a CPU); off falls back to torch's default implementation
+    fused_optimizer: bool = True
     loss: LossSpec = LossSpec()
 
 
 class ProbeSize(Strict):
     """One family's probe size, overriding the recipe-wide one (unset fields keep it)."""
 
-    probe_size: int | None = Field(None, gt=0)
-    probe_corpus: int | None = Field(None, gt=0)
+    probe_size: int | None = Field(None, gt=0, le=MAX_PROBE)
+    probe_corpus: int | None = Field(None, gt=0, le=10 * MAX_PROBE)
 
 
 class ProbeSpec(Strict):
@@ -110,14 +141,14 @@ class ProbeSpec(Strict):
     thousands of items deserves a probe big enough that a one-point change is not noise.
     """
 
-    probe_size: int = Field(200, gt=0)
-    probe_corpus: int = Field(400, gt=0)
+    probe_size: int = Field(200, gt=0, le=MAX_PROBE)
+    probe_corpus: int = Field(400, gt=0, le=10 * MAX_PROBE)
     sizes: dict[str, ProbeSize] = {}
-    max_seq_length: int = Field(128, gt=0)
-    batch_size: int = Field(64, gt=0)
-    max_train: int = Field(20_000, gt=0)
-    dims: list[int] = []
-    quantizations: list[Literal["int8", "binary"]] = []
+    max_seq_length: int = Field(128, gt=0, le=MAX_SEQ_LENGTH)
+    batch_size: int = Field(64, gt=0, le=MAX_BATCH)
+    max_train: int = Field(20_000, gt=0, le=10_000_000)
+    dims: list[Annotated[int, Field(gt=0, le=MAX_SEQ_LENGTH)]] = []
+    quantizations: list[Quantization] = []
 
 
 class ObjectiveSpec(Strict):
@@ -141,25 +172,85 @@ class ObjectiveSpec(Strict):
 
 
 class SearchSpec(Strict):
-    budget: int = Field(40, gt=0)
-    sampler: Literal["gp", "tpe", "random"] = "gp"
-    n_startup_trials: int = Field(10, ge=0)
+    budget: int = Field(40, gt=0, le=MAX_TRIALS)
+    sampler: SamplerName = "gp"
+    n_startup_trials: int = Field(10, ge=0, le=MAX_TRIALS)
     # disk budget: only the best K trial checkpoints are kept (and any a recorded soup uses)
-    keep_checkpoints: int | None = Field(None, gt=0)
+    keep_checkpoints: int | None = Field(None, gt=0, le=MAX_TRIALS)
+
+
+class IngredientSpec(Strict):
+    """`soupkit ingredients`: K good and different mixtures of the study, each finetuned longer than
+    a trial, to be souped. Fields left unset (batch size, learning rate, warm-up) keep `finetune`'s."""
+
+    k: int = Field(4, ge=1)
+    pool: int | None = Field(None, ge=1)  # the best N trials to choose from (default 2k)
+    select: Literal["diverse", "top"] = "diverse"  # greedy max-min distance, or simply the best k
+    steps: int = Field(480, gt=0)
+    batch_size: int | None = Field(None, ge=2)
+    learning_rate: float | None = Field(None, gt=0)
+    warmup_ratio: float | None = Field(None, ge=0, lt=1)
+
+    def finetune_spec(self, finetune: FinetuneSpec) -> FinetuneSpec:
+        """The trials' finetune settings with this section's longer budget laid over them."""
+        update = {"steps": self.steps, "batch_size": self.batch_size, "learning_rate": self.learning_rate,
+                  "warmup_ratio": self.warmup_ratio}
+        return FinetuneSpec.model_validate({**finetune.model_dump(), **{k: v for k, v in update.items() if v is not None}})
 
 
 class Recipe(Strict):
     name: str
     base: str = BUNDLED_BASE
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=MAX_SEED)
     families: list[FamilyEntry]
     # scored as probes, never trained on: held-out sources that show whether a gain generalises
     probe_only: list[FamilyEntry] = []
     seed_mixture: Union[str, dict[str, float], None] = None
     finetune: FinetuneSpec = FinetuneSpec()
+    # finetune settings that replace `finetune`'s when the base is this model (settings tuned on a
+    # small model do not carry over to a big one): {base: {learning_rate: ..., loss: {...}}}
+    finetune_by_base: dict[str, dict[str, Any]] = {}
     probes: ProbeSpec = ProbeSpec()
     objective: ObjectiveSpec = ObjectiveSpec()
     search: SearchSpec = SearchSpec()
+    ingredients: IngredientSpec = IngredientSpec()
+
+    @model_validator(mode="after")
+    def _valid_finetune_by_base(self) -> Recipe:
+        for base in self.finetune_by_base:
+            try:
+                self._finetune_with(base)
+            except ValidationError as exc:
+                err = exc.errors()[0]
+                loc = ".".join(str(p) for p in err["loc"])
+                if err["type"] == "extra_forbidden":
+                    raise ValueError(f"finetune_by_base.{base}: unknown key '{loc}'") from None
+                raise ValueError(f"finetune_by_base.{base}.{loc}: {err['msg']}") from None
+        return self
+
+    def _finetune_with(self, key: str) -> FinetuneSpec:
+        changes = self.finetune_by_base[key]
+        data = self.finetune.model_dump()
+        loss = {**data.pop("loss"), **(changes.get("loss") or {})}
+        return FinetuneSpec.model_validate({**data, **{k: v for k, v in changes.items() if k != "loss"}, "loss": loss})
+
+    def for_base(self, same_model: Callable[[str, str], bool] = operator.eq) -> Recipe:
+        """The recipe with the `finetune_by_base` entry of its base applied to `finetune`; the
+        section is then empty. `same_model` says whether an entry names the base (callers pass
+        soupkit.models.fetch.same_model: a short name, hub id or fetched folder of one model)."""
+        if not self.finetune_by_base:
+            return self
+        key = next((k for k in self.finetune_by_base if same_model(k, self.base)), None)
+        finetune = self._finetune_with(key) if key is not None else self.finetune
+        return self.model_copy(update={"finetune": finetune, "finetune_by_base": {}})
+
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, name: str) -> str:
+        problem = plain_name_problem(name)
+        if problem:
+            raise ValueError(f"{problem}; it names the study and its run folder runs/<name>")
+        return name
 
     @field_validator("families")
     @classmethod
@@ -188,6 +279,14 @@ class Recipe(Strict):
     def probe_names(self) -> list[str]:
         """Every probe scored: the trained families' and the probe-only ones."""
         return self.family_names() + self.probe_names_only()
+
+
+def plain_name_problem(name: str) -> str | None:
+    """Why `name` cannot name a folder soupkit creates (a path, `..`, empty), or None."""
+    if NAME_PATTERN.match(name):
+        return None
+    return (f"{name!r} is not a plain name: use letters, digits, '.', '_' and '-' (at most 100, starting with "
+            "a letter or digit)")
 
 
 def family_name(entry: FamilyEntry) -> str:
@@ -265,3 +364,27 @@ def seed_mixture_of(recipe: Recipe, recipe_path: Path | None = None) -> Mixture 
         except ValidationError as exc:
             raise _first_error(where, exc, within="seed_mixture") from None
     return load_mixture(recipe.seed_mixture)
+
+
+def with_overrides(recipe: Recipe, overrides: dict[str, tuple[str, Any]]) -> Recipe:
+    """The recipe with command-line overrides, checked by the same model (and bounds) as the file.
+
+    `overrides` maps a dotted field ("finetune.steps") to (option name, value); None values are
+    left out. A value out of range is one line naming the option, e.g.
+    "--steps: Input should be less than or equal to 1000000, got 99999999999999999999".
+    """
+    data = recipe.model_dump(mode="json")
+    given = {field: item for field, item in overrides.items() if item[1] is not None}
+    for field, (_, value) in given.items():
+        *parents, key = field.split(".")
+        node = data
+        for parent in parents:
+            node = node.setdefault(parent, {})
+        node[key] = value
+    try:
+        return Recipe.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = ".".join(str(p) for p in err["loc"])
+        option, value = given.get(loc, (loc, err.get("input")))
+        raise SoupkitError(f"{option}: {err['msg'].removeprefix('Value error, ')}, got {value}") from None

@@ -7,6 +7,14 @@ class SoupkitError(Exception):
     """A problem with the user's input or environment, reported as one clear line."""
 
     exit_code = 2
+    prefix = "error"
+
+
+class Interrupted(SoupkitError):
+    """Ctrl-C: the message says what was saved and how to go on; exit code 130, as shells expect."""
+
+    exit_code = 130
+    prefix = "interrupted"
 
 
 class MissingSourceError(SoupkitError):

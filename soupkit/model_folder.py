@@ -17,6 +17,10 @@ BACKEND_EXPORT_DIRS = frozenset({"onnx", "openvino"})
 PICKLED_WEIGHT_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
 # Other runtimes' weight formats: never copied into a merged folder, where they would be stale.
 OTHER_WEIGHT_SUFFIXES = (".onnx", ".h5", ".msgpack", ".ot", ".gguf", ".tflite")
+# sentence-transformers modules that hold weights: such a module without a safetensors file is a
+# damaged folder (a deleted or never-copied model.safetensors), never a model to merge or load
+WEIGHTED_MODULES = frozenset({"Transformer", "MLMTransformer", "Dense", "StaticEmbedding", "WordEmbeddings",
+                              "LayerNorm", "LSTM", "CNN", "WeightedLayerPooling", "CLIPModel"})
 
 
 @dataclass(frozen=True)
@@ -84,6 +88,7 @@ def read_model_folder(path: str | Path) -> ModelFolder:
         for tensor in list_tensors(folder / relative_file):
             owner.tensors[tensor.name] = tensor
     _refuse_pickled_weights(folder, modules)
+    _refuse_missing_weights(folder, modules)
     return ModelFolder(folder, modules)
 
 
@@ -141,6 +146,16 @@ def _refuse_pickled_weights(folder: Path, modules: list[ModuleFolder]) -> None:
                 f"{module_dir / pickled[0]}: pickled weights are not read (loading them can run code); "
                 "convert the model to safetensors first, e.g. "
                 "SentenceTransformer(path).save_pretrained(new_path)"
+            )
+
+
+def _refuse_missing_weights(folder: Path, modules: list[ModuleFolder]) -> None:
+    for module in modules:
+        if module.class_name in WEIGHTED_MODULES and not module.weight_files:
+            expected = folder / module.path / "model.safetensors"
+            raise SoupkitError(
+                f"{expected} is missing: module '{module.name}' ({module.class_name}) of {folder} has no weights; "
+                "this model folder is incomplete (copy or train it again)"
             )
 
 

@@ -20,7 +20,7 @@ def test_steps_are_shared_by_largest_remainder():
 
 def test_batches_follow_the_mixture_and_avoid_group_collisions():
     fams = {"a": family("a", 50, 10), "b": family("b", 50, 50)}
-    batches = plan_batches(fams, {"a": 0.75, "b": 0.25}, steps=8, batch_size=8, seed=3)
+    batches = list(plan_batches(fams, {"a": 0.75, "b": 0.25}, steps=8, batch_size=8, seed=3))
     assert [b.family for b in batches].count("a") == 6
     for batch in batches:
         assert all(e.anchor.startswith(batch.family) for e in batch.examples)
@@ -32,9 +32,9 @@ def test_batches_follow_the_mixture_and_avoid_group_collisions():
 
 def test_same_seed_same_schedule_other_seed_other_schedule():
     fams = {"a": family("a", 40, 40), "b": family("b", 40, 40)}
-    one = plan_batches(fams, {"a": 1, "b": 1}, 6, 4, seed=0)
-    two = plan_batches(fams, {"a": 1, "b": 1}, 6, 4, seed=0)
-    other = plan_batches(fams, {"a": 1, "b": 1}, 6, 4, seed=1)
+    one = list(plan_batches(fams, {"a": 1, "b": 1}, 6, 4, seed=0))
+    two = list(plan_batches(fams, {"a": 1, "b": 1}, 6, 4, seed=0))
+    other = list(plan_batches(fams, {"a": 1, "b": 1}, 6, 4, seed=1))
     assert one == two
     assert one != other
 
@@ -42,3 +42,32 @@ def test_same_seed_same_schedule_other_seed_other_schedule():
 def test_zero_weight_family_gets_no_batches():
     fams = {"a": family("a", 10, 10), "b": family("b", 10, 10)}
     assert {b.family for b in plan_batches(fams, {"a": 1.0, "b": 0.0}, 5, 2, seed=0)} == {"a"}
+
+
+def test_the_plan_is_lazy_memory_does_not_grow_with_steps():
+    """A plan of ten million steps starts at once and holds one counter per family (it used to be
+    built up front: `--steps 99999999999999999999` grew to ~20 GB until the kernel killed it)."""
+    import itertools
+    import tracemalloc
+
+    fams = {"a": family("a", 40, 40), "b": family("b", 40, 40)}
+
+    def peak(steps: int) -> int:
+        tracemalloc.start()
+        for _ in itertools.islice(plan_batches(fams, {"a": 1, "b": 3}, steps, 4, seed=0), 200):
+            pass
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        return peak
+
+    small, huge = peak(200), peak(10**7)
+    assert huge < small + 64 * 1024, (small, huge)
+    first = list(itertools.islice(plan_batches(fams, {"a": 1, "b": 3}, 10**7, 4, seed=0), 1000))
+    assert abs(sum(b.family == "b" for b in first) / 1000 - 0.75) < 0.06
+
+
+def test_every_step_of_the_plan_is_used_exactly():
+    fams = {"a": family("a", 10, 10), "b": family("b", 10, 10), "c": family("c", 10, 10)}
+    batches = list(plan_batches(fams, {"a": 0.5, "b": 0.3, "c": 0.2}, 37, 2, seed=4))
+    counts = {name: sum(b.family == name for b in batches) for name in fams}
+    assert counts == steps_per_family({"a": 0.5, "b": 0.3, "c": 0.2}, 37)

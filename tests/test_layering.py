@@ -15,16 +15,18 @@ import pytest
 import soupkit
 
 PACKAGE = Path(soupkit.__file__).parent
-ORCHESTRATIONS = ("soupkit.search", "soupkit.soups", "soupkit.report", "soupkit.cli")
+# the study record is the orchestrations' own: the libraries know nothing of studies
+ORCHESTRATIONS = ("soupkit.search", "soupkit.soups", "soupkit.report", "soupkit.cli", "soupkit.study_record")
 LIBRARIES = ("soupkit.data", "soupkit.probes", "soupkit.train", "soupkit.merge", "soupkit.models",
              "soupkit.base_model")
 # what each library may not import, beyond the orchestrations
 FORBIDDEN_BELOW = {
     "soupkit.merge": ("soupkit.data", "soupkit.probes", "soupkit.train", "soupkit.base_model"),
     "soupkit.base_model": ("soupkit.merge", "soupkit.data", "soupkit.probes", "soupkit.train"),
-    "soupkit.data": ("soupkit.probes", "soupkit.train", "soupkit.merge", "soupkit.base_model"),
+    # a family holds a probe (soupkit.probes.probe_types); probes know nothing of the data sources
+    "soupkit.data": ("soupkit.train", "soupkit.merge", "soupkit.base_model"),
+    "soupkit.probes": ("soupkit.data", "soupkit.train", "soupkit.merge"),
     "soupkit.train": ("soupkit.probes", "soupkit.merge"),
-    "soupkit.probes": ("soupkit.train", "soupkit.merge"),
 }
 # the foundation every layer may use: it imports no other soupkit module but these
 FOUNDATION = ("soupkit.errors", "soupkit.config", "soupkit.registry", "soupkit.atomic", "soupkit.pause",
@@ -37,9 +39,14 @@ def module_name(path: Path) -> str:
 
 
 def soupkit_imports(path: Path) -> set[str]:
-    """Every soupkit module `path` imports, at any depth of the file (lazy imports included)."""
+    """Every soupkit module `path` imports at run time, at any depth of the file (lazy imports
+    included; imports for type checkers only, under `if TYPE_CHECKING:`, left out)."""
     found = set()
-    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+    tree = ast.parse(path.read_text(), filename=str(path))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and getattr(node.test, "id", None) == "TYPE_CHECKING":
+            node.body = []  # ast.walk reads the children after this node: it finds nothing there
+    for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
@@ -85,3 +92,32 @@ def test_the_foundation_imports_only_the_foundation():
 def test_soups_package_init_is_a_docstring_only():
     tree = ast.parse((PACKAGE / "soups" / "__init__.py").read_text())
     assert len(tree.body) == 1 and isinstance(tree.body[0], ast.Expr)
+
+
+def test_optuna_is_used_through_its_public_api():
+    private = ("._storage", "._study_id", "._trial_id")
+    found = {str(p.relative_to(PACKAGE)): [name for name in private if name in p.read_text()]
+             for p in PACKAGE.rglob("*.py")}
+    assert {path: names for path, names in found.items() if names} == {}
+
+
+def test_study_attributes_are_read_and_written_in_the_study_record_only():
+    """Every user attribute of a study or trial goes through soupkit/study_record.py, where its key
+    is spelled once (enqueue_trial's `user_attrs=` takes what the record module builds)."""
+    found = {}
+    for path in PACKAGE.rglob("*.py"):
+        if path.name == "study_record.py":
+            continue
+        text = path.read_text().replace("user_attrs=", "")
+        uses = [name for name in (".user_attrs", "set_user_attr(") if name in text]
+        if uses:
+            found[str(path.relative_to(PACKAGE))] = uses
+    assert found == {}
+
+
+def test_tests_share_helpers_through_conftest_fixtures():
+    tests = Path(__file__).parent
+    importing = [p.name for p in tests.glob("test_*.py")
+                 if any(isinstance(node, ast.ImportFrom) and (node.module or "").startswith("tests")
+                        for node in ast.walk(ast.parse(p.read_text())))]
+    assert importing == []

@@ -418,10 +418,17 @@ def test_existing_output_needs_overwrite(models, tmp_path):
     (out / "keep.txt").write_text("mine")
     with pytest.raises(SoupkitError, match="already exists"):
         merge_models([models["a"], models["b"]], out)
-    assert (out / "keep.txt").exists()
-    merge_models([models["a"], models["b"]], out, overwrite=True)
-    assert not (out / "keep.txt").exists() and (out / "model.safetensors").exists()
-    assert [p.name for p in tmp_path.iterdir()] == ["out"]
+    # a folder soupkit did not write is never replaced, even with overwrite
+    with pytest.raises(SoupkitError, match="replaces only a merged model soupkit wrote"):
+        merge_models([models["a"], models["b"]], out, overwrite=True)
+    assert [p.name for p in out.iterdir()] == ["keep.txt"]
+    # a soupkit merge is replaced whole with overwrite, and nothing is left beside it
+    merged = tmp_path / "merged"
+    merge_models([models["a"], models["b"]], merged)
+    (merged / "stale.txt").write_text("old")
+    merge_models([models["a"], models["b"]], merged, overwrite=True, weights=None)
+    assert not (merged / "stale.txt").exists() and (merged / "model.safetensors").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["merged", "out"]
 
 
 def test_usage_errors_are_one_line(models, tmp_path):

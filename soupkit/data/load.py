@@ -8,6 +8,7 @@ from pathlib import Path
 from soupkit.config import LocalFamily, Recipe, family_name, seed_mixture_of
 from soupkit.data.family import TaskFamily
 from soupkit.data.halves import selection_half, test_half
+from soupkit.data.minimum import LOCAL_MIN_PROBE, LOCAL_MIN_TRAIN, check_family_size
 from soupkit.data.registry import FAMILIES, BuildOptions
 from soupkit.errors import SoupkitError
 
@@ -29,12 +30,24 @@ def build_options(recipe: Recipe, family: str | None = None, probe_only: bool = 
     return BuildOptions(seed=recipe.seed, probe_size=size, probe_corpus=corpus, max_train=p.max_train, probe_share=share)
 
 
-def build_family(entry: str | LocalFamily, options: BuildOptions, base_dir: Path | None = None) -> TaskFamily:
+def build_family(
+    entry: str | LocalFamily, options: BuildOptions, base_dir: Path | None = None, probe_only: bool = False
+) -> TaskFamily:
+    """Build a family and check it is big enough to train on (unless probe-only) and to probe."""
     if isinstance(entry, LocalFamily):
         from soupkit.data.local import build_local_family
 
-        return build_local_family(entry, options, base_dir)
-    return _registry().get(entry).build(options)
+        family = build_local_family(entry, options, base_dir)
+        check_family_size(family, LOCAL_MIN_TRAIN, min(LOCAL_MIN_PROBE, options.probe_size),
+                          f"{family.source}: give it more rows (a third of the documents, up to "
+                          "probes.probe_corpus, are held back for the probe)", probe_only)
+        return family
+    info = _registry().get(entry)
+    family = info.build(options)
+    check_family_size(family, info.min_train, min(info.min_probe, options.probe_size),
+                      f"its source ({info.source}) is damaged or incomplete; restore it with: {info.restore}",
+                      probe_only)
+    return family
 
 
 def load_families(
@@ -60,7 +73,7 @@ def _build(recipe: Recipe, entries, base_dir: Path | None, log, probe_only: bool
     families: dict[str, TaskFamily] = {}
     for entry in entries:
         start = time.perf_counter()
-        family = build_family(entry, build_options(recipe, family_name(entry), probe_only), base_dir)
+        family = build_family(entry, build_options(recipe, family_name(entry), probe_only), base_dir, probe_only)
         if not probe_only and not family.train:
             raise SoupkitError(f"family '{family.name}' has no training examples")
         if probe_only and family.probe is None:

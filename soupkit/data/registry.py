@@ -1,12 +1,20 @@
-"""The built-in family registry: name -> how to build it, where its data comes from."""
+"""The built-in family registry: name -> how to build it, where its data comes from.
+
+A family's name, task type and source are written once, in its `@builtin_family(...)` line; its
+builder returns only what it makes (training examples and a probe), and the registry makes the
+TaskFamily of them.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from soupkit.data.family import TaskFamily, TaskType
+from soupkit.config import TaskType
+from soupkit.data.family import ProbeData, TaskFamily, TrainExample
 from soupkit.registry import Registry
+
+FamilyData = tuple[list[TrainExample], ProbeData | None]  # what a builder returns: (train, probe)
 
 
 @dataclass(frozen=True)
@@ -22,6 +30,13 @@ class BuildOptions:
     probe_share: float = 1 / 3
 
 
+# Below these sizes a built-in family's source is damaged or missing parts (apt's deleted
+# Translation-en lists left general-retrieval with 2 training rows and a 0-query probe): the
+# smallest healthy family trains on 267 examples and probes 71 queries (`soupkit families`).
+MIN_TRAIN = 100
+MIN_PROBE = 50
+
+
 @dataclass(frozen=True)
 class FamilyInfo:
     name: str
@@ -29,17 +44,33 @@ class FamilyInfo:
     source: str
     install: str
     description: str
-    build: Callable[[BuildOptions], TaskFamily]
+    make: Callable[[BuildOptions], FamilyData]
+    min_train: int = MIN_TRAIN
+    min_probe: int = MIN_PROBE  # probe items (queries, test texts, pairs), or the requested size if smaller
+
+    def build(self, options: BuildOptions) -> TaskFamily:
+        train, probe = self.make(options)
+        return TaskFamily(self.name, self.task, self.source, train, probe, self.description)
+
+    @property
+    def restore(self) -> str:
+        """The command that puts a damaged source back."""
+        for install, again in (("apt-get install ", "apt-get install --reinstall "),
+                               ("pip install ", "pip install --force-reinstall ")):
+            if self.install.startswith(install):
+                return again + self.install.removeprefix(install)
+        return self.install
 
 
 FAMILIES: Registry[FamilyInfo] = Registry("family")
 
 
-def builtin_family(name: str, *, task: TaskType, source: str, install: str, description: str):
+def builtin_family(name: str, *, task: TaskType, source: str, install: str, description: str,
+                   min_train: int = MIN_TRAIN, min_probe: int = MIN_PROBE):
     """Register a builder `build(options) -> TaskFamily` as a built-in family."""
 
     def decorator(build: Callable[[BuildOptions], TaskFamily]) -> Callable[[BuildOptions], TaskFamily]:
-        FAMILIES.add(name, FamilyInfo(name, task, source, install, description, build))
+        FAMILIES.add(name, FamilyInfo(name, task, source, install, description, build, min_train, min_probe))
         return build
 
     return decorator

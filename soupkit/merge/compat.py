@@ -32,6 +32,39 @@ def check_compatible(folders: list[ModelFolder]) -> None:
             _check_config(reference.path / ref_module.path, other.path / ref_module.path)
 
 
+def largest_compatible_group(folders: list[ModelFolder]) -> tuple[list[int], dict[int, str]]:
+    """Split folders into groups that merge with each group's first folder; return the indices of
+    the largest group (the earliest on a tie) and, for every other folder, why it does not merge
+    with that group (the SoupkitError line of `check_compatible`)."""
+    groups: list[list[int]] = []
+    reasons: dict[int, dict[int, str]] = {}  # folder -> {group's first folder: reason}
+    for index, folder in enumerate(folders):
+        for group in groups:
+            try:
+                check_compatible([folders[group[0]], folder])
+            except SoupkitError as exc:
+                reasons.setdefault(index, {})[group[0]] = str(exc)
+                continue
+            group.append(index)
+            break
+        else:
+            groups.append([index])
+    best = max(groups, key=len) if groups else []
+    left_out = {}
+    for index in range(len(folders)):
+        if index not in best:
+            left_out[index] = reasons.get(index, {}).get(best[0]) or _reason(folders[best[0]], folders[index])
+    return best, left_out
+
+
+def _reason(reference: ModelFolder, other: ModelFolder) -> str:
+    try:
+        check_compatible([reference, other])
+    except SoupkitError as exc:
+        return str(exc)
+    return f"{other.path}: merges with {reference.path} but not with the rest of its group"
+
+
 def _check_modules(reference: ModelFolder, other: ModelFolder) -> None:
     ref_file, other_file = reference.path / "modules.json", other.path / "modules.json"
     if len(reference.modules) != len(other.modules):

@@ -3,6 +3,7 @@ and say the gist in a few lines of text."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,17 +25,20 @@ class Report:
     attached: Attached | None
 
 
-def write_report(study, html: Path, run_dir: Path | None = None, source: str = "") -> Report:
+def write_report(study, html: Path, run_dir: Path | None = None, source: str = "", storage=None) -> Report:
     """Write the report of `study` (any storage, finished or still running) to `html`.
 
     With `run_dir`, the figures and the page are also attached to the study for optuna-dashboard
-    (artifacts under `<run_dir>/artifacts`, a study note, a note per trial).
+    (artifacts under `<run_dir>/artifacts`, a study note, a note per trial); that needs `storage`,
+    the storage object the study was opened with.
     """
+    if run_dir is not None and storage is None:
+        raise ValueError("attaching a report to a study needs the storage object it was opened with")
     frames = collect_study(study)
     figures = draw_figures(frames)
     summary = summary_text(frames)
     atomic_write_text(html, render_page(frames, figures, summary, source or f"'{study.study_name}'"))
-    attached = attach_report(study, frames, figures, summary, html, run_dir) if run_dir is not None else None
+    attached = attach_report(study, storage, frames, figures, summary, html, run_dir) if run_dir is not None else None
     return Report(html, summary, figures, attached)
 
 
@@ -63,10 +67,15 @@ def summary_text(frames: StudyFrames) -> str:
 
     for soup in frames.soups.iter_rows(named=True):
         gain = f" ({soup['objective'] - base:+.4f} vs base)" if base is not None else ""
-        members = ", ".join(map(str, soup["members"] or []))
+        weights = json.loads(soup.get("weights") or "{}")
+        if weights:  # an adapt soup: shares of its bank's checkpoints
+            members = "weights " + ", ".join(f"{k} {v:.2f}" for k, v in sorted(weights.items(), key=lambda x: -x[1]))
+        else:
+            members = "trials " + ", ".join(map(str, soup["members"] or []))
         if soup.get("base_share"):
             members += f" + base model at {soup['base_share']:.2f}"
-        lines.append(f"soup {soup['soup']} ({soup['method']}, trials {members}): "
+        role = f", {soup['role']}" if soup.get("role") else ""
+        lines.append(f"soup {soup['soup']} ({soup['method']}{role}, {members}): "
                      f"objective {soup['objective']:.4f}{gain}")
 
     rows = [] if frames.trials.is_empty() else list(frames.trials.iter_rows(named=True))

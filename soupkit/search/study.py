@@ -9,10 +9,22 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 from pathlib import Path
 
 from soupkit.errors import SoupkitError
+from soupkit.study_record import (
+    ERROR,
+    INTERRUPTED,
+    WORKER_DIED,
+    StudyRecord,
+    TrialRecord,
+    held_out_mark,
+    record_held_out_mark,
+    record_recipe,
+    retry_attrs,
+)
 
 HEARTBEAT_SECONDS = 30
 GRACE_SECONDS = 120
@@ -61,7 +73,7 @@ def open_storage(url: str, attempts: int = 3):
                 time.sleep(0.5 * attempt)
                 continue
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise SoupkitError(f"cannot open study storage '{redact(url)}': {first}") from None
+            raise SoupkitError(f"cannot open study storage '{redact(url)}': {redact_text(first, url)}") from None
 
 
 def _engine_kwargs(url: str) -> dict | None:
@@ -79,14 +91,60 @@ def _lost_schema_race(exc: Exception) -> bool:
     return "already exists" in text or "UniqueViolation" in text or "duplicate key" in text
 
 
+# query parameters that carry a secret (libpq's `password`, drivers' spellings of it)
+SECRET_PARAMETERS = frozenset({"password", "passwd", "pwd", "sslpassword", "secret", "token", "access_token"})
+
+
 def redact(url: str) -> str:
-    """The URL without its password, for messages."""
-    if "@" in url and "://" in url:
-        scheme, rest = url.split("://", 1)
-        creds, host = rest.rsplit("@", 1)
-        user, has_password, _ = creds.partition(":")
-        return f"{scheme}://{user}{':***' if has_password else ''}@{host}"
-    return url
+    """The URL with every password masked (the user-info part and any `?password=`), for whatever
+    is printed or saved: messages, logs, the command recorded beside a model."""
+    from sqlalchemy.engine import make_url
+
+    if "://" not in url:
+        return url
+    try:
+        parsed = make_url(url)
+    except Exception:  # not a URL sqlalchemy can read: mask what looks like a secret anyway
+        masked = re.sub(r"(://[^:/@?#]*:)[^@/]*@", r"\1***@", url)
+        return re.sub(rf"(?i)\b({'|'.join(SECRET_PARAMETERS)})=[^&#]*", r"\1=***", masked)
+    secrets = {key: "***" for key in parsed.query if key.lower() in SECRET_PARAMETERS}
+    if secrets:
+        parsed = parsed.update_query_dict(secrets)
+    return parsed.render_as_string(hide_password=True).replace("%2A%2A%2A", "***")
+
+
+def _secrets(url: str) -> list[str]:
+    """The passwords a URL carries (user-info part and query parameters)."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        parsed = make_url(url)
+    except Exception:  # not a URL sqlalchemy reads: the same parts, found by pattern
+        found = re.findall(r"://[^:/@?#]*:([^@/]*)@", url)
+        return found + re.findall(rf"(?i)\b(?:{'|'.join(SECRET_PARAMETERS)})=([^&#]*)", url)
+    values = [parsed.password] + [v for k, v in parsed.query.items() if k.lower() in SECRET_PARAMETERS]
+    return [s for v in values for s in ([v] if isinstance(v, str) else list(v or []))]
+
+
+def redact_text(text: str, url: str) -> str:
+    """`text` (a driver's error message) with the URL's secrets masked wherever they appear."""
+    text = text.replace(url, redact(url))
+    for secret in _secrets(url):
+        if secret:  # as a whole word, so a short password does not mask every letter it shares
+            text = re.sub(rf"(?<![\w]){re.escape(secret)}(?![\w])", "***", text)
+    return text
+
+
+def redacted_command(argv: list[str]) -> str:
+    """A command line as recorded and printed: every URL argument (`--storage URL`,
+    `--storage=URL`) without its password."""
+    import shlex
+
+    parts = []
+    for arg in argv:
+        option, sep, value = arg.partition("=") if arg.startswith("--") else ("", "", arg)
+        parts.append(f"{option}{sep}{redact(value)}" if "://" in value else arg)
+    return " ".join(shlex.quote(p) for p in parts)
 
 
 def open_study(storage_url, name: str, sampler, directions: list[str]):
@@ -106,13 +164,14 @@ def check_same_recipe(study, recipe_json: str) -> None:
     The stored recipe is re-read through the current Recipe model first, so a field added to
     soupkit since (with its default) is not taken for a change.
     """
-    from soupkit.config import Recipe
+    from soupkit.config import NOT_TRIAL_SECTIONS, Recipe
 
-    stored = study.user_attrs.get("recipe")
+    stored = StudyRecord.of(study).recipe_json
     if stored is None:
-        study.set_user_attr("recipe", recipe_json)
+        record_recipe(study, recipe_json)
         return
-    old = Recipe.model_validate({**json.loads(stored), "search": {}}).model_dump(mode="json", exclude={"search"})
+    stored_json = {k: v for k, v in json.loads(stored).items() if k not in NOT_TRIAL_SECTIONS}
+    old = Recipe.model_validate(stored_json).model_dump(mode="json", exclude=set(NOT_TRIAL_SECTIONS))
     new = json.loads(recipe_json)
     if old != new:
         diff = next((k for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)), "?")
@@ -131,11 +190,11 @@ def check_held_out_halves(study, recipe, record: bool = False) -> None:
     `record`, mark a new study as scored on selection halves."""
     if not recipe.probe_only:
         return
-    mark = study.user_attrs.get("held_out_probes")
+    mark = held_out_mark(study)
     if mark == HELD_OUT_HALVES:
         return
     if mark is None and record and not study.get_trials(deepcopy=False):
-        study.set_user_attr("held_out_probes", HELD_OUT_HALVES)
+        record_held_out_mark(study, HELD_OUT_HALVES)
         return
     raise SoupkitError(
         f"study '{study.study_name}' scored its held-out probes ({', '.join(recipe.probe_names_only())}) whole, "
@@ -153,36 +212,43 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def recover_dead_trials(study) -> list[int]:
+def recover_dead_trials(study, storage) -> list[int]:
     """Fail and re-queue RUNNING trials whose worker on this host is gone, and re-queue trials
     interrupted by Ctrl-C. Returns the numbers of the trials re-queued. Several workers may run
-    this at once: only the one whose update fails a dead trial re-queues it."""
+    this at once: only the one whose update fails a dead trial re-queues it. `storage` is the
+    study's storage, as `open_storage` returned it."""
     from optuna.exceptions import UpdateFinishedTrialError
     from optuna.trial import TrialState
 
+    from soupkit.search.workers import trial_params
+
     here = socket.gethostname()
     trials = study.get_trials(deepcopy=False)
-    retried = {t.user_attrs.get("retry_of") for t in trials}
+    records = [TrialRecord.of(t) for t in trials]
+    retried = {r.retry_of for r in records}
     requeued = []
-    for t in trials:
-        worker = t.user_attrs.get("worker") or {}
+    study_id = None
+    for t, record in zip(trials, records):
+        worker = record.worker
         dead_here = (
             t.state == TrialState.RUNNING
             and worker.get("host") == here
             and worker.get("pid") != os.getpid()
             and not _pid_alive(int(worker.get("pid", 0)))
         )
-        interrupted = t.state == TrialState.FAIL and t.user_attrs.get("error") == "interrupted"
+        interrupted = t.state == TrialState.FAIL and record.error == INTERRUPTED
         if dead_here:
+            study_id = study_id if study_id is not None else storage.get_study_id_from_name(study.study_name)
+            trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, t.number)
             try:
-                study._storage.set_trial_user_attr(t._trial_id, "error", "worker process died")
-                study._storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL)
+                storage.set_trial_user_attr(trial_id, ERROR, WORKER_DIED)
+                storage.set_trial_state_values(trial_id, state=TrialState.FAIL)
             except UpdateFinishedTrialError:
                 continue  # another worker failed it first, and re-queues it
         # a trial killed before it suggested its mixture only holds the enqueued (fixed) params
-        params = t.params or t.system_attrs.get("fixed_params")
+        params = trial_params(t)
         if (dead_here or interrupted) and t.number not in retried and params:
-            study.enqueue_trial(params, user_attrs={"retry_of": t.number}, skip_if_exists=False)
+            study.enqueue_trial(params, user_attrs=retry_attrs(t.number), skip_if_exists=False)
             requeued.append(t.number)
     return requeued
 
@@ -193,3 +259,20 @@ def trial_counts(study) -> dict[str, int]:
     counts = Counter(t.state.name for t in study.get_trials(deepcopy=False))
     return {"COMPLETE": counts["COMPLETE"], "RUNNING": counts["RUNNING"], "FAIL": counts["FAIL"],
             "WAITING": counts["WAITING"], "PRUNED": counts["PRUNED"]}
+
+
+def died_on_this_host(worker: dict) -> bool:
+    """Whether the worker recorded on a trial ran on this host, is not this process, and is gone."""
+    return (worker.get("host") == socket.gethostname() and worker.get("pid") != os.getpid()
+            and not _pid_alive(int(worker.get("pid", 0))))
+
+
+def search_study_names(storage) -> list[str]:
+    """The studies a run folder is about, leaving out those of later stages that sit beside a
+    search's in its storage (its ingredient study)."""
+    import optuna
+
+    from soupkit.study_record import beside_of
+
+    summaries = optuna.get_all_study_summaries(storage, include_best_trial=False)
+    return [s.study_name for s in summaries if not beside_of(s)]

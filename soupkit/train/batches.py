@@ -1,7 +1,8 @@
 """Mixture -> a fixed, seeded schedule of single-family batches.
 
 Steps are shared out among families in proportion to the mixture (largest remainder, so the
-counts are exact and add up to the budget), then interleaved in a seeded order. Inside a family,
+counts are exact and add up to the budget), then interleaved in a seeded order drawn one step at a
+time, so the plan is lazy: memory does not grow with the number of steps. Inside a family,
 examples are drawn from a seeded permutation, skipping any whose group is already in the batch
 (a false negative). The same seed and mixture always give the same batches.
 """
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 from soupkit.data.family import TaskFamily, TrainExample
@@ -62,12 +63,23 @@ class _FamilyStream:
 
 def plan_batches(
     families: Mapping[str, TaskFamily], weights: Mapping[str, float], steps: int, batch_size: int, seed: int
-) -> list[Batch]:
+) -> Iterator[Batch]:
+    """The batches, one per step, produced as they are consumed. Each step's family is drawn with
+    probability (its steps left) / (all steps left): a seeded uniformly random interleaving of
+    the exact counts, held as one counter per family instead of a list of `steps` names."""
     counts = steps_per_family({n: w for n, w in weights.items() if w > 0}, steps)
     rng = random.Random(seed)
-    schedule = [name for name in sorted(counts) for _ in range(counts[name])]
-    rng.shuffle(schedule)
     streams = {
         name: _FamilyStream(families[name].train, random.Random(f"{seed}:{name}")) for name in sorted(counts)
     }
-    return [Batch(name, streams[name].next_batch(batch_size)) for name in schedule]
+    left = dict(sorted(counts.items()))
+    total = sum(left.values())
+    while total > 0:
+        pick = rng.randrange(total)
+        for name, n in left.items():
+            if pick < n:
+                break
+            pick -= n
+        left[name] -= 1
+        total -= 1
+        yield Batch(name, streams[name].next_batch(batch_size))
