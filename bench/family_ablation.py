@@ -84,6 +84,11 @@ def main() -> None:
     if args.only:
         variants = {k: v for k, v in variants.items() if k in args.only}
 
+    # a candidate a variant trains on but the recipe does not list is added to its families
+    named = {f for mixture in variants.values() if mixture != "seed" for f in mixture}
+    extra = sorted(named - set(recipe.probe_names()))
+    if extra:
+        recipe = recipe.model_copy(update={"families": [*recipe.families, *extra]})
     start = time.perf_counter()
     families, probes = load_recipe_families(recipe)
     held_out = recipe.probe_names_only()
