@@ -24,6 +24,8 @@ from soupkit.cli import main
 import soupkit.search.study
 from soupkit.model_folder import read_model_folder
 
+pytestmark = pytest.mark.slow  # every test here trains (searches, then kills or resumes them)
+
 TRIAL_FILES = {"modules.json", "model.safetensors", "mixture.yaml", "config.json"}
 
 

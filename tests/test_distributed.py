@@ -28,7 +28,7 @@ import yaml
 from soupkit.search.study import open_study
 from soupkit.search.workers import mixture_key
 
-pytestmark = pytest.mark.postgres
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]  # workers train models
 
 DB_USER = "soupkit"
 

@@ -34,6 +34,7 @@ def finetune(tiny_recipe, gemma_dir, families, out, **options):
     return model, load_file(out / "model.safetensors"), result
 
 
+@pytest.mark.slow
 def test_frozen_token_embeddings_stay_and_the_rest_trains(tiny_recipe, gemma_dir, families, tmp_path):
     original = load_file(gemma_dir / "model.safetensors")
     model, tensors, _ = finetune(tiny_recipe, gemma_dir, families, tmp_path / "frozen", freeze_token_embeddings=True)
@@ -46,6 +47,7 @@ def test_frozen_token_embeddings_stay_and_the_rest_trains(tiny_recipe, gemma_dir
     assert not torch.equal(trained[EMBEDDING], original[EMBEDDING])  # by default every parameter trains
 
 
+@pytest.mark.slow
 def test_gradient_checkpointing_gives_the_same_model(tiny_recipe, gemma_dir, families, tmp_path):
     _, plain, a = finetune(tiny_recipe, gemma_dir, families, tmp_path / "plain", freeze_token_embeddings=True)
     model, ckpt, b = finetune(tiny_recipe, gemma_dir, families, tmp_path / "ckpt", freeze_token_embeddings=True,
@@ -76,6 +78,7 @@ def test_base_weights_share_only_the_frozen_matrix(tiny_recipe, gemma_dir):
     assert len(shared) == 1
 
 
+@pytest.mark.slow
 def test_a_finetuned_model_keeps_its_own_sequence_length(tiny_recipe, gemma_dir, families, tmp_path):
     from soupkit.base_model import load_model
 

@@ -78,6 +78,7 @@ def tiny_report(runs):
     return _report(runs, "--study", "tiny")
 
 
+@pytest.mark.slow
 def test_report_draws_every_figure_and_prints_a_summary(runs, tiny_report):
     output, html = tiny_report
     assert "study 'tiny': 3 complete, 1 failed, 1 running trials" in output
@@ -98,6 +99,7 @@ def test_report_draws_every_figure_and_prints_a_summary(runs, tiny_report):
     assert "Content-Security-Policy" in html
 
 
+@pytest.mark.slow
 def test_report_is_attached_to_the_study_for_the_dashboard(runs, tiny_report):
     from optuna_dashboard import get_note, save_note, wsgi
 
@@ -148,6 +150,7 @@ def _wsgi_get(app, path: str):
     return got["status"], got["headers"], body
 
 
+@pytest.mark.slow
 def test_report_of_a_two_objective_study_draws_the_pareto_front(runs, tmp_path):
     url = default_storage(runs)
     no_name = CliRunner().invoke(main, ["report", "--storage", url])
@@ -159,6 +162,7 @@ def test_report_of_a_two_objective_study_draws_the_pareto_front(runs, tmp_path):
     assert "Pareto front (" in html and "no soups yet" in html
 
 
+@pytest.mark.slow
 def test_report_of_a_study_with_only_failed_trials(runs, tmp_path):
     output, html = _report(runs, "--study", "tiny-diverging", "--html", str(tmp_path / "d.html"), "--no-attach")
     assert "0 complete, 1 failed" in output and "no completed trial yet; base model objective" in output
@@ -203,6 +207,7 @@ def test_report_of_any_study_object_in_memory(tmp_path):
     assert "\n**PRUNED**: same mixture as trial 2\n" in note
 
 
+@pytest.mark.slow
 @pytest.mark.browser
 def test_report_and_dashboard_render_in_headless_chromium(runs, tiny_report, tmp_path):
     if not CHROMIUM.exists() or not CHROMEDRIVER.exists():
