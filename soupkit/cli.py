@@ -33,6 +33,9 @@ class SoupkitGroup(click.Group):
             return super().main(*args, standalone_mode=False, **kwargs)
         try:
             code = super().main(*args, standalone_mode=False, **kwargs)
+        except click.exceptions.NoArgsIsHelpError as exc:  # a bare `soupkit`: the help, as click shows it
+            exc.show()
+            sys.exit(exc.exit_code)
         except click.UsageError as exc:
             command = exc.ctx.command_path if exc.ctx else "soupkit"
             click.echo(f"error: {exc.format_message()} (see: {command} --help)", err=True)
@@ -58,7 +61,7 @@ class SoupkitGroup(click.Group):
         except OSError as exc:
             if exc.errno not in USER_OS_ERRORS or exc.filename is None:
                 raise
-            click.echo(f"error: cannot write {exc.filename}: {exc.strerror}", err=True)
+            click.echo(f"error: {exc.filename}: {exc.strerror}", err=True)
             sys.exit(2)
 
 
@@ -110,12 +113,13 @@ def search(budget, recipe_arg, out, storage, base, sampler, steps, checkpoints, 
       soupkit worker --budget 40 --storage postgresql://soupkit@db/soupkit --out /shared/runs/default
     """
     from soupkit.config import with_overrides
+    from soupkit.models.fetch import same_model
     from soupkit.search.run import run_search
     from soupkit.search.study import redacted_command
 
     recipe, path = _load(recipe_arg)
     # order: the recipe file, then its settings for the base (finetune_by_base), then the options
-    recipe = with_overrides(recipe, {"base": ("--base", base)}).for_base()
+    recipe = with_overrides(recipe, {"base": ("--base", base)}).for_base(same_model)
     recipe = with_overrides(recipe, {
         "search.budget": ("--budget", budget), "search.sampler": ("--sampler", sampler),
         "search.keep_checkpoints": ("--keep-checkpoints", keep_checkpoints), "finetune.steps": ("--steps", steps),
@@ -278,8 +282,11 @@ def soup(out, storage, study_name, top_k, method, name, source, set_name, from_f
       soupkit soup --out runs/medical --method greedy --top-k 8 --with-base
       soupkit soup --out runs/medical --from ingredients --method uniform
     """
+    from soupkit.config import plain_name_problem
     from soupkit.soups.study_soup import build_soup, soup_table, trial_source
 
+    if name is not None and plain_name_problem(name):  # before the study is even opened
+        raise SoupkitError(f"--name: {plain_name_problem(name)}; it names the folder soups/<name>")
     study, store = _open_run_storage(out, storage, study_name)
     if source == "ingredients":
         if from_front:
@@ -496,8 +503,11 @@ def init_model(tiny, full, seed) -> None:
     """
     from soupkit.models import build_embeddinggemma
 
+    from soupkit.atomic import check_can_write
+
     if (tiny is None) == (full is None):
         raise SoupkitError("give exactly one of --tiny-embeddinggemma DIR or --full-embeddinggemma DIR")
+    check_can_write(tiny or full, "model folder")
     path = build_embeddinggemma(tiny or full, size="tiny" if tiny else "full", seed=seed)
     click.echo(f"wrote an EmbeddingGemma-shaped model ({'tiny' if tiny else 'full'}, random weights) to {path}")
 
@@ -536,7 +546,7 @@ def fetch_model(name: str, folder: Path | None, keep_downloads: bool) -> None:
 @click.option("--out", type=click.Path(path_type=Path), default=Path("runs") / DEFAULT_RECIPE, show_default=True)
 @click.option("--storage", default=None, help="Optuna storage URL (default sqlite:///<out>/study.db).")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
-@click.option("--port", type=click.IntRange(1, 65535), default=8080, show_default=True)
+@click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True)
 def dashboard(out: Path, storage: str | None, host: str, port: int) -> None:
     """Serve optuna-dashboard for a run's study (on 127.0.0.1 unless --host is given).
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import importlib.resources
 import math
+import operator
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
@@ -232,13 +234,12 @@ class Recipe(Strict):
         loss = {**data.pop("loss"), **(changes.get("loss") or {})}
         return FinetuneSpec.model_validate({**data, **{k: v for k, v in changes.items() if k != "loss"}, "loss": loss})
 
-    def for_base(self) -> Recipe:
-        """The recipe with the `finetune_by_base` entry of its base (by name, hub id or fetched
-        folder of the same model) applied to `finetune`; the section is then empty."""
+    def for_base(self, same_model: Callable[[str, str], bool] = operator.eq) -> Recipe:
+        """The recipe with the `finetune_by_base` entry of its base applied to `finetune`; the
+        section is then empty. `same_model` says whether an entry names the base (callers pass
+        soupkit.models.fetch.same_model: a short name, hub id or fetched folder of one model)."""
         if not self.finetune_by_base:
             return self
-        from soupkit.models.fetch import same_model
-
         key = next((k for k in self.finetune_by_base if same_model(k, self.base)), None)
         finetune = self._finetune_with(key) if key is not None else self.finetune
         return self.model_copy(update={"finetune": finetune, "finetune_by_base": {}})
@@ -246,11 +247,9 @@ class Recipe(Strict):
     @field_validator("name")
     @classmethod
     def _plain_name(cls, name: str) -> str:
-        if not NAME_PATTERN.match(name):
-            raise ValueError(
-                f"{name!r} is not a plain name: use letters, digits, '.', '_' and '-' (at most 100, starting "
-                "with a letter or digit); it names the study and its run folder runs/<name>"
-            )
+        problem = plain_name_problem(name)
+        if problem:
+            raise ValueError(f"{problem}; it names the study and its run folder runs/<name>")
         return name
 
     @field_validator("families")
@@ -280,6 +279,14 @@ class Recipe(Strict):
     def probe_names(self) -> list[str]:
         """Every probe scored: the trained families' and the probe-only ones."""
         return self.family_names() + self.probe_names_only()
+
+
+def plain_name_problem(name: str) -> str | None:
+    """Why `name` cannot name a folder soupkit creates (a path, `..`, empty), or None."""
+    if NAME_PATTERN.match(name):
+        return None
+    return (f"{name!r} is not a plain name: use letters, digits, '.', '_' and '-' (at most 100, starting with "
+            "a letter or digit)")
 
 
 def family_name(entry: FamilyEntry) -> str:

@@ -130,26 +130,51 @@ def tiny_recipe_file():
     return write
 
 
+def _folder_hash(root: Path) -> str:
+    """Names, kinds, contents and link targets of everything under `root`."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for name in sorted(dirnames + filenames):
+            path = Path(dirpath) / name
+            digest.update(str(path.relative_to(root)).encode() + b"\0")
+            if path.is_symlink():
+                digest.update(b"link:" + os.readlink(path).encode())
+            elif path.is_file():
+                digest.update(hashlib.sha256(path.read_bytes()).digest())
+            else:
+                digest.update(b"dir")
+    return digest.hexdigest()
+
+
+@pytest.fixture(scope="session")
+def folder_hash():
+    """`folder_hash(root)`: one hash of every name, file content and link under `root`, to show
+    that a command wrote, changed or deleted nothing."""
+    return _folder_hash
+
+
 @pytest.fixture(scope="session")
 def one_line_error():
     """`one_line_error(args, *needles, workdir=...)`: `soupkit ARGS` must fail with exit 2 and one
-    line holding every needle, and write nothing under `workdir`."""
+    stderr line holding every needle (no traceback), and write, change or delete nothing under
+    `workdir`."""
     from click.testing import CliRunner
 
     from soupkit.cli import main
 
-    def files_under(folder: Path) -> set[Path]:
-        return set(folder.rglob("*"))
-
     def check(args: list[str], *needles: str, workdir: Path) -> str:
-        before = files_under(workdir)
+        before = _folder_hash(workdir)
         result = CliRunner().invoke(main, args)
         assert result.exit_code == 2, (result.output, result.exception)
-        lines = result.output.strip().splitlines()
+        assert "Traceback" not in result.output, result.output
+        lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("error: "), result.output
         for needle in needles:
             assert needle in lines[0], lines[0]
-        assert files_under(workdir) == before, sorted(map(str, files_under(workdir) - before))
+        assert _folder_hash(workdir) == before, "the command wrote, changed or deleted files"
         return lines[0]
 
     return check

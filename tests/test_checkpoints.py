@@ -79,7 +79,7 @@ def test_search_keeps_the_best_k_and_soups_still_work(load_study, search, tiny_r
 def test_keep_checkpoints_must_be_positive(tmp_path):
     done = CliRunner().invoke(main, ["search", "--keep-checkpoints", "0", "--out", str(tmp_path / "run")])
     assert done.exit_code == 2
-    assert done.output.strip() == "error: --keep-checkpoints must be a positive number of checkpoints, got 0"
+    assert done.output.strip() == "error: --keep-checkpoints: Input should be greater than 0, got 0"
     assert not (tmp_path / "run").exists()
 
 

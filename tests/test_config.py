@@ -87,7 +87,7 @@ def test_mixture_yaml_round_trip(tmp_path):
 def test_search_rejects_non_positive_budget():
     result = CliRunner().invoke(main, ["search", "--budget", "0"])
     assert result.exit_code == 2
-    assert result.output.strip() == "error: --budget must be a positive number of trials, got 0"
+    assert result.output.strip() == "error: --budget: Input should be greater than 0, got 0"
 
 
 def test_objective_may_target_a_scored_view_only(tmp_path):

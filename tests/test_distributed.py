@@ -208,3 +208,21 @@ def test_a_killed_worker_loses_nothing(tiny_recipe, tiny_model, tmp_path, postgr
     assert len(retry) == 1 and retry[0].state.name == "COMPLETE"
     assert retry[0].params == dead[0].params
     assert {t.user_attrs["worker"]["pid"] for t in trials if t.state.name == "COMPLETE"} == {survivor.pid}
+
+
+def test_a_password_in_the_storage_url_reaches_no_file_and_no_terminal(tiny_model, tmp_path, postgres_url):
+    """Issue 11 #5: the URL was saved verbatim in every soupkit_trial.yaml (`command:`) and printed
+    in full at the end. The server trusts local connections, so any password is accepted."""
+    secret = "hunter2-s3cret"
+    url = postgres_url.replace(f"{DB_USER}@", f"{DB_USER}:{secret}@")
+    recipe = write_recipe(tiny_model, tmp_path / "tiny.yaml")
+    out = tmp_path / "run"
+    output = finish(start_worker(recipe, out, url, budget=1))
+    assert secret not in output and f"{DB_USER}:***@" in output
+    for path in out.rglob("*"):
+        if path.is_file():
+            assert secret.encode() not in path.read_bytes(), path
+    trial_record = yaml.safe_load(next(out.glob("trials/trial-*/soupkit_trial.yaml")).read_text())
+    assert f"--storage 'postgresql://{DB_USER}:***@" in trial_record["command"]
+    study = open_study(postgres_url, "tiny", None, ["maximize"])
+    assert secret not in repr([t.user_attrs for t in study.trials]) + repr(study.user_attrs)

@@ -96,13 +96,16 @@ def test_finetune_by_base_applies_to_that_model_only(tmp_path):
         "finetune_by_base:\n  google/embeddinggemma-300m: {learning_rate: 1.0e-5, freeze_token_embeddings: true,"
         " loss: {scale: 30}}\n"
     )
+    from soupkit.models.fetch import same_model
+
     recipe = load_recipe(path)
     for base in ("google/embeddinggemma-300m", "embeddinggemma-300m"):
-        tuned = recipe.model_copy(update={"base": base}).for_base()
+        tuned = recipe.model_copy(update={"base": base}).for_base(same_model)
         assert tuned.finetune.learning_rate == 1e-5 and tuned.finetune.freeze_token_embeddings
         assert tuned.finetune.loss.scale == 30 and tuned.finetune.loss.hard_negative_alpha == 5
-        assert tuned.finetune_by_base == {} and tuned.for_base() == tuned
-    other = recipe.model_copy(update={"base": "bundled:all-MiniLM-L6-v2"}).for_base()
+        assert tuned.finetune_by_base == {} and tuned.for_base(same_model) == tuned
+    assert recipe.model_copy(update={"base": "embeddinggemma-300m"}).for_base().finetune == recipe.finetune
+    other = recipe.model_copy(update={"base": "bundled:all-MiniLM-L6-v2"}).for_base(same_model)
     assert other.finetune == recipe.finetune
 
 
@@ -119,3 +122,25 @@ def test_finetune_by_base_is_checked_when_the_recipe_loads(tmp_path, entry, mess
     path.write_text(f"name: r\nfamilies: [medical-icd10]\nfinetune_by_base:\n  m: {entry}\n")
     with pytest.raises(SoupkitError, match=message):
         load_recipe(path)
+
+
+def test_search_applies_the_base_settings_then_the_options(tiny_model, tmp_path):
+    """Recipe file < finetune_by_base for its base < command-line options; the run records the result."""
+    import yaml
+    from click.testing import CliRunner
+
+    from soupkit.cli import main
+
+    data = tiny_recipe(tiny_model, steps=2).model_dump(mode="json")
+    data["search"] = {"budget": 1, "n_startup_trials": 1}
+    data["finetune_by_base"] = {str(tiny_model): {"learning_rate": 1e-5, "freeze_token_embeddings": True}}
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump(data))
+    out = tmp_path / "run"
+    result = CliRunner().invoke(main, ["search", "--recipe", str(path), "--out", str(out), "--quiet",
+                                       "--train-token-embeddings", "--gradient-checkpointing"])
+    assert result.exit_code == 0, result.output
+    ran = yaml.safe_load((out / "recipe.yaml").read_text())
+    assert ran["finetune"]["learning_rate"] == 1e-5  # from finetune_by_base
+    assert ran["finetune"]["freeze_token_embeddings"] is False  # the option wins
+    assert ran["finetune"]["gradient_checkpointing"] is True and ran["finetune_by_base"] == {}

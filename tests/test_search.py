@@ -71,8 +71,11 @@ def test_same_seed_and_mixture_give_the_same_checkpoint(tiny_recipe, tiny_model,
 
 def test_diverging_trials_fail_with_their_reason(load_study, search, tiny_recipe, tiny_model, tmp_path):
     out = tmp_path / "run"
+    recipe = tiny_recipe(tiny_model)
+    # past the bound a recipe may set (learning_rate <= 1): model_copy does not validate
+    diverging = recipe.model_copy(update={"finetune": recipe.finetune.model_copy(update={"learning_rate": 1e30})})
     with pytest.raises(SoupkitError, match="2 trials failed in a row"):
-        search(tiny_recipe(tiny_model, learning_rate=1e30), out, max_failures=2)
+        search(diverging, out, max_failures=2)
     trials = load_study(out).trials
     assert [t.state.name for t in trials] == ["FAIL", "FAIL"]
     assert all("loss became nan" in t.user_attrs["error"] for t in trials)
@@ -140,3 +143,23 @@ def test_hard_negative_column_is_used_when_some_rows_have_one(tiny_model):
     assert len(batch_features(model, Batch("f", rows), "retrieval", use_negatives=False)) == 2
     plain = [TrainExample("q1", "p1", None, "g1"), TrainExample("q2", "p2", None, "g2")]
     assert len(batch_features(model, Batch("f", plain), "retrieval", use_negatives=True)) == 2
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("postgresql://u:hunter2@db:5432/x", "postgresql://u:***@db:5432/x"),
+        ("postgresql://u@db/x?password=hunter2&sslmode=require", "postgresql://u@db/x?password=***&sslmode=require"),
+        ("mysql+pymysql://u:hunter2@db/x", "mysql+pymysql://u:***@db/x"),
+        ("sqlite:////tmp/run/study.db", "sqlite:////tmp/run/study.db"),
+        ("not a url ://u:hunter2@x/?password=hunter2", "not a url ://u:***@x/?password=***"),
+    ],
+)
+def test_storage_urls_are_shown_without_passwords(url, shown):
+    from soupkit.search.study import redact, redact_text, redacted_command
+
+    assert redact(url) == shown
+    assert "hunter2" not in redacted_command(["soupkit", "search", "--storage", url])
+    assert "hunter2" not in redacted_command(["soupkit", "search", f"--storage={url}"])
+    if "hunter2" in url:
+        assert "hunter2" not in redact_text(f"could not connect to {url}: password hunter2 rejected", url)

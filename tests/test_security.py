@@ -102,8 +102,13 @@ def test_yaml_tags_that_run_code_are_refused(one_line_error, tmp_path):
     assert not (tmp_path / "pwned").exists()
 
 
-@pytest.mark.parametrize(("flag", "host"), [([], "127.0.0.1"), (["--host", "0.0.0.0"], "0.0.0.0")])
-def test_dashboard_listens_on_loopback_unless_told(monkeypatch, tmp_path, flag, host):
+@pytest.mark.parametrize(
+    ("flag", "host", "warned"),
+    [([], "127.0.0.1", False), (["--host", "localhost"], "localhost", False), (["--host", "::1"], "::1", False),
+     (["--host", "0.0.0.0"], "0.0.0.0", True)],
+)
+def test_dashboard_listens_on_loopback_unless_told(monkeypatch, tmp_path, flag, host, warned):
+    """Issue 11 #6: a non-loopback --host used to serve the study to the network without a word."""
     import optuna_dashboard
 
     from soupkit.search.study import default_storage, open_storage
@@ -114,3 +119,7 @@ def test_dashboard_listens_on_loopback_unless_told(monkeypatch, tmp_path, flag, 
     result = CliRunner().invoke(main, ["dashboard", "--out", str(tmp_path), "--port", "0", *flag])
     assert result.exit_code == 0, result.output
     assert seen["host"] == host
+    warning = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    assert bool(warning) == warned, result.stderr
+    if warned:
+        assert "anyone who can reach this machine" in warning[0] and "SSH tunnel" in warning[0]

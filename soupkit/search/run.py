@@ -100,7 +100,9 @@ def run_search(
 
     Ctrl-C raises `Interrupted` (exit 130) saying what is saved and how to resume; stopped
     before its first trial, the search removes the run folder it created."""
-    recipe = recipe.for_base()  # the command line applied it already; a Python caller may not have
+    from soupkit.models.fetch import same_model
+
+    recipe = recipe.for_base(same_model)  # the command line applied it already; a Python caller may not have
     progress = _Progress()
     try:
         return _search(recipe, out, storage, recipe_path, command, log, show_progress, max_failures,

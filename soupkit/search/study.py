@@ -113,20 +113,25 @@ def redact(url: str) -> str:
     return parsed.render_as_string(hide_password=True).replace("%2A%2A%2A", "***")
 
 
-def redact_text(text: str, url: str) -> str:
-    """`text` (a driver's error message) with the URL's secrets masked wherever they appear."""
+def _secrets(url: str) -> list[str]:
+    """The passwords a URL carries (user-info part and query parameters)."""
     from sqlalchemy.engine import make_url
 
     try:
         parsed = make_url(url)
-    except Exception:
-        return text.replace(url, redact(url))
-    secrets = [parsed.password] + [v for k, v in parsed.query.items() if k.lower() in SECRET_PARAMETERS]
+    except Exception:  # not a URL sqlalchemy reads: the same parts, found by pattern
+        found = re.findall(r"://[^:/@?#]*:([^@/]*)@", url)
+        return found + re.findall(rf"(?i)\b(?:{'|'.join(SECRET_PARAMETERS)})=([^&#]*)", url)
+    values = [parsed.password] + [v for k, v in parsed.query.items() if k.lower() in SECRET_PARAMETERS]
+    return [s for v in values for s in ([v] if isinstance(v, str) else list(v or []))]
+
+
+def redact_text(text: str, url: str) -> str:
+    """`text` (a driver's error message) with the URL's secrets masked wherever they appear."""
     text = text.replace(url, redact(url))
-    for secret in secrets:
-        for value in ([secret] if isinstance(secret, str) else list(secret or [])):
-            if value:  # as a whole word, so a short password does not mask every letter it shares
-                text = re.sub(rf"(?<![\w]){re.escape(value)}(?![\w])", "***", text)
+    for secret in _secrets(url):
+        if secret:  # as a whole word, so a short password does not mask every letter it shares
+            text = re.sub(rf"(?<![\w]){re.escape(secret)}(?![\w])", "***", text)
     return text
 
 
