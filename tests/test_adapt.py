@@ -199,7 +199,7 @@ def test_adapt_on_a_real_search_with_a_pareto_recipe(tiny_model, tmp_path):
 
 def test_held_out_probes_whose_source_the_bank_trained_on_are_named(models, tmp_path):
     from soupkit.config import Recipe
-    from soupkit.soups.adapt import held_out_overlaps
+    from soupkit.soups.bank import held_out_overlaps
 
     trained = tiny_recipe(models[0]).model_copy(update={"families": ["medical-icd10", "topic-classification"]})
     run = fake_run(tmp_path / "default", models[0], models[1:3], [0.3, 0.5], trained)

@@ -22,7 +22,7 @@ from pathlib import Path
 from soupkit.atomic import atomic_dir
 from soupkit.config import Recipe
 from soupkit.errors import SoupkitError
-from soupkit.soups.bank import BankMember, check_run_folders, collect_bank
+from soupkit.soups.bank import BankMember, check_run_folders, collect_bank, held_out_overlaps
 
 STUDY_SUFFIX = "-adapt"
 RANDOM_STARTUP = 2  # Dirichlet draws after the seeds, before the GP takes over
@@ -147,39 +147,12 @@ def _mergeable(bank: list[BankMember], out: Path, recipe: Recipe, log) -> tuple[
     for label, reason in skipped.items():
         log(f"bank: skipped {label}: {reason}")
     bank = [bank[i] for i in kept]
+    if bank and not any(m.kind == "base" for m in bank):
+        log("bank: no base model merges with the rest: soups are not compared with a base")
     if len(bank) < 2:
         raise SoupkitError(f"adapt needs at least two mergeable checkpoints in the bank; "
                            f"{len(bank)} left ({len(skipped)} skipped as not mergeable)")
     return bank, skipped
-
-
-def held_out_overlaps(recipe: Recipe, runs: list[Path]) -> list[str]:
-    """Held-out probes of `recipe` whose source a bank run trained on. The bank's runs were made for
-    other recipes, which never held these probes out: a default search trains on WordNet glosses
-    (topic-classification), the very documents of the medical-wordnet probe. A gain there then
-    measures memory of the source, not generalisation; each such pair is said, not hidden."""
-    from soupkit.config import family_name
-    from soupkit.data.load import _registry
-    from soupkit.soups.bank import open_run_studies
-
-    registry = _registry()
-
-    def source(name: str) -> str | None:
-        return registry.get(name).source.split(";")[0] if name in registry else None
-
-    held_out = {family_name(f): source(family_name(f)) for f in recipe.probe_only}
-    lines = []
-    for run in runs:
-        trained: dict[str, None] = {}
-        for study in open_run_studies(run):
-            families = json.loads(study.user_attrs.get("recipe", "{}")).get("families") or []
-            trained.update(dict.fromkeys(f if isinstance(f, str) else f.get("name", "") for f in families))
-        for probe, probe_source in held_out.items():
-            same = [f for f in trained if f == probe or (probe_source and source(f) == probe_source)]
-            if same:
-                lines.append(f"held-out probe '{probe}' ({probe_source or 'your data'}) is not held out from bank run "
-                             f"{run}: it trained on {', '.join(same)} from the same source")
-    return lines
 
 
 def _saved_base(member: BankMember, out: Path, recipe: Recipe) -> BankMember:
