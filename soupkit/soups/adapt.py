@@ -85,8 +85,6 @@ def run_adapt(
     overlaps = held_out_overlaps(recipe, runs)
     for line in overlaps:
         log(f"warning: {line}")
-    study = _open(recipe, out, bank)  # after every check: a mistake leaves no study behind
-    study.set_user_attr("held_out_overlaps", overlaps)
 
     from soupkit.base_model import pick_device, use_bf16
     from soupkit.data.load import load_recipe_families
@@ -100,6 +98,8 @@ def run_adapt(
     merger = InMemoryMerge([m.path for m in bank], device)
     log(f"bank: {len(bank)} models ({merger.parameter_count / 1e6:.1f}M merged parameters each) loaded in "
         f"{time.perf_counter() - start:.1f}s")
+    study = _open(recipe, out, bank)  # after every check and load: a mistake leaves no study behind
+    study.set_user_attr("held_out_overlaps", overlaps)
 
     _seed(study, bank, singles, recipe.seed)
     totals = _propose(study, recipe, bank, merger, probes, settings, budget, log)
