@@ -18,6 +18,7 @@ import torch
 
 from soupkit.config import Recipe
 from soupkit.soups.study_soup import build_soup
+from soupkit.study_record import TrialRecord
 from soupkit.models import build_embeddinggemma
 from soupkit.search.run import run_search
 from soupkit.search.study import default_storage, open_study
@@ -44,7 +45,7 @@ def main() -> None:
     run_search(recipe, out, log=print, show_progress=False)
     study = open_study(default_storage(out), "gpu-check", None, ["maximize"])
     for t in study.trials:
-        secs = t.user_attrs.get("seconds", {})
+        secs = TrialRecord.of(t).seconds
         print(f"trial {t.number}: {t.state.name} finetune {secs.get('finetune')}s "
               f"({recipe.finetune.steps / secs['finetune']:.2f} steps/s) probe {secs.get('probe')}s "
               f"objective {t.values[0] if t.values else None}")

@@ -179,6 +179,11 @@ def families(build: bool) -> None:
 
 def _open_run_study(out: Path, storage: str | None, name: str | None = None):
     """The study of a run folder (or of --storage); its name is the only one in the storage."""
+    return _open_run_storage(out, storage, name)[0]
+
+
+def _open_run_storage(out: Path, storage: str | None, name: str | None = None):
+    """The study of a run folder (or of --storage) and the storage object it lives in."""
     import optuna
 
     from soupkit.search.study import default_storage, open_storage
@@ -193,7 +198,7 @@ def _open_run_study(out: Path, storage: str | None, name: str | None = None):
         name = names[0]
     elif name not in names:
         raise SoupkitError(f"no study named '{name}' in the storage (found: {', '.join(names) or 'none'})")
-    return optuna.load_study(study_name=name, storage=store)
+    return optuna.load_study(study_name=name, storage=store), store
 
 
 @main.command()
@@ -332,10 +337,10 @@ def report(out, storage, study_name, html, attach) -> None:
     from soupkit.report import write_report
     from soupkit.search.study import redact
 
-    study = _open_run_study(out, storage, study_name)
+    study, store = _open_run_storage(out, storage, study_name)
     html = html or out / "report.html"
     source = f"'{study.study_name}' in {redact(storage) if storage else out / 'study.db'}"
-    result = write_report(study, html, out if attach else None, source)
+    result = write_report(study, html, out if attach else None, source, storage=store)
     click.echo(result.summary)
     drawn = sum(f.svg is not None for f in result.figures)
     click.echo(f"report: {html} ({drawn} of {len(result.figures)} figures drawn)")

@@ -171,7 +171,7 @@ def test_chunk_index_is_read_as_text_never_imported(tmp_path):
     wheel = write_wheel(tmp_path, "0.2.1", 0, b"x")
     with zipfile.ZipFile(wheel, "a") as archive:  # an import would raise; parsing does not run it
         archive.writestr(f"{MODULE}/extra.py", "")
-    body = f'raise SystemExit("imported")\nCHUNK_INDEX = 4\nTOTAL_CHUNKS = 25\n'
+    body = 'raise SystemExit("imported")\nCHUNK_INDEX = 4\nTOTAL_CHUNKS = 25\n'
     with zipfile.ZipFile(tmp_path / "evil.whl", "w") as archive:
         archive.writestr(f"{MODULE}/__init__.py", body)
         archive.writestr(f"{MODULE}/chunk.bin", b"x")

@@ -15,16 +15,18 @@ import pytest
 import soupkit
 
 PACKAGE = Path(soupkit.__file__).parent
-ORCHESTRATIONS = ("soupkit.search", "soupkit.soups", "soupkit.report", "soupkit.cli")
+# the study record is the orchestrations' own: the libraries know nothing of studies
+ORCHESTRATIONS = ("soupkit.search", "soupkit.soups", "soupkit.report", "soupkit.cli", "soupkit.study_record")
 LIBRARIES = ("soupkit.data", "soupkit.probes", "soupkit.train", "soupkit.merge", "soupkit.models",
              "soupkit.base_model")
 # what each library may not import, beyond the orchestrations
 FORBIDDEN_BELOW = {
     "soupkit.merge": ("soupkit.data", "soupkit.probes", "soupkit.train", "soupkit.base_model"),
     "soupkit.base_model": ("soupkit.merge", "soupkit.data", "soupkit.probes", "soupkit.train"),
-    "soupkit.data": ("soupkit.probes", "soupkit.train", "soupkit.merge", "soupkit.base_model"),
+    # a family holds a probe (soupkit.probes.probe_types); probes know nothing of the data sources
+    "soupkit.data": ("soupkit.train", "soupkit.merge", "soupkit.base_model"),
+    "soupkit.probes": ("soupkit.data", "soupkit.train", "soupkit.merge"),
     "soupkit.train": ("soupkit.probes", "soupkit.merge"),
-    "soupkit.probes": ("soupkit.train", "soupkit.merge"),
 }
 # the foundation every layer may use: it imports no other soupkit module but these
 FOUNDATION = ("soupkit.errors", "soupkit.config", "soupkit.registry", "soupkit.atomic", "soupkit.pause",
@@ -37,9 +39,14 @@ def module_name(path: Path) -> str:
 
 
 def soupkit_imports(path: Path) -> set[str]:
-    """Every soupkit module `path` imports, at any depth of the file (lazy imports included)."""
+    """Every soupkit module `path` imports at run time, at any depth of the file (lazy imports
+    included; imports for type checkers only, under `if TYPE_CHECKING:`, left out)."""
     found = set()
-    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+    tree = ast.parse(path.read_text(), filename=str(path))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and getattr(node.test, "id", None) == "TYPE_CHECKING":
+            node.body = []  # ast.walk reads the children after this node: it finds nothing there
+    for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from soupkit.probes.metrics import (
-    classification_accuracy,
     classification_hits,
     clustering_v_measure,
     ndcg_at_k,
@@ -16,6 +15,7 @@ from soupkit.probes.metrics import (
     paired_bootstrap,
     similarity_spearman,
 )
+from soupkit.probes.probe_types import ClassificationProbeData
 from soupkit.probes.score import objective_value
 
 
@@ -41,6 +41,17 @@ def test_paired_bootstrap_interval():
         paired_bootstrap(np.zeros(0), np.zeros(0))
 
 
+def test_paired_bootstrap_gives_the_numbers_of_a_plain_resampling():
+    """scipy.stats.bootstrap (percentile) draws the same resamples as indexing with
+    `default_rng(seed).integers(0, n, (resamples, n))`, and takes the same percentiles."""
+    rng = np.random.default_rng(1)
+    a, b = rng.random(57), rng.random(57)
+    diff = b - a
+    means = diff[np.random.default_rng(7).integers(0, len(diff), size=(2000, len(diff)))].mean(axis=1)
+    by_hand = (diff.mean(), *np.percentile(means, [2.5, 97.5]))
+    assert paired_bootstrap(a, b, resamples=2000, seed=7) == pytest.approx(by_hand, rel=1e-12, abs=1e-15)
+
+
 def test_ndcg_two_relevant_and_cutoff():
     sim = np.array([[0.9, 0.8, 0.7, 0.6]])
     # relevant {1, 3}: DCG = 1/log2(3) + 1/log2(5); IDCG = 1 + 1/log2(3)
@@ -51,7 +62,8 @@ def test_ndcg_two_relevant_and_cutoff():
 
 def test_classification_and_clustering_on_separable_points():
     x = np.array([[1, 0], [0.9, 0.1], [0, 1], [0.1, 0.9]], dtype=np.float32)
-    assert classification_accuracy(x, ["a", "a", "b", "b"], x, ["a", "a", "b", "b"]) == 1.0
+    probe = ClassificationProbeData(["p", "q", "r", "s"], ["a", "a", "b", "b"], ["p", "q", "r", "s"], ["a", "a", "b", "a"])
+    assert probe.score([x, x], seed=0) == 0.75 and probe.per_item([x, x], seed=0).tolist() == [1.0, 1.0, 1.0, 0.0]
     assert classification_hits(x, ["a", "a", "b", "b"], x, ["a", "a", "b", "a"]).tolist() == [1.0, 1.0, 1.0, 0.0]
     assert clustering_v_measure(x, ["a", "a", "b", "b"]) == pytest.approx(1.0)
 

@@ -104,7 +104,7 @@ def test_report_is_attached_to_the_study_for_the_dashboard(runs, tiny_report):
 
     store = open_storage(default_storage(runs))
     study = optuna.load_study(study_name="tiny", storage=store)
-    artifacts = study_artifacts(study)
+    artifacts = study_artifacts(study, store)
     expected = {f"report-{k}.svg" for k in ONE_OBJECTIVE_FIGURES} | {"report.html"}
     assert set(artifacts) == expected
     note = get_note(study)
@@ -122,7 +122,7 @@ def test_report_is_attached_to_the_study_for_the_dashboard(runs, tiny_report):
     first = optuna.trial.Trial(study, study.trials[0]._trial_id)
     save_note(first, "my own trial note\n\n" + trial_notes[0])
     _report(runs, "--study", "tiny")
-    assert study_artifacts(study) == artifacts
+    assert study_artifacts(study, store) == artifacts
     assert len(list((runs / ARTIFACT_DIR).iterdir())) == len(expected)
     assert get_note(study) == note + "\n\nmy own study note"
     assert get_note(first) == "my own trial note\n\n" + trial_notes[0]
@@ -176,7 +176,8 @@ def test_report_of_any_study_object_in_memory(tmp_path):
 
     from soupkit.report import write_report
 
-    study = optuna.create_study(directions=["maximize", "maximize"])
+    storage = optuna.storages.InMemoryStorage()
+    study = optuna.create_study(storage=storage, directions=["maximize", "maximize"])
     study.set_user_attr("base_scores", {"a": 0.5, "b": 0.5})
     study.set_user_attr("base_objective", 0.5)
     study.set_user_attr("base_values", [0.5, 0.5])
@@ -192,7 +193,7 @@ def test_report_of_any_study_object_in_memory(tmp_path):
     study.tell(skipped, state=optuna.trial.TrialState.PRUNED)
     study.enqueue_trial({})
 
-    report = write_report(study, tmp_path / "r.html", tmp_path)
+    report = write_report(study, tmp_path / "r.html", tmp_path, storage=storage)
     html = (tmp_path / "r.html").read_text()
     assert _drawn(html) == {**dict.fromkeys(ALL_FIGURES, "yes"), "soups": "no"}
     counts = "4 complete, 0 failed, 1 waiting, 1 skipped trials"

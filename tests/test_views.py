@@ -27,6 +27,20 @@ def test_int8_codes_keep_the_ranking_and_binary_is_sign():
     assert np.allclose(np.abs(bits), 1 / np.sqrt(2))
 
 
+def test_int8_view_is_sentence_transformers_codes():
+    """The int8 view is `quantize_embeddings(precision="int8")` calibrated on every embedding of
+    the probe: per dimension, floor((x - min) / ((max - min) / 255)) - 128, worked out here by hand."""
+    queries = np.array([[0.9, -0.1, 0.3], [-0.5, 0.5, 0.3]], dtype=np.float32)
+    docs = np.array([[0.1, 0.9, 0.3], [0.2, 0.2, 0.3]], dtype=np.float32)
+    stacked = np.concatenate([queries, docs])
+    low, high = stacked.min(axis=0), stacked.max(axis=0)
+    steps = np.where(high > low, (high - low) / 255, 1)  # a constant dimension: step 1, code -128
+    for x, view in zip([queries, docs], int8([queries, docs])):
+        codes = np.clip(np.floor((x - low) / steps), 0, 255) - 128
+        np.testing.assert_allclose(view, codes / np.linalg.norm(codes, axis=1, keepdims=True), rtol=1e-6)
+    assert (np.clip(np.floor((docs - low) / steps), 0, 255) - 128)[:, 2].tolist() == [-128, -128]
+
+
 def test_views_skip_dims_at_or_above_the_width():
     assert list(views_for([768, 256, 128], ["int8", "binary"], width=384)) == ["256", "128", "int8", "binary"]
 

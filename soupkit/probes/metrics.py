@@ -26,13 +26,6 @@ def ndcg_per_query(similarity: np.ndarray, relevant: list[set[int]], k: int = 10
     return scores
 
 
-def classification_accuracy(
-    train_x: np.ndarray, train_y: list[str], test_x: np.ndarray, test_y: list[str], seed: int = 0
-) -> float:
-    """Accuracy of a logistic-regression probe (as MTEB's classification tasks) on embeddings."""
-    return float(classification_hits(train_x, train_y, test_x, test_y, seed).mean())
-
-
 def classification_hits(
     train_x: np.ndarray, train_y: list[str], test_x: np.ndarray, test_y: list[str], seed: int = 0
 ) -> np.ndarray:
@@ -63,11 +56,14 @@ def similarity_spearman(left: np.ndarray, right: np.ndarray, scores: list[float]
 
 def paired_bootstrap(a: np.ndarray, b: np.ndarray, resamples: int = 10_000, seed: int = 0) -> tuple[float, float, float]:
     """(mean of b - a, 2.5th and 97.5th percentile of it over resampled items): how sure a
-    difference between two models scored on the same probe items is."""
+    difference between two models scored on the same probe items is (scipy's percentile bootstrap)."""
+    from scipy.stats import bootstrap
+
     diff = np.asarray(b, dtype=float) - np.asarray(a, dtype=float)
     if diff.ndim != 1 or len(diff) == 0:
         raise ValueError("paired_bootstrap needs two equally long, non-empty score vectors")
-    rng = np.random.default_rng(seed)
-    means = diff[rng.integers(0, len(diff), size=(resamples, len(diff)))].mean(axis=1)
-    low, high = np.percentile(means, [2.5, 97.5])
-    return float(diff.mean()), float(low), float(high)
+    if np.all(diff == diff[0]):  # every resample has the same mean: nothing to resample
+        return float(diff[0]), float(diff[0]), float(diff[0])
+    interval = bootstrap((diff,), np.mean, n_resamples=resamples, confidence_level=0.95, method="percentile",
+                         vectorized=True, rng=np.random.default_rng(seed)).confidence_interval
+    return float(diff.mean()), float(interval.low), float(interval.high)

@@ -7,24 +7,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from soupkit.data.family import (
-    ClassificationProbeData,
-    ClusteringProbeData,
-    RetrievalProbeData,
-    SimilarityProbeData,
-    TaskFamily,
-)
+from typing import TYPE_CHECKING
+
 from soupkit.probes.encode import encode_texts
-from soupkit.probes.metrics import (
-    classification_accuracy,
-    classification_hits,
-    clustering_v_measure,
-    ndcg_at_k,
-    ndcg_per_query,
-    similarity_spearman,
-)
 from soupkit.probes.views import views_for
 from soupkit.prompts import prompt_for
+
+if TYPE_CHECKING:  # a family (soupkit.data) holds a probe; probes know nothing of where data comes from
+    from soupkit.data.family import TaskFamily
 
 
 @dataclass(frozen=True)
@@ -42,39 +32,11 @@ class ProbeSettings:
         return cls(p.batch_size, p.max_seq_length, bf16, recipe.seed, tuple(p.dims), tuple(p.quantizations))
 
 
-def _metric(probe, arrays: list[np.ndarray], seed: int) -> float:
-    """The probe's primary metric on its embeddings (in the order `_texts` lists them)."""
-    if isinstance(probe, RetrievalProbeData):
-        queries, corpus = arrays
-        return ndcg_at_k(queries @ corpus.T, probe.relevant, k=10)
-    if isinstance(probe, ClassificationProbeData):
-        train_x, test_x = arrays
-        return classification_accuracy(train_x, probe.train_labels, test_x, probe.test_labels, seed)
-    if isinstance(probe, ClusteringProbeData):
-        return clustering_v_measure(arrays[0], probe.labels, seed)
-    if isinstance(probe, SimilarityProbeData):
-        return similarity_spearman(arrays[0], arrays[1], probe.scores)
-    raise TypeError(f"unknown probe type {type(probe).__name__}")
-
-
-def _texts(probe) -> list[tuple[list[str], str]]:
-    """The probe's text columns and the side (query/document) each is encoded as."""
-    if isinstance(probe, RetrievalProbeData):
-        return [(probe.queries, "query"), (probe.corpus, "document")]
-    if isinstance(probe, ClassificationProbeData):
-        return [(probe.train_texts, "query"), (probe.test_texts, "query")]
-    if isinstance(probe, ClusteringProbeData):
-        return [(probe.texts, "query")]
-    if isinstance(probe, SimilarityProbeData):
-        return [(probe.left, "query"), (probe.right, "query")]
-    raise TypeError(f"unknown probe type {type(probe).__name__}")
-
-
 def _encode_probe(model, family: TaskFamily, settings: ProbeSettings) -> list[np.ndarray]:
     prompts = getattr(model, "prompts", None)
     return [
         encode_texts(model, texts, prompt_for(prompts, family.task, role), settings.batch_size, settings.bf16)
-        for texts, role in _texts(family.probe)
+        for texts, role in family.probe.text_columns()
     ]
 
 
@@ -83,18 +45,17 @@ def score_family_probe(model, family: TaskFamily, settings: ProbeSettings) -> di
     if family.probe is None:
         raise TypeError(f"family '{family.name}' has no probe")
     arrays = _encode_probe(model, family, settings)
-    scores = {family.name: _metric(family.probe, arrays, settings.seed)}
+    scores = {family.name: family.probe.score(arrays, settings.seed)}
     width = arrays[0].shape[1]
     for suffix, view in views_for(list(settings.dims), list(settings.quantizations), width).items():
-        scores[f"{family.name}@{suffix}"] = _metric(family.probe, view(arrays), settings.seed)
+        scores[f"{family.name}@{suffix}"] = family.probe.score(view(arrays), settings.seed)
     return scores
 
 
 def per_item_scores(model, family: TaskFamily, settings: ProbeSettings) -> np.ndarray | None:
     """Each item's score on the family's probe (a query's nDCG@10, a test text's 1/0 label hit),
-    whose mean is the probe score; None for clustering and similarity probes, which score a set."""
-    probe = family.probe
-    if not isinstance(probe, (RetrievalProbeData, ClassificationProbeData)):
+    whose mean is the probe score; None for probes that score a set (clustering, similarity)."""
+    if family.probe is None or not family.probe.itemwise:
         return None
     previous = model.max_seq_length
     model.max_seq_length = settings.max_seq_length
@@ -102,9 +63,7 @@ def per_item_scores(model, family: TaskFamily, settings: ProbeSettings) -> np.nd
         arrays = _encode_probe(model, family, settings)
     finally:
         model.max_seq_length = previous
-    if isinstance(probe, RetrievalProbeData):
-        return ndcg_per_query(arrays[0] @ arrays[1].T, probe.relevant, k=10)
-    return classification_hits(arrays[0], probe.train_labels, arrays[1], probe.test_labels, settings.seed)
+    return family.probe.per_item(arrays, settings.seed)
 
 
 def score_probes(model, families: Mapping[str, TaskFamily], settings: ProbeSettings) -> dict[str, float]:

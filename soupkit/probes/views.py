@@ -1,9 +1,9 @@
 """Views of a probe's embeddings: truncated Matryoshka dims and int8 / binary quantisation.
 
 A view turns the full float embeddings of one probe into what a user would store: the first
-`d` dimensions renormalised, or int8 codes calibrated on the probe's own embeddings (per
-dimension min/max, as sentence-transformers' `quantize_embeddings`), or sign bits (hamming
-similarity is an affine map of the dot product of +-1 vectors). Scores of a view are reported
+`d` dimensions renormalised, or the int8 codes of sentence-transformers' `quantize_embeddings`
+calibrated on the probe's own embeddings, or sign bits (hamming similarity is an affine map of
+the dot product of +-1 vectors). Scores of a view are reported
 as `<probe>@<view>`, e.g. `medical-icd10@256`, `medical-icd10@int8`.
 """
 
@@ -29,14 +29,14 @@ def truncate(dim: int) -> View:
 
 
 def int8(arrays: Arrays) -> Arrays:
-    """Codes in [-128, 127] from per-dimension ranges over every embedding of the probe,
-    centred and renormalised so cosine similarity is computed on the codes."""
+    """sentence-transformers' int8 codes, calibrated on every embedding of the probe (per-dimension
+    min/max), renormalised so that cosine similarity is computed on the codes."""
+    from sentence_transformers import quantize_embeddings
+
     stacked = np.concatenate(arrays, axis=0)
-    starts = stacked.min(axis=0)
-    steps = np.maximum((stacked.max(axis=0) - starts) / 255.0, 1e-12)
     out = []
     for x in arrays:
-        codes = np.clip(np.round((x - starts) / steps) - 128, -128, 127).astype(np.int8).astype(np.float32)
+        codes = quantize_embeddings(x, precision="int8", calibration_embeddings=stacked).astype(np.float32)
         out.append(codes / np.maximum(np.linalg.norm(codes, axis=1, keepdims=True), 1e-12))
     return out
 

@@ -25,17 +25,20 @@ class Report:
     attached: Attached | None
 
 
-def write_report(study, html: Path, run_dir: Path | None = None, source: str = "") -> Report:
+def write_report(study, html: Path, run_dir: Path | None = None, source: str = "", storage=None) -> Report:
     """Write the report of `study` (any storage, finished or still running) to `html`.
 
     With `run_dir`, the figures and the page are also attached to the study for optuna-dashboard
-    (artifacts under `<run_dir>/artifacts`, a study note, a note per trial).
+    (artifacts under `<run_dir>/artifacts`, a study note, a note per trial); that needs `storage`,
+    the storage object the study was opened with.
     """
+    if run_dir is not None and storage is None:
+        raise ValueError("attaching a report to a study needs the storage object it was opened with")
     frames = collect_study(study)
     figures = draw_figures(frames)
     summary = summary_text(frames)
     atomic_write_text(html, render_page(frames, figures, summary, source or f"'{study.study_name}'"))
-    attached = attach_report(study, frames, figures, summary, html, run_dir) if run_dir is not None else None
+    attached = attach_report(study, storage, frames, figures, summary, html, run_dir) if run_dir is not None else None
     return Report(html, summary, figures, attached)
 
 

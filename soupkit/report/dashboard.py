@@ -5,6 +5,11 @@ optuna-dashboard 0.21 previews image artifacts in the study's "Study Artifacts" 
 when it is started with the same artifact store: `soupkit dashboard` does that), renders Markdown
 notes on the study and on each trial, and lets `report.html` be downloaded. Re-running a report
 rewrites the same artifacts in place instead of piling up copies.
+
+Only Optuna's public API is used: `storage` is the storage object the study was opened with
+(`soupkit.search.study.open_storage`, or any `optuna.storages` object), whose public methods give
+the study's id for artifact URLs and the trials' ids for live `optuna.trial.Trial` objects, which
+`optuna_dashboard.save_note` needs.
 """
 
 from __future__ import annotations
@@ -39,9 +44,10 @@ def artifact_store(run_dir: Path):
     return FileSystemArtifactStore(str(path))
 
 
-def study_artifacts(study) -> dict[str, str]:
-    """filename -> artifact id of the study's artifacts (skipping ones the dashboard deleted)."""
-    attrs = study._storage.get_study_system_attrs(study._study_id)
+def study_artifacts(study, storage) -> dict[str, str]:
+    """filename -> artifact id of the study's artifacts (skipping ones the dashboard deleted: it
+    leaves their record as null, which `optuna.artifacts.get_all_artifact_meta` cannot read)."""
+    attrs = storage.get_study_system_attrs(storage.get_study_id_from_name(study.study_name))
     metas = [json.loads(v) for k, v in attrs.items() if k.startswith(ARTIFACT_PREFIX)]
     return {m["filename"]: m["artifact_id"] for m in metas if m}
 
@@ -56,12 +62,13 @@ def _put(study, store, path: Path, existing: dict[str, str]) -> str:
     return upload_artifact(artifact_store=store, file_path=str(path), study_or_trial=study)
 
 
-def attach_report(study, frames: StudyFrames, figures: list[DrawnFigure], summary: str, html_path: Path,
+def attach_report(study, storage, frames: StudyFrames, figures: list[DrawnFigure], summary: str, html_path: Path,
                   run_dir: Path) -> Attached:
     from optuna_dashboard import get_note, save_note
 
     store = artifact_store(run_dir)
-    existing = study_artifacts(study)
+    study_id = storage.get_study_id_from_name(study.study_name)
+    existing = study_artifacts(study, storage)
     ids: dict[str, str] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for fig in figures:
@@ -75,14 +82,14 @@ def attach_report(study, frames: StudyFrames, figures: list[DrawnFigure], summar
     for fig in figures:
         artifact = ids.get(f"report-{fig.key}.svg")
         lines.append(f"### {fig.title}")
-        lines.append(f"![{fig.title}](/artifacts/{study._study_id}/{artifact})" if artifact
+        lines.append(f"![{fig.title}](/artifacts/{study_id}/{artifact})" if artifact
                      else f"_not drawn: {fig.missing}_")
         lines.append("")
     lines += [f"The whole report, with tables: `{html_path.name}` under Study Artifacts, or `{html_path}`.", "",
               NOTE_END]
     note = merged_note(get_note(study), "\n".join(lines), STUDY_NOTE_BEGIN)
     save_note(study, note)
-    return Attached(ids, _note_trials(study, frames), run_dir / ARTIFACT_DIR)
+    return Attached(ids, _note_trials(study, storage, frames), run_dir / ARTIFACT_DIR)
 
 
 def merged_note(old: str, block: str, begin: str) -> str:
@@ -121,22 +128,21 @@ def trial_note(row: dict, frames: StudyFrames) -> str:
     return "\n".join([*lines, "", NOTE_END])
 
 
-def _note_trials(study, frames: StudyFrames) -> int:
+def _note_trials(study, storage, frames: StudyFrames) -> int:
     import optuna
     from optuna_dashboard import get_note, save_note
 
     if frames.trials.is_empty():
         return 0
-    ids = {t.number: t._trial_id for t in study.get_trials(deepcopy=False)}
+    study_id = storage.get_study_id_from_name(study.study_name)
     # save_note takes a live Trial (the note itself lives in the study); a random sampler makes
     # building one for a finished trial a no-op whatever sampler the study was opened with
-    plain = optuna.load_study(study_name=study.study_name, storage=study._storage,
-                              sampler=optuna.samplers.RandomSampler())
+    plain = optuna.load_study(study_name=study.study_name, storage=storage, sampler=optuna.samplers.RandomSampler())
     written = 0
     for row in frames.trials.iter_rows(named=True):
         if row["state"] == "WAITING":
             continue
-        trial = optuna.trial.Trial(plain, ids[row["trial"]])
+        trial = optuna.trial.Trial(plain, storage.get_trial_id_from_study_id_trial_number(study_id, row["trial"]))
         old = get_note(trial)
         body = merged_note(old, trial_note(row, frames), TRIAL_NOTE_BEGIN)
         if body != old:

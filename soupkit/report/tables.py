@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from soupkit.study_record import StudyRecord, TrialRecord, metric_names
+
 
 def trials_frame(study, all_states: bool = False):
     """One row per trial: number, state, objective (and domain/general for a two-objective study),
@@ -24,22 +26,19 @@ def trials_frame(study, all_states: bool = False):
     for t in study.get_trials(deepcopy=False):
         if t.state.name != "COMPLETE" and not all_states:
             continue
-        attrs = t.user_attrs
-        row: dict[str, Any] = {"trial": t.number, "state": t.state.name}
-        row["objective"] = attrs.get("objective", t.values[0] if t.values else None)
+        record = TrialRecord.of(t)
+        row: dict[str, Any] = {"trial": t.number, "state": t.state.name, "objective": record.objective}
         if len(study.directions) == 2:
-            row["domain"], row["general"] = t.values if t.values else (None, None)
-        row.update({f"score:{k}": v for k, v in (attrs.get("scores") or {}).items()})
-        # a search trial's data mixture, or an adapt proposal's soup weights over its bank
-        row.update({f"w:{k}": v for k, v in (attrs.get("mixture") or attrs.get("weights") or {}).items()})
-        secs = attrs.get("seconds") or {}
-        row["finetune_s"], row["probe_s"] = secs.get("finetune"), secs.get("probe")
+            row["domain"], row["general"] = record.values if record.values else (None, None)
+        row.update({f"score:{k}": v for k, v in record.scores.items()})
+        row.update({f"w:{k}": v for k, v in record.mixture.items()})
+        row["finetune_s"], row["probe_s"] = record.seconds.get("finetune"), record.seconds.get("probe")
         end = t.datetime_complete or (now if t.state.name == "RUNNING" else None)
         row["wall_s"] = (end - t.datetime_start).total_seconds() if end and t.datetime_start else None
-        row["error"] = attrs.get("error")
-        if attrs.get("skipped"):  # a trial the search pruned instead of running (a duplicate mixture)
-            row["skipped"] = attrs["skipped"]
-        row["retry_of"] = attrs.get("retry_of")
+        row["error"] = record.error
+        if record.skipped:  # a trial the search pruned instead of running (a duplicate mixture)
+            row["skipped"] = record.skipped
+        row["retry_of"] = record.retry_of
         rows.append(row)
     return pl.DataFrame(rows, infer_schema_length=None)
 
@@ -49,14 +48,13 @@ def soups_frame(study):
     import polars as pl
 
     rows = []
-    for name, soup in (study.user_attrs.get("soups") or {}).items():
-        row: dict[str, Any] = {"soup": name, "method": soup.get("method"), "members": soup.get("members", []),
-                               "weights": json.dumps(soup.get("weights") or {}), "role": soup.get("role") or "",
-                               "base_share": float(soup.get("base_share") or 0.0), "objective": soup.get("objective")}
-        values = soup.get("values") or []
-        if len(values) == 2:
-            row["domain"], row["general"] = values
-        row.update({f"score:{k}": v for k, v in (soup.get("scores") or {}).items()})
+    for name, soup in StudyRecord.of(study).soups.items():
+        row: dict[str, Any] = {"soup": name, "method": soup.method, "members": [str(m) for m in soup.members],
+                               "weights": json.dumps(soup.weights), "role": soup.role,
+                               "base_share": soup.base_share, "objective": soup.objective}
+        if len(soup.values) == 2:
+            row["domain"], row["general"] = soup.values
+        row.update({f"score:{k}": v for k, v in soup.scores.items()})
         rows.append(row)
     return pl.DataFrame(rows, infer_schema_length=None)
 
@@ -97,21 +95,22 @@ def collect_study(study) -> StudyFrames:
     trials = trials_frame(study, all_states=True)
     soups = soups_frame(study)
     columns = list(trials.columns) + list(soups.columns)
-    base_scores = dict(study.user_attrs.get("base_scores") or {})
+    record = StudyRecord.of(study)
+    base_scores = record.base_scores
     probes = list(base_scores) + [c.removeprefix("score:") for c in columns if c.startswith("score:")]
     families = [c.removeprefix("w:") for c in trials.columns if c.startswith("w:")]
     two = len(study.directions) == 2
     front = sorted(t.number for t in study.best_trials) if two else []
     return StudyFrames(
         name=study.study_name,
-        objectives=["domain", "general"] if two else ["objective"],
+        objectives=metric_names("pareto" if two else "weighted"),
         trials=trials,
         soups=soups,
         families=families,
         probes=list(dict.fromkeys(probes)),
         base_scores=base_scores,
-        base_objective=study.user_attrs.get("base_objective"),
-        base_values=study.user_attrs.get("base_values"),
+        base_objective=record.base_objective,
+        base_values=record.base_values,
         front=front,
     )
 
@@ -140,9 +139,10 @@ def top_trials_table(study, k: int = 5) -> str:
     if frame.is_empty():
         return "no completed trials"
     top = frame.sort("objective", descending=True).head(k)
-    base = study.user_attrs.get("base_scores") or {}
+    record = StudyRecord.of(study)
+    base = record.base_scores
     score_cols = [c for c in top.columns if c.startswith("score:")]
-    base_row = {"trial": None, "objective": study.user_attrs.get("base_objective")}
+    base_row = {"trial": None, "objective": record.base_objective}
     base_row.update({c: base.get(c.removeprefix("score:")) for c in score_cols})
     table = pl.concat([top.select(["trial", "objective", *score_cols]), pl.DataFrame([base_row])], how="diagonal")
     table = table.with_columns(pl.col("trial").cast(pl.Utf8).fill_null("base"))

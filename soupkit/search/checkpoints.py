@@ -14,6 +14,8 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
+from soupkit.study_record import StudyRecord, TrialRecord, objective_of
+
 _PARTIAL = re.compile(r"^\.tmp-trial-(\d+)-")
 
 
@@ -50,8 +52,7 @@ def remove_partial_checkpoints(study, checkpoints: Path) -> list[str]:
 
 def protected_trials(study) -> set[int]:
     """Trials whose checkpoints are never removed: members of recorded soups, the Pareto front."""
-    soups = study.user_attrs.get("soups") or {}
-    keep = {int(m) for soup in soups.values() for m in soup.get("members", [])}
+    keep = {m for soup in StudyRecord.of(study).soups.values() for m in soup.members}
     if len(study.directions) > 1:
         keep |= {t.number for t in study.best_trials}
     return keep
@@ -62,12 +63,13 @@ def keep_best_checkpoints(study, keep: int, log: Callable[[str], None] = print) 
     objective); return the trial numbers whose folders were removed."""
     from optuna.trial import TrialState
 
-    done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.user_attrs.get("checkpoint")]
-    ranked = sorted(done, key=lambda t: (-float(t.user_attrs.get("objective", t.values[0])), t.number))
+    done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            if TrialRecord.of(t).checkpoint is not None]
+    ranked = sorted(done, key=lambda t: (-objective_of(t), t.number))
     protected = protected_trials(study)
     removed = []
     for t in ranked[keep:]:
-        folder = Path(t.user_attrs["checkpoint"])
+        folder = TrialRecord.of(t).checkpoint
         if t.number in protected or not folder.exists():
             continue
         remove_folder(folder)

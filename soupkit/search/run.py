@@ -20,10 +20,11 @@ from pathlib import Path
 import yaml
 
 from soupkit.atomic import atomic_write_text, check_can_write
-from soupkit.config import Recipe, seed_mixture_of
+from soupkit.config import Mixture, Recipe, seed_mixture_of
 from soupkit.errors import Interrupted, SoupkitError
 from soupkit.pause import pause_for_test
 from soupkit.search.checkpoints import keep_best_checkpoints, remove_partial_checkpoints
+from soupkit.search.heartbeat import fail_stale_trials, heartbeat
 from soupkit.search.space import params_for_mixture
 from soupkit.search.study import (
     check_held_out_halves,
@@ -37,6 +38,15 @@ from soupkit.search.study import (
 )
 from soupkit.search.trial import TrialContext, run_trial
 from soupkit.search.workers import sampler_seed
+from soupkit.study_record import (
+    StudyRecord,
+    TrialRecord,
+    metric_names,
+    objective_of,
+    record_base_scores,
+    record_base_summary,
+    seeded_attrs,
+)
 
 MAX_CONSECUTIVE_FAILURES = 5
 WAIT_SECONDS = 2  # how often a worker whose budget is held by others looks again
@@ -91,8 +101,8 @@ def run_search(
     before its first trial, the search removes the run folder it created."""
     progress = _Progress()
     try:
-        return _run_search(recipe, out, storage, recipe_path, command, log, show_progress, max_failures,
-                           checkpoints, trust_remote_code, progress)
+        return _search(recipe, out, storage, recipe_path, command, log, show_progress, max_failures,
+                       checkpoints, trust_remote_code, progress)
     except KeyboardInterrupt:
         _remove_new_run_folder(out, progress)
         raise Interrupted(_interrupted_message(out, storage, checkpoints, command, progress)) from None
@@ -101,114 +111,162 @@ def run_search(
         raise
 
 
-def _run_search(recipe, out, storage, recipe_path, command, log, show_progress, max_failures, checkpoints,
-                trust_remote_code, progress: _Progress) -> SearchResult:
-    import optuna
-
-    from soupkit.base_model import load_model, pick_device, resolve_base, use_bf16
-    from soupkit.data.load import check_recipe, load_recipe_families
-    from soupkit.probes.score import objective_value, score_probes, study_values
-    from soupkit.search.samplers import make_sampler
-
+def _search(recipe, out, storage, recipe_path, command, log, show_progress, max_failures, checkpoints,
+            trust_remote_code, progress: _Progress) -> SearchResult:
     if not show_progress:  # --quiet: no bars from the libraries either (loading, saving shards)
         _silence_library_progress_bars()
-    # checks of the user's input first: a mistake leaves no run folder or study behind
+    inputs = check_inputs(recipe, recipe_path, storage, out, checkpoints)
+    ctx = prepare_trials(recipe, recipe_path, out, command, checkpoints, trust_remote_code, log)
+    search = open_search(recipe, inputs, out, storage, ctx, log, progress)
+    base_value = score_base(search, ctx, log)
+    pause_for_test("first_trial")
+    run_worker(search, ctx, base_value, max_failures, show_progress, log, progress)
+    completed = trial_counts(search.study)["COMPLETE"]
+    best_value = best_objective(search.study) if completed else None
+    return SearchResult(recipe.name, search.url, out, best_value, base_value, completed)
+
+
+@dataclass
+class CheckedInputs:
+    seed_mixture: Mixture | None
+    store: object | None  # the storage of --storage, opened (an unreachable server fails fast)
+
+
+def check_inputs(recipe: Recipe, recipe_path: Path | None, storage: str | None, out: Path,
+                 checkpoints: Path | None = None) -> CheckedInputs:
+    """Everything that can fail on the user's input, before anything is written or loaded."""
+    from soupkit.base_model import resolve_base
+    from soupkit.data.load import check_recipe
+
     check_recipe(recipe, recipe_path)
     check_run_folder(out, recipe)
     if checkpoints:
         check_can_write(Path(checkpoints), "--checkpoints folder")
     seed_mixture = seed_mixture_of(recipe, recipe_path)
     resolve_base(recipe.base)  # the folder exists and holds readable safetensors
-    shared_store = open_storage(storage) if storage else None  # an unreachable server fails here, fast
+    return CheckedInputs(seed_mixture, open_storage(storage) if storage else None)
+
+
+def prepare_trials(recipe: Recipe, recipe_path: Path | None, out: Path, command: str, checkpoints: Path | None,
+                   trust_remote_code: bool, log: Callable[[str], None]) -> TrialContext:
+    """Load the base model and build the families once: what every trial shares."""
+    from soupkit.base_model import load_model, pick_device, use_bf16
+    from soupkit.data.load import load_recipe_families
+
     device = pick_device()
-    bf16 = use_bf16(device, recipe.finetune.bf16)
     model = load_model(recipe.base, device, trust_remote_code=trust_remote_code)
     t0 = time.perf_counter()
-    base_dir = recipe_path.parent if recipe_path else None
-    families, probes = load_recipe_families(recipe, base_dir, log=log)
+    families, probes = load_recipe_families(recipe, recipe_path.parent if recipe_path else None, log=log)
     data_seconds = time.perf_counter() - t0
+    base_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    return TrialContext(recipe, families, probes, model, base_state, out, use_bf16(device, recipe.finetune.bf16),
+                        command, checkpoints=Path(checkpoints) if checkpoints else None, data_seconds=data_seconds)
 
+
+@dataclass
+class OpenSearch:
+    study: object  # optuna.Study
+    store: object  # the optuna storage it lives in (ours: opened by open_storage)
+    url: str
+
+
+def open_search(recipe: Recipe, inputs: CheckedInputs, out: Path, storage: str | None, ctx: TrialContext,
+                log: Callable[[str], None], progress: _Progress | None = None) -> OpenSearch:
+    """Create or resume the study; seed it with the recipe's mixture; tidy up after dead workers."""
+    import optuna
+
+    from soupkit.search.samplers import make_sampler
+
+    progress = progress or _Progress()
     pause_for_test("run_folder")
     progress.created_folder = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
-    storage = storage or default_storage(out)
-    checkpoints = Path(checkpoints) if checkpoints else out / "trials"
+    url = storage or default_storage(out)
+    store = inputs.store or open_storage(url)
     spec = recipe.search
-    study = progress.study = open_study(shared_store or storage, recipe.name, None, directions(recipe))
+    study = progress.study = open_study(store, recipe.name, None, directions(recipe))
     trials = study.get_trials(deepcopy=False)
     n_existing = len(trials)
     # a worker that may not be alone mixes its identity into the seed (distinct draws); a lone
     # worker's seed is offset by the study's size so a resumed stream does not replay its draws
-    shared = storage != default_storage(out) or any(t.state.name == "RUNNING" for t in trials)
-    startup = spec.n_startup_trials + (1 if seed_mixture else 0)
+    shared = url != default_storage(out) or any(t.state.name == "RUNNING" for t in trials)
+    startup = spec.n_startup_trials + (1 if inputs.seed_mixture else 0)
     study.sampler = make_sampler(spec.sampler, sampler_seed(recipe.seed, n_existing, shared), startup)
     check_same_recipe(study, effective_recipe_json(recipe))
     check_held_out_halves(study, recipe, record=True)
+    with warnings.catch_warnings():  # experimental since Optuna 3.2, and what the dashboard shows
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names(metric_names(recipe.objective.mode))
     atomic_write_text(out / "recipe.yaml", RUN_MARKER + yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False))
 
-    names = list(families)
-    if n_existing == 0 and seed_mixture is not None:
-        params = params_for_mixture(seed_mixture.weights, names)
-        study.enqueue_trial(params, user_attrs={"seeded": "recipe"}, skip_if_exists=True)
-    requeued = recover_dead_trials(study)
+    if n_existing == 0 and inputs.seed_mixture is not None:
+        params = params_for_mixture(inputs.seed_mixture.weights, list(ctx.families))
+        study.enqueue_trial(params, user_attrs=seeded_attrs(), skip_if_exists=True)
+    requeued = recover_dead_trials(study, store)
     if requeued:
         which = ", ".join(f"#{n}" for n in requeued)
         log(f"re-queued {len(requeued)} interrupted trial{'s' if len(requeued) > 1 else ''} ({which}): "
             f"{'its mixture runs' if len(requeued) == 1 else 'their mixtures run'} again")
-    leftovers = remove_partial_checkpoints(study, checkpoints)
+    leftovers = remove_partial_checkpoints(study, ctx.checkpoint_root)
     if leftovers:
         log(f"removed partial checkpoints of interrupted trials: {', '.join(leftovers)}")
     if spec.keep_checkpoints:
         keep_best_checkpoints(study, spec.keep_checkpoints, log)
+    return OpenSearch(study, store, url)
 
-    base_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    ctx = TrialContext(recipe, families, probes, model, base_state, out, bf16, command, checkpoints=checkpoints)
 
-    base_scores = study.user_attrs.get("base_scores")
-    if base_scores is None or set(base_scores) != set(probes):
+def score_base(search: OpenSearch, ctx: TrialContext, log: Callable[[str], None]) -> float:
+    """The base model's probe scores, once per study (again if the probes changed); its objective."""
+    from soupkit.probes.score import objective_value, score_probes, study_values
+
+    recipe, study = ctx.recipe, search.study
+    base_scores = StudyRecord.of(study).base_scores
+    if not base_scores or set(base_scores) != set(ctx.probes):
         start = time.perf_counter()
-        base_scores = score_probes(model, probes, ctx.probe_settings)
-        study.set_user_attr("base_scores", base_scores)
-        study.set_user_attr("base_model", recipe.base)
+        base_scores = score_probes(ctx.model, ctx.probes, ctx.probe_settings)
+        record_base_scores(study, recipe.base, base_scores)
         log(f"base model scored in {time.perf_counter() - start:.1f}s")
     base_value = objective_value(base_scores, recipe.objective.weights)
-    study.set_user_attr("base_objective", base_value)
-    study.set_user_attr("base_values", study_values(base_scores, recipe.objective))
-    study.set_user_attr("data_seconds", round(data_seconds, 2))
+    record_base_summary(study, base_value, study_values(base_scores, recipe.objective), ctx.data_seconds)
     log(f"base model objective {base_value:.4f}  " + "  ".join(f"{k} {v:.3f}" for k, v in base_scores.items()))
-    pause_for_test("first_trial")
+    return base_value
 
+
+def run_worker(search: OpenSearch, ctx: TrialContext, base_value: float, max_failures: int, show_progress: bool,
+               log: Callable[[str], None], progress: _Progress | None = None) -> None:
+    """Ask for trials and run them until the study holds the budget of completed trials (of any
+    worker); stop after `max_failures` failures in a row."""
+    import optuna
+
+    study, spec = search.study, ctx.recipe.search
     failures = 0
     while True:
         counts = trial_counts(study)
         if counts["COMPLETE"] >= spec.budget:
-            break
+            return
         if counts["COMPLETE"] + counts["RUNNING"] >= spec.budget:
             # other workers hold the remaining trials; wait for them, failing any that went stale
             time.sleep(WAIT_SECONDS)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                optuna.storages.fail_stale_trials(study)
-            recover_dead_trials(study)
+            fail_stale_trials(study)
+            recover_dead_trials(study, search.store)
             continue
         n = counts["COMPLETE"] + 1
-        bar = _progress(show_progress, recipe.finetune.steps, f"trial {n}/{spec.budget}")
+        bar = _progress(show_progress, ctx.recipe.finetune.steps, f"trial {n}/{spec.budget}")
         ctx.on_step = (lambda step, loss: (bar.update(1), bar.set_postfix(loss=f"{loss:.3f}"))) if bar else None
         before = time.perf_counter()
-        ctx.last_number = None
-        progress.started = True
-        study.optimize(lambda t: run_trial(t, ctx), n_trials=1, catch=(Exception,), gc_after_trial=False)
-        if bar:
-            bar.close()
-        if ctx.last_number is None:
-            continue
-        last = study._storage.get_trial(study._storage.get_trial_id_from_study_id_trial_number(
-            study._study_id, ctx.last_number))  # this worker's trial; others may have started later ones
-        if last.state.name == "PRUNED":
-            log(f"trial #{last.number} skipped: {last.user_attrs.get('skipped', 'pruned')}")
-        elif last.state.name == "COMPLETE":
+        if progress is not None:
+            progress.started = True
+        try:
+            last = ask_and_tell(search, ctx)
+        finally:
+            if bar:
+                bar.close()
+        record = TrialRecord.of(last)
+        if last.state == optuna.trial.TrialState.PRUNED:
+            log(f"trial #{last.number} skipped: {record.skipped or 'pruned'}")
+        elif last.state == optuna.trial.TrialState.COMPLETE:
             failures = 0
-            secs = last.user_attrs.get("seconds", {})
+            secs = record.seconds
             log(
                 f"trial {n}/{spec.budget} (#{last.number}) {_progress_line(study, last, base_value)}  "
                 f"finetune {secs.get('finetune', 0):.0f}s probe {secs.get('probe', 0):.0f}s "
@@ -218,15 +276,32 @@ def _run_search(recipe, out, storage, recipe_path, command, log, show_progress, 
                 keep_best_checkpoints(study, spec.keep_checkpoints, log)
         else:
             failures += 1
-            log(f"trial #{last.number} failed: {last.user_attrs.get('error', 'unknown error')}")
+            log(f"trial #{last.number} failed: {record.error or 'unknown error'}")
             if failures >= max_failures:
-                raise SoupkitError(
-                    f"{failures} trials failed in a row; last error: {last.user_attrs.get('error', '?')}"
-                )
+                raise SoupkitError(f"{failures} trials failed in a row; last error: {record.error or '?'}")
 
-    completed = trial_counts(study)["COMPLETE"]
-    best_value = best_objective(study) if completed else None
-    return SearchResult(recipe.name, storage, out, best_value, base_value, completed)
+
+def ask_and_tell(search: OpenSearch, ctx: TrialContext):
+    """One trial of this worker: ask (a queued mixture first), run it with a heartbeat, tell the
+    outcome. Returns the finished trial (frozen)."""
+    import optuna
+    from optuna.trial import TrialState
+
+    fail_stale_trials(search.study)
+    with warnings.catch_warnings():  # heartbeats are sent by soupkit.search.heartbeat, not optimize()
+        warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
+        trial = search.study.ask()
+    with heartbeat(search.store, search.study, trial.number):
+        try:
+            values = run_trial(trial, ctx)
+        except optuna.TrialPruned:
+            return search.study.tell(trial, state=TrialState.PRUNED)
+        except KeyboardInterrupt:
+            search.study.tell(trial, state=TrialState.FAIL)
+            raise
+        except Exception:  # recorded on the trial by run_trial; the worker goes on
+            return search.study.tell(trial, state=TrialState.FAIL)
+    return search.study.tell(trial, values)
 
 
 def check_run_folder(out: Path, recipe: Recipe) -> None:
@@ -297,20 +372,21 @@ def _interrupted_message(out: Path, storage: str | None, checkpoints: Path | Non
 
 
 def directions(recipe: Recipe) -> list[str]:
+    """One "maximize" per objective value (metric_names names them)."""
     return ["maximize", "maximize"] if recipe.objective.mode == "pareto" else ["maximize"]
 
 
 def best_objective(study) -> float:
     """The best scalar objective (the weighted mean over all probes) of any completed trial."""
     done = [t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]
-    return max(t.user_attrs.get("objective", t.values[0]) for t in done)
+    return max(objective_of(t) for t in done)
 
 
 def _progress_line(study, last, base_value: float) -> str:
     if len(study.directions) == 1:
         return f"objective {last.value:.4f}  best {best_objective(study):.4f}  base {base_value:.4f}"
     domain, general = last.values
-    base_domain, base_general = study.user_attrs.get("base_values", [float("nan")] * 2)
+    base_domain, base_general = StudyRecord.of(study).base_values or [float("nan")] * 2
     return (f"domain {domain:.4f} general {general:.4f} (base {base_domain:.4f} / {base_general:.4f})  "
             f"front {len(study.best_trials)} trials")
 

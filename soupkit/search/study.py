@@ -14,6 +14,15 @@ import socket
 from pathlib import Path
 
 from soupkit.errors import SoupkitError
+from soupkit.study_record import (
+    ERROR,
+    INTERRUPTED,
+    WORKER_DIED,
+    StudyRecord,
+    TrialRecord,
+    record_recipe,
+    retry_attrs,
+)
 
 HEARTBEAT_SECONDS = 30
 GRACE_SECONDS = 120
@@ -150,9 +159,9 @@ def check_same_recipe(study, recipe_json: str) -> None:
     """
     from soupkit.config import Recipe
 
-    stored = study.user_attrs.get("recipe")
+    stored = StudyRecord.of(study).recipe_json
     if stored is None:
-        study.set_user_attr("recipe", recipe_json)
+        record_recipe(study, recipe_json)
         return
     old = Recipe.model_validate({**json.loads(stored), "search": {}}).model_dump(mode="json", exclude={"search"})
     new = json.loads(recipe_json)
@@ -195,36 +204,43 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def recover_dead_trials(study) -> list[int]:
+def recover_dead_trials(study, storage) -> list[int]:
     """Fail and re-queue RUNNING trials whose worker on this host is gone, and re-queue trials
     interrupted by Ctrl-C. Returns the numbers of the trials re-queued. Several workers may run
-    this at once: only the one whose update fails a dead trial re-queues it."""
+    this at once: only the one whose update fails a dead trial re-queues it. `storage` is the
+    study's storage, as `open_storage` returned it."""
     from optuna.exceptions import UpdateFinishedTrialError
     from optuna.trial import TrialState
 
+    from soupkit.search.workers import trial_params
+
     here = socket.gethostname()
     trials = study.get_trials(deepcopy=False)
-    retried = {t.user_attrs.get("retry_of") for t in trials}
+    records = [TrialRecord.of(t) for t in trials]
+    retried = {r.retry_of for r in records}
     requeued = []
-    for t in trials:
-        worker = t.user_attrs.get("worker") or {}
+    study_id = None
+    for t, record in zip(trials, records):
+        worker = record.worker
         dead_here = (
             t.state == TrialState.RUNNING
             and worker.get("host") == here
             and worker.get("pid") != os.getpid()
             and not _pid_alive(int(worker.get("pid", 0)))
         )
-        interrupted = t.state == TrialState.FAIL and t.user_attrs.get("error") == "interrupted"
+        interrupted = t.state == TrialState.FAIL and record.error == INTERRUPTED
         if dead_here:
+            study_id = study_id if study_id is not None else storage.get_study_id_from_name(study.study_name)
+            trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, t.number)
             try:
-                study._storage.set_trial_user_attr(t._trial_id, "error", "worker process died")
-                study._storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL)
+                storage.set_trial_user_attr(trial_id, ERROR, WORKER_DIED)
+                storage.set_trial_state_values(trial_id, state=TrialState.FAIL)
             except UpdateFinishedTrialError:
                 continue  # another worker failed it first, and re-queues it
         # a trial killed before it suggested its mixture only holds the enqueued (fixed) params
-        params = t.params or t.system_attrs.get("fixed_params")
+        params = trial_params(t)
         if (dead_here or interrupted) and t.number not in retried and params:
-            study.enqueue_trial(params, user_attrs={"retry_of": t.number}, skip_if_exists=False)
+            study.enqueue_trial(params, user_attrs=retry_attrs(t.number), skip_if_exists=False)
             requeued.append(t.number)
     return requeued
 

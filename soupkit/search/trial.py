@@ -1,7 +1,7 @@
 """One search trial: mixture -> finetune -> probe -> objective, with its record in the study.
 
-Every trial records the user attributes `mixture`, `scores`, `checkpoint`, `seconds` and, on
-failure, `error`. Its checkpoint folder explains itself: the model, the mixture YAML, the scores.
+Every trial records its mixture, scores, checkpoint and seconds (soupkit.study_record) and, on
+failure, the error. Its checkpoint folder explains itself: the model, the mixture YAML, the scores.
 """
 
 from __future__ import annotations
@@ -22,6 +22,15 @@ from soupkit.search.checkpoints import checkpoint_dir, remove_folder
 from soupkit.search.space import suggest_mixture
 from soupkit.search.study import worker_id
 from soupkit.search.workers import duplicate_of, over_budget, requeue
+from soupkit.study_record import (
+    INTERRUPTED,
+    record_checkpoint,
+    record_error,
+    record_mixture,
+    record_result,
+    record_skipped,
+    record_worker,
+)
 from soupkit.train.finetune import finetune_on_mixture
 
 
@@ -39,7 +48,7 @@ class TrialContext:
     command: str
     on_step: Callable[[int, float], None] | None = None
     checkpoints: Path | None = None  # where trial folders go (default <out>/trials): shared by all workers
-    last_number: int | None = None  # the number of this worker's latest trial
+    data_seconds: float = 0.0  # time it took to build the families
 
     @property
     def checkpoint_root(self) -> Path:
@@ -57,17 +66,16 @@ def run_trial(trial, ctx: TrialContext) -> float | list[float]:
     """The Optuna objective. Failures are recorded with their reason and re-raised."""
     import optuna
 
-    ctx.last_number = trial.number
-    trial.set_user_attr("worker", worker_id())
+    record_worker(trial, worker_id())
     try:
         return _run_trial(trial, ctx)
     except optuna.TrialPruned:
         raise
     except KeyboardInterrupt:
-        trial.set_user_attr("error", "interrupted")
+        record_error(trial, INTERRUPTED)
         raise
     except Exception as exc:
-        trial.set_user_attr("error", f"{type(exc).__name__}: {exc}".splitlines()[0][:500])
+        record_error(trial, f"{type(exc).__name__}: {exc}")
         raise
 
 
@@ -77,7 +85,7 @@ def _give_way_to_budget(trial, ctx: TrialContext) -> None:
     import optuna
 
     if over_budget(trial.study, trial.number, ctx.recipe.search.budget):
-        trial.set_user_attr("skipped", "the budget is held by other workers' trials")
+        record_skipped(trial, "the budget is held by other workers' trials")
         requeue(trial.study, trial)  # a queued mixture (the seed, a retry) stays queued
         raise optuna.TrialPruned("the budget is held by other workers' trials")
 
@@ -92,7 +100,7 @@ def _give_way_to_duplicate(trial, checkpoint: Path | None = None) -> None:
     if holder is not None:
         if checkpoint is not None:
             remove_folder(checkpoint)
-        trial.set_user_attr("skipped", f"same mixture as trial {holder}")
+        record_skipped(trial, f"same mixture as trial {holder}")
         raise optuna.TrialPruned(f"same mixture as trial {holder}")
 
 
@@ -102,7 +110,7 @@ def _run_trial(trial, ctx: TrialContext) -> float | list[float]:
     weights = suggest_mixture(trial, list(ctx.families))
     _give_way_to_duplicate(trial)
     mixture = Mixture(name=f"{recipe.name}-trial-{trial.number:04d}", weights={k: round(v, 6) for k, v in weights.items()})
-    trial.set_user_attr("mixture", mixture.weights)
+    record_mixture(trial, mixture.weights)
     ckpt = checkpoint_dir(ctx.checkpoint_root, trial.number)
 
     ctx.reset_model()
@@ -111,7 +119,7 @@ def _run_trial(trial, ctx: TrialContext) -> float | list[float]:
         ctx.model, ctx.families, weights, recipe.finetune, ckpt, recipe.seed, ctx.bf16, readme, ctx.on_step
     )
     _give_way_to_duplicate(trial, ckpt)
-    trial.set_user_attr("checkpoint", str(ckpt.resolve()))
+    record_checkpoint(trial, ckpt)
 
     pause_for_test("probe")
     start = time.perf_counter()
@@ -121,10 +129,7 @@ def _run_trial(trial, ctx: TrialContext) -> float | list[float]:
     values = study_values(scores, recipe.objective)
 
     seconds = {"finetune": round(result.seconds, 2), "probe": round(probe_seconds, 2)}
-    trial.set_user_attr("scores", scores)
-    trial.set_user_attr("objective", value)
-    trial.set_user_attr("seconds", seconds)
-    trial.set_user_attr("final_loss", round(result.losses[-1], 6) if result.losses else None)
+    record_result(trial, scores, value, seconds, round(result.losses[-1], 6) if result.losses else None)
     record = {
         "trial": trial.number,
         "study": recipe.name,

@@ -14,6 +14,7 @@ import time
 from collections.abc import Mapping
 
 from soupkit.search.space import PARAM_PREFIX
+from soupkit.study_record import queued_attrs
 
 
 def sampler_seed(recipe_seed: int, n_existing: int, shared: bool) -> int:
@@ -67,5 +68,4 @@ def requeue(study, trial) -> None:
     """Queue a trial's fixed mixture again (a trial that gave way must not lose a queued mixture)."""
     params = trial_params(trial)
     if params:
-        keep = {k: v for k, v in trial.user_attrs.items() if k in ("seeded", "retry_of")}
-        study.enqueue_trial(params, user_attrs=keep or None, skip_if_exists=False)
+        study.enqueue_trial(params, user_attrs=queued_attrs(trial) or None, skip_if_exists=False)

@@ -9,7 +9,6 @@ runs on the top-k with the search's base model as its base. Each soup is written
 
 from __future__ import annotations
 
-import json
 import shutil
 import tempfile
 from collections.abc import Callable, Mapping
@@ -19,6 +18,7 @@ from pathlib import Path
 from soupkit.atomic import atomic_dir, check_can_write, replace_folder
 from soupkit.config import ObjectiveSpec, Recipe
 from soupkit.errors import SoupkitError
+from soupkit.study_record import SoupRecord, StudyRecord, TrialRecord, record_soup
 
 
 @dataclass(frozen=True)
@@ -73,10 +73,10 @@ class GreedyCriterion:
 
 
 def study_recipe(study) -> Recipe:
-    stored = study.user_attrs.get("recipe")
-    if stored is None:
+    recipe = StudyRecord.of(study).recipe()
+    if recipe is None:
         raise SoupkitError(f"study '{study.study_name}' has no recipe recorded; was it made by `soupkit search`?")
-    return Recipe.model_validate(json.loads(stored))
+    return recipe
 
 
 def ranked_ingredients(study, from_front: bool = False) -> list[Ingredient]:
@@ -84,11 +84,9 @@ def ranked_ingredients(study, from_front: bool = False) -> list[Ingredient]:
     mean over every probe). With `from_front`, only trials on the study's Pareto front."""
     trials = study.best_trials if from_front else study.get_trials(deepcopy=False)
     found = []
-    for t in trials:
-        ckpt = t.user_attrs.get("checkpoint")
-        if t.state.name == "COMPLETE" and ckpt and (Path(ckpt) / "modules.json").is_file():
-            value = float(t.user_attrs.get("objective", t.values[0]))
-            found.append(Ingredient(t.number, Path(ckpt), value, t.user_attrs.get("scores", {})))
+    for record in map(TrialRecord.of, trials):
+        if record.has_model():
+            found.append(Ingredient(record.number, record.checkpoint, record.objective, record.scores))
     return sorted(found, key=lambda i: (-i.objective, i.trial))
 
 
@@ -130,7 +128,7 @@ def build_soup(
     ranked = ranked_ingredients(study, from_front)
     if not ranked:
         raise SoupkitError(f"study '{study.study_name}' has no completed trial with a checkpoint to soup")
-    base_scores = study.user_attrs.get("base_scores") or {}
+    base_scores = StudyRecord.of(study).base_scores
     if recipe.objective.mode == "pareto" and method == "greedy" and not base_scores:
         raise SoupkitError(f"study '{study.study_name}' has no base_scores: a pareto greedy soup compares with the base")
     bound = GreedyCriterion(recipe.objective, base_scores, general_tolerance)
@@ -185,17 +183,8 @@ def build_soup(
         scores = score(staged)
         replace_folder(staged, out)
     value = objective_value(scores, recipe.objective.weights)
-    soups = dict(study.user_attrs.get("soups") or {})
-    soups[name] = {
-        "method": method,
-        "members": [m.trial for m in members],
-        "base_share": share,
-        "scores": scores,
-        "objective": value,
-        "values": study_values(scores, recipe.objective),
-        "path": str(out.resolve()),
-    }
-    study.set_user_attr("soups", soups)
+    record_soup(study, name, SoupRecord(method, [m.trial for m in members], scores, value,
+                                        study_values(scores, recipe.objective), str(out.resolve()), share))
     return SoupResult(name, method, [m.trial for m in members], out, scores, value, candidates, share)
 
 
@@ -279,8 +268,8 @@ def soup_table(study, result: SoupResult) -> str:
     for ing in result.ingredients:
         mark = "*" if ing.trial in result.members else " "
         rows.append({"model": f"{mark}trial {ing.trial}", "objective": ing.objective, **ing.scores})
-    base = study.user_attrs.get("base_scores") or {}
-    rows.append({"model": "base", "objective": study.user_attrs.get("base_objective"), **base})
+    record = StudyRecord.of(study)
+    rows.append({"model": "base", "objective": record.base_objective, **record.base_scores})
     with pl.Config(tbl_rows=len(rows), tbl_cols=-1, float_precision=3, tbl_width_chars=200,
                    tbl_hide_dataframe_shape=True):
         return f"{pl.DataFrame(rows)}\n(* = in the soup)"

@@ -1,0 +1,236 @@
+"""What a soupkit study and its trials hold: every attribute key, its type, its reader and writer.
+
+The Optuna study is the one record of a search (DESIGN.md). Its user attributes are written and
+read only through this module, so a key is spelled once. Orchestrations (search/, soups/,
+report/) use it; the libraries (data/, probes/, train/, merge/) know nothing of studies.
+
+Besides the typed `mixture` and `scores` dictionaries, each trial carries one number per family
+(`weight <family>`) and per probe (`score <probe>`): optuna-dashboard sorts, filters and plots
+numeric user attributes, so the dashboard shows a mixture as weights, not as the raw `x_<family>`
+draws of the search space.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+# trial user attributes
+MIXTURE = "mixture"  # {family: weight}, the normalised weights the trial trained on
+WEIGHTS = "weights"  # {checkpoint: weight}, an adapt proposal's soup weights over its bank
+SCORES = "scores"  # {probe: score}
+OBJECTIVE = "objective"  # the scalar objective: the recipe's weighted mean over every probe
+CHECKPOINT = "checkpoint"  # absolute path of the trial's model folder
+SECONDS = "seconds"  # {"finetune": s, "probe": s}
+FINAL_LOSS = "final_loss"
+WORKER = "worker"  # {"host": ..., "pid": ...} of the process that ran it
+ERROR = "error"  # why it failed ("interrupted" after Ctrl-C)
+SKIPPED = "skipped"  # why it gave way (pruned) instead of running
+SEEDED = "seeded"  # "recipe" for the recipe's seed mixture, queued before the first trial
+RETRY_OF = "retry_of"  # the number of the failed trial whose mixture it runs again
+WEIGHT_PREFIX = "weight "  # + family: one number per family, for the dashboard
+SCORE_PREFIX = "score "  # + probe: one number per probe, for the dashboard
+QUEUED_ATTRS = (SEEDED, RETRY_OF)  # what a re-queued mixture carries over
+
+# study user attributes
+RECIPE = "recipe"  # the effective recipe (JSON): what every trial of the study shares
+BASE_MODEL = "base_model"
+BASE_SCORES = "base_scores"  # {probe: score} of the base model
+BASE_OBJECTIVE = "base_objective"
+BASE_VALUES = "base_values"  # the study's objective values for the base model
+DATA_SECONDS = "data_seconds"  # time to build the families
+SOUPS = "soups"  # {name: SoupRecord as a dict}
+
+INTERRUPTED = "interrupted"
+WORKER_DIED = "worker process died"
+
+
+def objective_of(trial) -> float:
+    """A completed trial's scalar objective (for a pareto study, not one of its values)."""
+    value = trial.user_attrs.get(OBJECTIVE)
+    return float(value if value is not None else trial.values[0])
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    """What one trial holds, read from an Optuna trial (frozen or live)."""
+
+    number: int
+    state: str
+    mixture: dict[str, float]
+    scores: dict[str, float]
+    objective: float | None
+    values: list[float] | None
+    checkpoint: Path | None
+    seconds: dict[str, float]
+    error: str | None
+    skipped: str | None
+    retry_of: int | None
+    seeded: str | None
+    worker: dict[str, Any]
+
+    @classmethod
+    def of(cls, trial) -> TrialRecord:
+        attrs = trial.user_attrs
+        values = list(trial.values) if getattr(trial, "values", None) else None
+        objective = attrs.get(OBJECTIVE, values[0] if values else None)
+        checkpoint = attrs.get(CHECKPOINT)
+        return cls(
+            number=trial.number,
+            state=trial.state.name,
+            mixture=dict(attrs.get(MIXTURE) or attrs.get(WEIGHTS) or {}),
+            scores=dict(attrs.get(SCORES) or {}),
+            objective=float(objective) if objective is not None else None,
+            values=values,
+            checkpoint=Path(checkpoint) if checkpoint else None,
+            seconds=dict(attrs.get(SECONDS) or {}),
+            error=attrs.get(ERROR),
+            skipped=attrs.get(SKIPPED),
+            retry_of=attrs.get(RETRY_OF),
+            seeded=attrs.get(SEEDED),
+            worker=dict(attrs.get(WORKER) or {}),
+        )
+
+    def has_model(self) -> bool:
+        """Completed, with its model folder still on disk."""
+        return self.state == "COMPLETE" and self.checkpoint is not None and (self.checkpoint / "modules.json").is_file()
+
+
+# writers for a live trial (optuna.Trial)
+
+def record_worker(trial, worker: Mapping[str, Any]) -> None:
+    trial.set_user_attr(WORKER, dict(worker))
+
+
+def record_error(trial, reason: str) -> None:
+    trial.set_user_attr(ERROR, reason.splitlines()[0][:500] if reason else reason)
+
+
+def record_skipped(trial, reason: str) -> None:
+    trial.set_user_attr(SKIPPED, reason)
+
+
+def record_mixture(trial, weights: Mapping[str, float]) -> None:
+    trial.set_user_attr(MIXTURE, dict(weights))
+    for family, weight in weights.items():
+        trial.set_user_attr(WEIGHT_PREFIX + family, float(weight))
+
+
+def record_checkpoint(trial, folder: Path) -> None:
+    trial.set_user_attr(CHECKPOINT, str(Path(folder).resolve()))
+
+
+def record_result(trial, scores: Mapping[str, float], objective: float, seconds: Mapping[str, float],
+                  final_loss: float | None) -> None:
+    trial.set_user_attr(SCORES, dict(scores))
+    for probe, score in scores.items():
+        trial.set_user_attr(SCORE_PREFIX + probe, float(score))
+    trial.set_user_attr(OBJECTIVE, objective)
+    trial.set_user_attr(SECONDS, dict(seconds))
+    trial.set_user_attr(FINAL_LOSS, final_loss)
+
+
+def queued_attrs(trial) -> dict[str, Any]:
+    """The attributes a trial's mixture keeps when it is queued again (seed mark, retry number)."""
+    return {k: v for k, v in trial.user_attrs.items() if k in QUEUED_ATTRS}
+
+
+def seeded_attrs() -> dict[str, Any]:
+    return {SEEDED: "recipe"}
+
+
+def retry_attrs(number: int) -> dict[str, Any]:
+    return {RETRY_OF: number}
+
+
+# the study
+
+@dataclass
+class SoupRecord:
+    """A soup recorded in the study: how it was made and how it scored."""
+
+    method: str
+    members: list[int | str]  # trial numbers, or bank labels for an adapt soup
+    scores: dict[str, float]
+    objective: float
+    values: list[float]
+    path: str
+    base_share: float = 0.0
+    weights: dict[str, float] = field(default_factory=dict)  # an adapt soup's weights over its bank
+    role: str = ""  # an adapt soup's place on the front (e.g. "shipped")
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SoupRecord:
+        return cls(
+            method=data.get("method", "?"),
+            members=[int(m) if isinstance(m, int) or str(m).isdigit() else str(m) for m in data.get("members", [])],
+            scores=dict(data.get("scores") or {}),
+            objective=float(data["objective"]) if data.get("objective") is not None else float("nan"),
+            values=list(data.get("values") or []),
+            path=str(data.get("path", "")),
+            base_share=float(data.get("base_share") or 0.0),
+            weights=dict(data.get("weights") or {}),
+            role=str(data.get("role") or ""),
+        )
+
+
+@dataclass(frozen=True)
+class StudyRecord:
+    """What the study itself holds, read once."""
+
+    recipe_json: str | None
+    base_model: str | None
+    base_scores: dict[str, float]
+    base_objective: float | None
+    base_values: list[float] | None
+    data_seconds: float | None
+    soups: dict[str, SoupRecord] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, study) -> StudyRecord:
+        attrs = study.user_attrs
+        return cls(
+            recipe_json=attrs.get(RECIPE),
+            base_model=attrs.get(BASE_MODEL),
+            base_scores=dict(attrs.get(BASE_SCORES) or {}),
+            base_objective=attrs.get(BASE_OBJECTIVE),
+            base_values=attrs.get(BASE_VALUES),
+            data_seconds=attrs.get(DATA_SECONDS),
+            soups={name: SoupRecord.from_dict(s) for name, s in (attrs.get(SOUPS) or {}).items()},
+        )
+
+    def recipe(self):
+        """The recipe the study was run with, validated again (a field added since gets its default)."""
+        from soupkit.config import Recipe
+
+        return None if self.recipe_json is None else Recipe.model_validate(json.loads(self.recipe_json))
+
+
+def record_recipe(study, recipe_json: str) -> None:
+    study.set_user_attr(RECIPE, recipe_json)
+
+
+def record_base_scores(study, base_model: str, scores: Mapping[str, float]) -> None:
+    study.set_user_attr(BASE_SCORES, dict(scores))
+    study.set_user_attr(BASE_MODEL, base_model)
+
+
+def record_base_summary(study, objective: float, values: list[float], data_seconds: float) -> None:
+    study.set_user_attr(BASE_OBJECTIVE, objective)
+    study.set_user_attr(BASE_VALUES, list(values))
+    study.set_user_attr(DATA_SECONDS, round(data_seconds, 2))
+
+
+def record_soup(study, name: str, soup: SoupRecord) -> None:
+    """Add or replace one soup; the other soups recorded in the study stay."""
+    soups = dict(study.user_attrs.get(SOUPS) or {})
+    soups[name] = asdict(soup)
+    study.set_user_attr(SOUPS, soups)
+
+
+def metric_names(mode: str) -> list[str]:
+    """The names of the study's objective values, as the dashboard and the report show them."""
+    return ["domain", "general"] if mode == "pareto" else ["objective"]
