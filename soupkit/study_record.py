@@ -44,6 +44,13 @@ BASE_VALUES = "base_values"  # the study's objective values for the base model
 DATA_SECONDS = "data_seconds"  # time to build the families
 SOUPS = "soups"  # {name: SoupRecord as a dict}
 
+# later stages' studies (soupkit adapt)
+STAGE = "stage"  # "adapt" (an ingredient study says "ingredients"); a search study has none
+BANK = "bank"  # [{label, path, kind, run}]: an adapt study's checkpoints, in parameter order
+HELD_OUT_OVERLAPS = "held_out_overlaps"  # held-out probes whose source a bank run trained on
+CPU_SECONDS = "cpu_seconds"  # process CPU time of every run of the study, summed
+WALL_SECONDS = "wall_seconds"
+
 INTERRUPTED = "interrupted"
 WORKER_DIED = "worker process died"
 
@@ -117,6 +124,13 @@ def record_mixture(trial, weights: Mapping[str, float]) -> None:
     trial.set_user_attr(MIXTURE, dict(weights))
     for family, weight in weights.items():
         trial.set_user_attr(WEIGHT_PREFIX + family, float(weight))
+
+
+def record_weights(trial, weights: Mapping[str, float]) -> None:
+    """An adapt proposal's soup weights over its bank (one number per member for the dashboard)."""
+    trial.set_user_attr(WEIGHTS, dict(weights))
+    for label, weight in weights.items():
+        trial.set_user_attr(WEIGHT_PREFIX + label, float(weight))
 
 
 def record_checkpoint(trial, folder: Path) -> None:

@@ -12,7 +12,6 @@ and the single best checkpoints. Each proposal is written into one preallocated 
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from collections.abc import Callable, Sequence
@@ -23,8 +22,26 @@ from soupkit.atomic import atomic_dir
 from soupkit.config import Recipe
 from soupkit.errors import SoupkitError
 from soupkit.soups.bank import BankMember, check_run_folders, collect_bank, held_out_overlaps
+from soupkit.study_record import (
+    BANK,
+    BASE_OBJECTIVE,
+    BASE_VALUES,
+    CPU_SECONDS,
+    HELD_OUT_OVERLAPS,
+    SEEDED,
+    STAGE,
+    WALL_SECONDS,
+    SoupRecord,
+    StudyRecord,
+    TrialRecord,
+    record_base_scores,
+    record_result,
+    record_soup,
+    record_weights,
+)
 
 STUDY_SUFFIX = "-adapt"
+BASE_SEED = "base alone"  # the seed proposal that holds the base model alone: its scores are the base's
 RANDOM_STARTUP = 2  # Dirichlet draws after the seeds, before the GP takes over
 GENERAL_TOLERANCE = 0.01  # pareto: how far below the base a general probe of the shipped soup may fall
 
@@ -99,7 +116,7 @@ def run_adapt(
     log(f"bank: {len(bank)} models ({merger.parameter_count / 1e6:.1f}M merged parameters each) loaded in "
         f"{time.perf_counter() - start:.1f}s")
     study = _open(recipe, out, bank)  # after every check and load: a mistake leaves no study behind
-    study.set_user_attr("held_out_overlaps", overlaps)
+    study.set_user_attr(HELD_OUT_OVERLAPS, overlaps)
 
     _seed(study, bank, singles, recipe.seed)
     totals = _propose(study, recipe, bank, merger, probes, settings, budget, log)
@@ -107,12 +124,14 @@ def run_adapt(
     base_scores = _base_scores(study)
     soups = _write_soups(study, recipe, bank, out, probes, settings, device, keep, command, log)
     cpu, wall = time.process_time() - cpu_start, time.perf_counter() - wall_start
-    study.set_user_attr("cpu_seconds", round(float(study.user_attrs.get("cpu_seconds", 0.0)) + cpu, 1))
-    study.set_user_attr("wall_seconds", round(float(study.user_attrs.get("wall_seconds", 0.0)) + wall, 1))
+    cpu_total = round(float(study.user_attrs.get(CPU_SECONDS, 0.0)) + cpu, 1)
+    wall_total = round(float(study.user_attrs.get(WALL_SECONDS, 0.0)) + wall, 1)
+    study.set_user_attr(CPU_SECONDS, cpu_total)
+    study.set_user_attr(WALL_SECONDS, wall_total)
     done = [t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]
-    base_values = list(study.user_attrs.get("base_values") or [])
+    base_values = list(StudyRecord.of(study).base_values or [])
     return AdaptResult(study.study_name, out, bank, skipped, soups, base_scores, base_values, len(done),
-                       float(study.user_attrs["cpu_seconds"]), float(study.user_attrs["wall_seconds"]), totals)
+                       cpu_total, wall_total, totals)
 
 
 def _check_out(out: Path, runs: list[Path]) -> None:
@@ -193,7 +212,7 @@ def _open(recipe: Recipe, out: Path, bank: list[BankMember]):
         if names not in ([], [name]):
             raise SoupkitError(f"{out / 'study.db'} holds the studies {', '.join(names) or 'none'}, not '{name}'; "
                                "give adapt a folder of its own with --out")
-        recorded = optuna.load_study(study_name=name, storage=storage).user_attrs.get("bank")
+        recorded = optuna.load_study(study_name=name, storage=storage).user_attrs.get(BANK)
         if recorded is not None and recorded != bank_record:
             raise SoupkitError(f"{out}: the bank differs from the one this adapt study was started with; "
                                "use another --out, or the original --bank runs to resume")
@@ -202,8 +221,8 @@ def _open(recipe: Recipe, out: Path, bank: list[BankMember]):
     study = open_study(default_storage(out), name, sampler, directions(recipe))
     check_same_recipe(study, effective_recipe_json(recipe))
     check_held_out_halves(study, recipe, record=True)  # selection halves only; the test halves stay unread
-    study.set_user_attr("stage", "adapt")
-    study.set_user_attr("bank", bank_record)
+    study.set_user_attr(STAGE, "adapt")
+    study.set_user_attr(BANK, bank_record)
     return study
 
 
@@ -214,13 +233,13 @@ def _seed(study, bank: list[BankMember], singles: int, recipe_seed: int) -> None
     from soupkit.search.space import params_for_mixture
 
     labels = [m.label for m in bank]
-    seeds = [({m.label: 1.0}, f"{m.kind} alone") for m in bank if m.kind == "base"][:1]
+    seeds = [({m.label: 1.0}, BASE_SEED) for m in bank if m.kind == "base"][:1]
     seeds.append(({label: 1.0 for label in labels}, "uniform"))
     ranked = sorted((m for m in bank if m.kind != "base" and m.objective is not None), key=lambda m: -m.objective)
     seeds += [({m.label: 1.0}, f"{m.label} alone") for m in ranked[:singles]]
     if not study.get_trials(deepcopy=False):
         for weights, why in seeds:
-            study.enqueue_trial(params_for_mixture(weights, labels), user_attrs={"seeded": why})
+            study.enqueue_trial(params_for_mixture(weights, labels), user_attrs={SEEDED: why})
     # a resumed study's draws continue instead of replaying the first run's
     study.sampler = make_sampler("gp", recipe_seed + len(study.get_trials(deepcopy=False)), len(seeds) + RANDOM_STARTUP)
 
@@ -244,10 +263,8 @@ def _propose(study, recipe, bank, merger, probes, settings, budget: int, log) ->
         scores = score_probes(model, probes, settings)
         seconds = {"merge": round(merged - start, 3), "probe": round(time.perf_counter() - merged, 2)}
         value = objective_value(scores, recipe.objective.weights)
-        trial.set_user_attr("weights", {k: round(v, 6) + 0.0 for k, v in weights.items()})  # no -0.0
-        trial.set_user_attr("scores", scores)
-        trial.set_user_attr("objective", value)
-        trial.set_user_attr("seconds", seconds)
+        record_weights(trial, {k: round(v, 6) + 0.0 for k, v in weights.items()})  # + 0.0: no -0.0
+        record_result(trial, scores, value, seconds, None)
         for key in totals:
             totals[key] += seconds[key]
         values = study_values(scores, recipe.objective)
@@ -258,10 +275,10 @@ def _propose(study, recipe, bank, merger, probes, settings, budget: int, log) ->
         if len(done) >= budget:
             return totals
         study.optimize(objective, n_trials=1, gc_after_trial=False)
-        trial = study.get_trials(deepcopy=False)[last["number"]]
-        secs = trial.user_attrs.get("seconds", {})
-        top = sorted(trial.user_attrs.get("weights", {}).items(), key=lambda x: -x[1])[:3]
-        seeded = f", {trial.user_attrs['seeded']}" if "seeded" in trial.user_attrs else ""
+        trial = TrialRecord.of(study.get_trials(deepcopy=False)[last["number"]])
+        secs = trial.seconds
+        top = sorted(trial.mixture.items(), key=lambda x: -x[1])[:3]
+        seeded = f", {trial.seeded}" if trial.seeded else ""
         log(f"proposal {len(done) + 1}/{budget} (#{trial.number}{seeded}): {_values_text(trial.values)}  "
             f"merge {secs.get('merge', 0):.2f}s probe {secs.get('probe', 0):.1f}s  "
             + ", ".join(f"{k} {v:.2f}" for k, v in top))
@@ -273,17 +290,18 @@ def _values_text(values: list[float]) -> str:
 
 def _base_scores(study) -> dict[str, float]:
     """The base model's scores: those of the seed that holds the base alone."""
-    for t in study.get_trials(deepcopy=False):
-        if t.state.name == "COMPLETE" and t.user_attrs.get("seeded") == "base alone":
+    record = StudyRecord.of(study)
+    for t in map(TrialRecord.of, study.get_trials(deepcopy=False)):
+        if t.state == "COMPLETE" and t.seeded == BASE_SEED:
             from soupkit.probes.score import objective_value, study_values
 
-            recipe = Recipe.model_validate(json.loads(study.user_attrs["recipe"]))
-            scores = t.user_attrs["scores"]
-            study.set_user_attr("base_scores", scores)
-            study.set_user_attr("base_objective", objective_value(scores, recipe.objective.weights))
-            study.set_user_attr("base_values", study_values(scores, recipe.objective))
-            return scores
-    return dict(study.user_attrs.get("base_scores") or {})
+            recipe = record.recipe()
+            base = next(m["path"] for m in study.user_attrs[BANK] if m["kind"] == "base")
+            record_base_scores(study, base, t.scores)
+            study.set_user_attr(BASE_OBJECTIVE, objective_value(t.scores, recipe.objective.weights))
+            study.set_user_attr(BASE_VALUES, study_values(t.scores, recipe.objective))
+            return t.scores
+    return record.base_scores
 
 
 def _chosen(study, recipe: Recipe, keep: int) -> list[tuple[object, str]]:
@@ -296,8 +314,8 @@ def _chosen(study, recipe: Recipe, keep: int) -> list[tuple[object, str]]:
     if recipe.objective.mode != "pareto":
         ranked = sorted(done, key=lambda t: (-t.values[0], t.number))
         return [(t, "best") for t in ranked[:keep]]
-    bound = GreedyCriterion(recipe.objective, study.user_attrs.get("base_scores") or {}, GENERAL_TOLERANCE)
-    ship = max(done, key=lambda t: (bound.key(t.user_attrs["scores"]), -t.number))
+    bound = GreedyCriterion(recipe.objective, StudyRecord.of(study).base_scores, GENERAL_TOLERANCE)
+    ship = max(done, key=lambda t: (bound.key(TrialRecord.of(t).scores), -t.number))
     front = sorted((t for t in study.best_trials if t.number != ship.number), key=lambda t: (-t.values[0], t.number))
     return [(ship, "ship")] + [(t, "front") for t in front[: keep - 1]]
 
@@ -307,9 +325,9 @@ def _write_soups(study, recipe, bank, out, probes, settings, device, keep, comma
     from soupkit.probes.score import objective_value, score_probes, study_values
 
     paths = {m.label: m.path for m in bank}
-    soups, records = [], dict(study.user_attrs.get("soups") or {})
+    soups = []
     for trial, role in _chosen(study, recipe, keep):
-        weights = {k: v for k, v in trial.user_attrs["weights"].items() if v > 0}
+        weights = {k: v for k, v in TrialRecord.of(trial).mixture.items() if v > 0}
         name = f"adapt-{trial.number:04d}"
         path = out / "soups" / name
         _write(weights, paths, path, command)
@@ -318,10 +336,8 @@ def _write_soups(study, recipe, bank, out, probes, settings, device, keep, comma
         value, values = objective_value(scores, recipe.objective.weights), study_values(scores, recipe.objective)
         log(f"soup {name} ({role}, trial {trial.number}): {_values_text(values)}; written to {path}")
         soups.append(AdaptSoup(name, trial.number, role, weights, path, scores, value, values))
-        records[name] = {"method": "adapt", "role": role, "trial": trial.number, "members": list(weights),
-                         "weights": weights, "scores": scores, "objective": value, "values": values,
-                         "path": str(path.resolve())}
-    study.set_user_attr("soups", records)
+        record_soup(study, name, SoupRecord("adapt", list(weights), scores, value, values, str(path.resolve()),
+                                            weights=weights, role=role))
     return soups
 
 

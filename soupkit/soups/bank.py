@@ -1,9 +1,9 @@
 """The bank of an `adapt` run: every checkpoint that earlier runs left, and their base models.
 
 A run folder's storage holds the search's study and those of later stages (the ingredient study
-of `soupkit ingredients`). Their trials record checkpoints (`checkpoint`), their `soups` (and any
-`ingredients` record) a `path`, and the search records the base model it started from (an
-ingredient its own `base`). Every one whose folder still holds a model is a bank member; so is
+of `soupkit ingredients`). Their trials record checkpoints, their soups a path
+(soupkit.study_record), and the search records the base model it started from (an ingredient
+its own `base`). Every one whose folder still holds a model is a bank member; so is
 each base (the run's `base-model` folder when a soup saved one, else the recorded base).
 """
 
@@ -15,9 +15,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from soupkit.errors import SoupkitError
+from soupkit.study_record import STAGE, StudyRecord, TrialRecord
 
 BASE_LABEL = "base"
-RECORD_KINDS = {"soups": "soup", "ingredients": "ingredient"}  # study attribute -> member kind
 
 
 @dataclass(frozen=True)
@@ -109,7 +109,7 @@ def held_out_overlaps(recipe, runs: Sequence[Path]) -> list[str]:
     for run in runs:
         trained: dict[str, None] = {}
         for study in open_run_studies(run):
-            families = json.loads(study.user_attrs.get("recipe", "{}")).get("families") or []
+            families = json.loads(StudyRecord.of(study).recipe_json or "{}").get("families") or []
             trained.update(dict.fromkeys(f if isinstance(f, str) else f.get("name", "") for f in families))
         for probe, probe_source in held_out.items():
             same = [f for f in trained if f == probe or (probe_source and source(f) == probe_source)]
@@ -133,12 +133,14 @@ def _bases_of(study, run: Path) -> list[BankMember]:
     (`<run>/base-model`, written by `soupkit soup --with-base`) or the recorded reference, and any
     other base an ingredient names. A study that records none (a later stage's) adds none."""
     references = []
-    recorded = study.user_attrs.get("base_model") or json.loads(study.user_attrs.get("recipe", "{}")).get("base")
-    if recorded and not study.user_attrs.get("stage"):
+    record = StudyRecord.of(study)
+    recorded = record.base_model or json.loads(record.recipe_json or "{}").get("base")
+    if recorded and not study.user_attrs.get(STAGE):
         saved = run / "base-model"
         if (saved / "modules.json").is_file():
             return [BankMember(BASE_LABEL, saved, "base", run.name, reference=str(saved))]
         references.append(recorded)
+    # an ingredient (soupkit ingredients) may be finetuned from another base, which it names
     references += [t.user_attrs["base"] for t in study.get_trials(deepcopy=False)
                    if isinstance(t.user_attrs.get("base"), str)]
     return [_base_member(reference, run) for reference in dict.fromkeys(references)]
@@ -153,24 +155,14 @@ def _base_member(reference: str, run: Path) -> BankMember:
 
 def _checkpoints(study, run_name: str) -> Iterator[BankMember]:
     """A search study's trials, an ingredient study's ingredients, and either's recorded soups."""
-    trial_kind = "ingredient" if study.user_attrs.get("stage") == "ingredients" else "trial"
-    for trial in study.get_trials(deepcopy=False):
-        folder = trial.user_attrs.get("checkpoint")
-        if trial.state.name == "COMPLETE" and folder and _is_model(folder):
-            value = trial.user_attrs.get("objective", trial.values[0] if trial.values else None)
-            yield BankMember(f"{run_name}:{trial_kind}-{trial.number:04d}", Path(folder), trial_kind, run_name, value)
-    for attribute, kind in RECORD_KINDS.items():
-        for name, record in _records(study.user_attrs.get(attribute)):
-            folder = record.get("path") or record.get("checkpoint")
-            if folder and _is_model(folder):
-                yield BankMember(f"{run_name}:{kind}-{name}", Path(folder), kind, run_name, record.get("objective"))
-
-
-def _records(value) -> Iterator[tuple[str, dict]]:
-    if isinstance(value, dict):
-        yield from ((str(k), v) for k, v in value.items() if isinstance(v, dict))
-    elif isinstance(value, list):
-        yield from ((str(v.get("name", i)), v) for i, v in enumerate(value) if isinstance(v, dict))
+    trial_kind = "ingredient" if study.user_attrs.get(STAGE) == "ingredients" else "trial"
+    for trial in map(TrialRecord.of, study.get_trials(deepcopy=False)):
+        if trial.has_model():
+            label = f"{run_name}:{trial_kind}-{trial.number:04d}"
+            yield BankMember(label, trial.checkpoint, trial_kind, run_name, trial.objective)
+    for name, soup in StudyRecord.of(study).soups.items():
+        if soup.path and _is_model(soup.path):
+            yield BankMember(f"{run_name}:soup-{name}", Path(soup.path), "soup", run_name, soup.objective)
 
 
 def _is_model(folder: str | Path) -> bool:
