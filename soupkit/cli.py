@@ -13,8 +13,11 @@ from pathlib import Path
 import click
 
 from soupkit.errors import SoupkitError
+from soupkit.merge.methods import METHODS
+from soupkit.search.samplers import SAMPLERS
 
 DEFAULT_RECIPE = "default"
+MERGE_METHODS = ", ".join(METHODS.names())  # the registries are light: their code is imported when used
 # what a file system says when the user's folder cannot be written: their input, not a bug
 USER_OS_ERRORS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.ENOTDIR,
                             errno.EISDIR, errno.EEXIST, errno.ENAMETOOLONG, errno.ENOENT, errno.ELOOP})
@@ -30,6 +33,9 @@ class SoupkitGroup(click.Group):
             return super().main(*args, standalone_mode=False, **kwargs)
         try:
             code = super().main(*args, standalone_mode=False, **kwargs)
+        except click.exceptions.NoArgsIsHelpError as exc:  # a bare `soupkit`: the help, as click shows it
+            exc.show()
+            sys.exit(exc.exit_code)
         except click.UsageError as exc:
             command = exc.ctx.command_path if exc.ctx else "soupkit"
             click.echo(f"error: {exc.format_message()} (see: {command} --help)", err=True)
@@ -55,7 +61,7 @@ class SoupkitGroup(click.Group):
         except OSError as exc:
             if exc.errno not in USER_OS_ERRORS or exc.filename is None:
                 raise
-            click.echo(f"error: cannot write {exc.filename}: {exc.strerror}", err=True)
+            click.echo(f"error: {exc.filename}: {exc.strerror}", err=True)
             sys.exit(2)
 
 
@@ -78,16 +84,22 @@ def _load(recipe_arg: str):
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Run folder (default runs/<recipe name>).")
 @click.option("--storage", default=None, help="Optuna storage URL (default sqlite:///<out>/study.db).")
 @click.option("--base", default=None, help="Base model: folder or hub id (default: the recipe's; bundled MiniLM).")
-@click.option("--sampler", type=click.Choice(["gp", "tpe", "random"]), default=None, help="Search sampler.")
+@click.option("--sampler", type=click.Choice(SAMPLERS.names()), default=None,
+              help="Search sampler (default: the recipe's search.sampler).")
 @click.option("--steps", type=int, default=None, help="Finetune steps per trial (default: the recipe's).")
 @click.option("--checkpoints", type=click.Path(path_type=Path), default=None,
               help="Folder for trial models (default <out>/trials); with several machines, one all of them reach.")
 @click.option("--keep-checkpoints", type=int, default=None,
               help="Keep only the best K trial models on disk (default: the recipe's search.keep_checkpoints; all).")
+@click.option("--freeze-token-embeddings/--train-token-embeddings", "freeze_embeddings", default=None,
+              help="Keep the token-embedding matrix fixed (faster, less memory on big vocabularies; default: the "
+                   "recipe's finetune.freeze_token_embeddings).")
+@click.option("--gradient-checkpointing/--no-gradient-checkpointing", default=None,
+              help="Recompute activations in the backward pass: less memory, more time (default: the recipe's).")
 @click.option("--trust-remote-code", is_flag=True, help="Let the base model run its own Python code (off: safer).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def search(budget, recipe_arg, out, storage, base, sampler, steps, checkpoints, keep_checkpoints, trust_remote_code,
-           quiet) -> None:
+def search(budget, recipe_arg, out, storage, base, sampler, steps, checkpoints, keep_checkpoints, freeze_embeddings,
+           gradient_checkpointing, trust_remote_code, quiet) -> None:
     """Search data mixtures: propose, finetune, probe, record in an Optuna study.
 
     Re-running the same command resumes the study and finishes the budget. Several processes, on
@@ -101,13 +113,18 @@ def search(budget, recipe_arg, out, storage, base, sampler, steps, checkpoints, 
       soupkit worker --budget 40 --storage postgresql://soupkit@db/soupkit --out /shared/runs/default
     """
     from soupkit.config import with_overrides
+    from soupkit.models.fetch import same_model
     from soupkit.search.run import run_search
     from soupkit.search.study import redacted_command
 
     recipe, path = _load(recipe_arg)
+    # order: the recipe file, then its settings for the base (finetune_by_base), then the options
+    recipe = with_overrides(recipe, {"base": ("--base", base)}).for_base(same_model)
     recipe = with_overrides(recipe, {
-        "base": ("--base", base), "search.budget": ("--budget", budget), "search.sampler": ("--sampler", sampler),
+        "search.budget": ("--budget", budget), "search.sampler": ("--sampler", sampler),
         "search.keep_checkpoints": ("--keep-checkpoints", keep_checkpoints), "finetune.steps": ("--steps", steps),
+        "finetune.freeze_token_embeddings": ("--freeze-token-embeddings", freeze_embeddings),
+        "finetune.gradient_checkpointing": ("--gradient-checkpointing", gradient_checkpointing),
     })
     out = out or Path("runs") / recipe.name
     command = redacted_command(["soupkit", *sys.argv[1:]])
@@ -204,7 +221,7 @@ def _open_run_storage(out: Path, storage: str | None, name: str | None = None):
 @main.command()
 @click.argument("models", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Folder to write the merged model to.")
-@click.option("--method", default="uniform", show_default=True, help="uniform, weighted, task_arithmetic, ties, ...")
+@click.option("--method", default="uniform", show_default=True, help=f"Merge method: {MERGE_METHODS}.")
 @click.option("--weights", default=None, help="Comma-separated weights, one per model (e.g. 0.5,0.3,0.2).")
 @click.option("--base", type=click.Path(path_type=Path), default=None, help="Base model for task-vector methods.")
 @click.option("--param", "params", multiple=True, help="Method parameter KEY=VALUE (repeatable), e.g. density=0.5.")
@@ -234,7 +251,8 @@ def merge(models, out, method, weights, base, params, overwrite) -> None:
 @click.option("--storage", default=None, help="Optuna storage URL (default sqlite:///<out>/study.db).")
 @click.option("--study", "study_name", default=None, help="Study name (when the storage holds several).")
 @click.option("--top-k", type=click.IntRange(1, 1000), default=5, show_default=True, help="Best trials to consider.")
-@click.option("--method", default="uniform", show_default=True, help="uniform, greedy, or any merge method.")
+@click.option("--method", default="uniform", show_default=True,
+              help=f"greedy (the model-soups recipe) or a merge method: {MERGE_METHODS}.")
 @click.option("--name", default=None, help="Soup name (default <method>-top<k>).")
 @click.option("--from-front", is_flag=True, help="Take ingredients from the Pareto front (pareto recipes).")
 @click.option("--with-base", is_flag=True,
@@ -253,8 +271,11 @@ def soup(out, storage, study_name, top_k, method, name, from_front, with_base, g
       soupkit soup --out runs/default --method greedy --top-k 8
       soupkit soup --out runs/medical --method greedy --top-k 8 --with-base
     """
+    from soupkit.config import plain_name_problem
     from soupkit.soups.study_soup import build_soup, soup_table
 
+    if name is not None and plain_name_problem(name):  # before the study is even opened
+        raise SoupkitError(f"--name: {plain_name_problem(name)}; it names the folder soups/<name>")
     study = _open_run_study(out, storage, study_name)
     result = build_soup(study, out, method=method, top_k=top_k, name=name, log=click.echo, from_front=from_front,
                         with_base=with_base, general_tolerance=general_tolerance)
@@ -364,8 +385,11 @@ def init_model(tiny, full, seed) -> None:
     """
     from soupkit.models import build_embeddinggemma
 
+    from soupkit.atomic import check_can_write
+
     if (tiny is None) == (full is None):
         raise SoupkitError("give exactly one of --tiny-embeddinggemma DIR or --full-embeddinggemma DIR")
+    check_can_write(tiny or full, "model folder")
     path = build_embeddinggemma(tiny or full, size="tiny" if tiny else "full", seed=seed)
     click.echo(f"wrote an EmbeddingGemma-shaped model ({'tiny' if tiny else 'full'}, random weights) to {path}")
 
@@ -404,7 +428,7 @@ def fetch_model(name: str, folder: Path | None, keep_downloads: bool) -> None:
 @click.option("--out", type=click.Path(path_type=Path), default=Path("runs") / DEFAULT_RECIPE, show_default=True)
 @click.option("--storage", default=None, help="Optuna storage URL (default sqlite:///<out>/study.db).")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
-@click.option("--port", type=click.IntRange(1, 65535), default=8080, show_default=True)
+@click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True)
 def dashboard(out: Path, storage: str | None, host: str, port: int) -> None:
     """Serve optuna-dashboard for a run's study (on 127.0.0.1 unless --host is given).
 

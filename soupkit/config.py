@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import importlib.resources
 import math
+import operator
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
@@ -24,6 +26,14 @@ RECIPES_DIR = Path(str(importlib.resources.files("soupkit") / "recipes"))
 MIXTURES_DIR = Path(str(importlib.resources.files("soupkit") / "mixtures"))
 BUNDLED_BASE = "bundled:all-MiniLM-L6-v2"
 
+# The names a recipe may use, defined here once. Each is the key of its implementation in a
+# registry (tests/test_registries.py keeps them equal); the CLI lists choices from the registries.
+# A family's task type: how it trains and is probed (its prompts: soupkit.prompts.PROMPT_NAMES).
+TaskType = Literal["retrieval", "code", "classification", "clustering", "similarity", "paraphrase", "bitext"]
+# An Optuna sampler (soupkit.search.samplers.SAMPLERS).
+SamplerName = Literal["gp", "tpe", "random"]
+# A quantised view of the probe embeddings (soupkit.probes.views.QUANTIZATIONS).
+Quantization = Literal["int8", "binary"]
 # Upper bounds of the numbers a recipe (or a command-line override) may set: far above any real
 # use, low enough that a typo cannot ask for years of training or all of the machine's memory.
 MAX_STEPS = 1_000_000
@@ -74,9 +84,7 @@ class LocalFamily(Strict):
     path: str | None = None
     hub: str | None = None
     split: str = "train"
-    task: Literal["retrieval", "code", "classification", "clustering", "similarity", "paraphrase", "bitext"] = (
-        "retrieval"
-    )
+    task: TaskType = "retrieval"
 
     @model_validator(mode="after")
     def _one_source(self) -> LocalFamily:
@@ -107,6 +115,13 @@ class FinetuneSpec(Strict):
     weight_decay: float = Field(0.01, ge=0, le=1)
     max_seq_length: int = Field(64, gt=0, le=MAX_SEQ_LENGTH)
     bf16: bool | None = None  # None: on where the device supports it (CUDA, or a CPU with bf16 units)
+    # the token-embedding matrix is most of a small multilingual model (EmbeddingGemma: 201M of
+    # 308M): frozen, it needs no gradient, no Adam state and no update
+    freeze_token_embeddings: bool = False
+    gradient_checkpointing: bool = False  # recompute activations in backward: less memory, more time
+    # AdamW's fused kernel: the same update in one pass over the parameters (several times faster
+    # than the per-tensor loop on a CPU); off falls back to torch's default implementation
+    fused_optimizer: bool = True
     loss: LossSpec = LossSpec()
 
 
@@ -131,7 +146,7 @@ class ProbeSpec(Strict):
     batch_size: int = Field(64, gt=0, le=MAX_BATCH)
     max_train: int = Field(20_000, gt=0, le=10_000_000)
     dims: list[Annotated[int, Field(gt=0, le=MAX_SEQ_LENGTH)]] = []
-    quantizations: list[Literal["int8", "binary"]] = []
+    quantizations: list[Quantization] = []
 
 
 class ObjectiveSpec(Strict):
@@ -156,7 +171,7 @@ class ObjectiveSpec(Strict):
 
 class SearchSpec(Strict):
     budget: int = Field(40, gt=0, le=MAX_TRIALS)
-    sampler: Literal["gp", "tpe", "random"] = "gp"
+    sampler: SamplerName = "gp"
     n_startup_trials: int = Field(10, ge=0, le=MAX_TRIALS)
     # disk budget: only the best K trial checkpoints are kept (and any a recorded soup uses)
     keep_checkpoints: int | None = Field(None, gt=0, le=MAX_TRIALS)
@@ -171,18 +186,48 @@ class Recipe(Strict):
     probe_only: list[FamilyEntry] = []
     seed_mixture: Union[str, dict[str, float], None] = None
     finetune: FinetuneSpec = FinetuneSpec()
+    # finetune settings that replace `finetune`'s when the base is this model (settings tuned on a
+    # small model do not carry over to a big one): {base: {learning_rate: ..., loss: {...}}}
+    finetune_by_base: dict[str, dict[str, Any]] = {}
     probes: ProbeSpec = ProbeSpec()
     objective: ObjectiveSpec = ObjectiveSpec()
     search: SearchSpec = SearchSpec()
 
+    @model_validator(mode="after")
+    def _valid_finetune_by_base(self) -> Recipe:
+        for base in self.finetune_by_base:
+            try:
+                self._finetune_with(base)
+            except ValidationError as exc:
+                err = exc.errors()[0]
+                loc = ".".join(str(p) for p in err["loc"])
+                if err["type"] == "extra_forbidden":
+                    raise ValueError(f"finetune_by_base.{base}: unknown key '{loc}'") from None
+                raise ValueError(f"finetune_by_base.{base}.{loc}: {err['msg']}") from None
+        return self
+
+    def _finetune_with(self, key: str) -> FinetuneSpec:
+        changes = self.finetune_by_base[key]
+        data = self.finetune.model_dump()
+        loss = {**data.pop("loss"), **(changes.get("loss") or {})}
+        return FinetuneSpec.model_validate({**data, **{k: v for k, v in changes.items() if k != "loss"}, "loss": loss})
+
+    def for_base(self, same_model: Callable[[str, str], bool] = operator.eq) -> Recipe:
+        """The recipe with the `finetune_by_base` entry of its base applied to `finetune`; the
+        section is then empty. `same_model` says whether an entry names the base (callers pass
+        soupkit.models.fetch.same_model: a short name, hub id or fetched folder of one model)."""
+        if not self.finetune_by_base:
+            return self
+        key = next((k for k in self.finetune_by_base if same_model(k, self.base)), None)
+        finetune = self._finetune_with(key) if key is not None else self.finetune
+        return self.model_copy(update={"finetune": finetune, "finetune_by_base": {}})
+
     @field_validator("name")
     @classmethod
     def _plain_name(cls, name: str) -> str:
-        if not NAME_PATTERN.match(name):
-            raise ValueError(
-                f"{name!r} is not a plain name: use letters, digits, '.', '_' and '-' (at most 100, starting "
-                "with a letter or digit); it names the study and its run folder runs/<name>"
-            )
+        problem = plain_name_problem(name)
+        if problem:
+            raise ValueError(f"{problem}; it names the study and its run folder runs/<name>")
         return name
 
     @field_validator("families")
@@ -212,6 +257,14 @@ class Recipe(Strict):
     def probe_names(self) -> list[str]:
         """Every probe scored: the trained families' and the probe-only ones."""
         return self.family_names() + self.probe_names_only()
+
+
+def plain_name_problem(name: str) -> str | None:
+    """Why `name` cannot name a folder soupkit creates (a path, `..`, empty), or None."""
+    if NAME_PATTERN.match(name):
+        return None
+    return (f"{name!r} is not a plain name: use letters, digits, '.', '_' and '-' (at most 100, starting with "
+            "a letter or digit)")
 
 
 def family_name(entry: FamilyEntry) -> str:

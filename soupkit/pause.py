@@ -2,7 +2,8 @@
 
 With SOUPKIT_TEST_PAUSE_AT=<phase>[:<n>] the n-th time (default the first) the process reaches
 `pause_for_test(<phase>)` it creates the file named by SOUPKIT_TEST_PAUSE_FILE and sleeps until it
-is killed or sent SIGUSR1 (which resumes it). Phases: `finetune` (checkpoint half-written under its
+is killed or sent SIGUSR1 (which resumes it). Phases: `first_trial` (run folder and study made, base
+model scored, no trial started yet), `finetune` (checkpoint half-written under its
 temporary name), `probe` (checkpoint written, trial not yet complete), `soup_write` (merged model
 half-written under its temporary name). Unset, it does nothing.
 """

@@ -53,7 +53,3 @@ def prompt_for(prompts: Mapping[str, str] | None, task: str, role: Role) -> str:
         if prompts.get(name):
             return prompts[name]
     return ""
-
-
-def with_prompt(prompt: str, texts: list[str]) -> list[str]:
-    return [prompt + t for t in texts] if prompt else list(texts)

@@ -31,6 +31,7 @@ ERROR = "error"  # why it failed ("interrupted" after Ctrl-C)
 SKIPPED = "skipped"  # why it gave way (pruned) instead of running
 SEEDED = "seeded"  # "recipe" for the recipe's seed mixture, queued before the first trial
 RETRY_OF = "retry_of"  # the number of the failed trial whose mixture it runs again
+BASE = "base"  # an ingredient's base model, when it differs from the study's
 WEIGHT_PREFIX = "weight "  # + family: one number per family, for the dashboard
 SCORE_PREFIX = "score "  # + probe: one number per probe, for the dashboard
 QUEUED_ATTRS = (SEEDED, RETRY_OF)  # what a re-queued mixture carries over
@@ -42,14 +43,14 @@ BASE_SCORES = "base_scores"  # {probe: score} of the base model
 BASE_OBJECTIVE = "base_objective"
 BASE_VALUES = "base_values"  # the study's objective values for the base model
 DATA_SECONDS = "data_seconds"  # time to build the families
-SOUPS = "soups"  # {name: SoupRecord as a dict}
-
-# later stages' studies (soupkit adapt)
-STAGE = "stage"  # "adapt" (an ingredient study says "ingredients"); a search study has none
-BANK = "bank"  # [{label, path, kind, run}]: an adapt study's checkpoints, in parameter order
-HELD_OUT_OVERLAPS = "held_out_overlaps"  # held-out probes whose source a bank run trained on
-CPU_SECONDS = "cpu_seconds"  # process CPU time of every run of the study, summed
+HELD_OUT_PROBES = "held_out_probes"  # what the held-out probes were scored on (search.study.HELD_OUT_HALVES)
+STAGE = "stage"  # the stage that made the study: none for a search, "ingredients", "adapt"
+BANK = "bank"  # an adapt study's bank: [{label, path, kind, run}]
+INGREDIENTS = "ingredients"  # an ingredient study's trained ingredients, as soups are recorded
+HELD_OUT_OVERLAPS = "held_out_overlaps"  # an adapt study's held-out probes whose source a bank run trained on
+CPU_SECONDS = "cpu_seconds"  # summed over every run of an adapt study
 WALL_SECONDS = "wall_seconds"
+SOUPS = "soups"  # {name: SoupRecord as a dict}
 
 INTERRUPTED = "interrupted"
 WORKER_DIED = "worker process died"
@@ -78,6 +79,7 @@ class TrialRecord:
     retry_of: int | None
     seeded: str | None
     worker: dict[str, Any]
+    base: str | None = None
 
     @classmethod
     def of(cls, trial) -> TrialRecord:
@@ -99,6 +101,7 @@ class TrialRecord:
             retry_of=attrs.get(RETRY_OF),
             seeded=attrs.get(SEEDED),
             worker=dict(attrs.get(WORKER) or {}),
+            base=attrs.get(BASE) if isinstance(attrs.get(BASE), str) else None,
         )
 
     def has_model(self) -> bool:
@@ -126,11 +129,18 @@ def record_mixture(trial, weights: Mapping[str, float]) -> None:
         trial.set_user_attr(WEIGHT_PREFIX + family, float(weight))
 
 
-def record_weights(trial, weights: Mapping[str, float]) -> None:
-    """An adapt proposal's soup weights over its bank (one number per member for the dashboard)."""
-    trial.set_user_attr(WEIGHTS, dict(weights))
+def record_proposal(trial, weights: Mapping[str, float], scores: Mapping[str, float], objective: float,
+                    seconds: Mapping[str, float]) -> None:
+    """An adapt proposal: its soup weights over the bank (no -0.0), scores, objective and seconds."""
+    weights = {k: round(v, 6) + 0.0 for k, v in weights.items()}
+    trial.set_user_attr(WEIGHTS, weights)
     for label, weight in weights.items():
-        trial.set_user_attr(WEIGHT_PREFIX + label, float(weight))
+        trial.set_user_attr(WEIGHT_PREFIX + label, weight)
+    trial.set_user_attr(SCORES, dict(scores))
+    for probe, score in scores.items():
+        trial.set_user_attr(SCORE_PREFIX + probe, float(score))
+    trial.set_user_attr(OBJECTIVE, objective)
+    trial.set_user_attr(SECONDS, dict(seconds))
 
 
 def record_checkpoint(trial, folder: Path) -> None:
@@ -152,8 +162,9 @@ def queued_attrs(trial) -> dict[str, Any]:
     return {k: v for k, v in trial.user_attrs.items() if k in QUEUED_ATTRS}
 
 
-def seeded_attrs() -> dict[str, Any]:
-    return {SEEDED: "recipe"}
+def seeded_attrs(why: str = "recipe") -> dict[str, Any]:
+    """What a queued seed carries: why it was queued ("recipe", "uniform", "base alone", ...)."""
+    return {SEEDED: why}
 
 
 def retry_attrs(number: int) -> dict[str, Any]:
@@ -175,6 +186,7 @@ class SoupRecord:
     base_share: float = 0.0
     weights: dict[str, float] = field(default_factory=dict)  # an adapt soup's weights over its bank
     role: str = ""  # an adapt soup's place on the front (e.g. "shipped")
+    trial: int | None = None  # the adapt proposal it was written from
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> SoupRecord:
@@ -188,6 +200,7 @@ class SoupRecord:
             base_share=float(data.get("base_share") or 0.0),
             weights=dict(data.get("weights") or {}),
             role=str(data.get("role") or ""),
+            trial=int(data["trial"]) if data.get("trial") is not None else None,
         )
 
 
@@ -202,6 +215,12 @@ class StudyRecord:
     base_values: list[float] | None
     data_seconds: float | None
     soups: dict[str, SoupRecord] = field(default_factory=dict)
+    stage: str | None = None
+    bank: list[dict[str, Any]] | None = None
+    cpu_seconds: float = 0.0
+    wall_seconds: float = 0.0
+    # recorded model folders (soups, ingredients): attribute -> {name: record as a dict}
+    records: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
 
     @classmethod
     def of(cls, study) -> StudyRecord:
@@ -214,6 +233,11 @@ class StudyRecord:
             base_values=attrs.get(BASE_VALUES),
             data_seconds=attrs.get(DATA_SECONDS),
             soups={name: SoupRecord.from_dict(s) for name, s in (attrs.get(SOUPS) or {}).items()},
+            stage=attrs.get(STAGE),
+            bank=attrs.get(BANK),
+            cpu_seconds=float(attrs.get(CPU_SECONDS) or 0.0),
+            wall_seconds=float(attrs.get(WALL_SECONDS) or 0.0),
+            records={key: dict(_named_records(attrs.get(key))) for key in (SOUPS, INGREDIENTS)},
         )
 
     def recipe(self):
@@ -223,6 +247,15 @@ class StudyRecord:
         return None if self.recipe_json is None else Recipe.model_validate(json.loads(self.recipe_json))
 
 
+def _named_records(value) -> list[tuple[str, dict]]:
+    """{name: record} or [record with a name] -> [(name, record)], skipping what is not a record."""
+    if isinstance(value, dict):
+        return [(str(k), v) for k, v in value.items() if isinstance(v, dict)]
+    if isinstance(value, list):
+        return [(str(v.get("name", i)), v) for i, v in enumerate(value) if isinstance(v, dict)]
+    return []
+
+
 def record_recipe(study, recipe_json: str) -> None:
     study.set_user_attr(RECIPE, recipe_json)
 
@@ -230,6 +263,38 @@ def record_recipe(study, recipe_json: str) -> None:
 def record_base_scores(study, base_model: str, scores: Mapping[str, float]) -> None:
     study.set_user_attr(BASE_SCORES, dict(scores))
     study.set_user_attr(BASE_MODEL, base_model)
+
+
+def record_base_result(study, scores: Mapping[str, float], objective: float, values: list[float]) -> None:
+    """The base model's scores, objective and values, when a stage scores it itself (adapt)."""
+    study.set_user_attr(BASE_SCORES, dict(scores))
+    study.set_user_attr(BASE_OBJECTIVE, objective)
+    study.set_user_attr(BASE_VALUES, list(values))
+
+
+def held_out_mark(study) -> str | None:
+    return study.user_attrs.get(HELD_OUT_PROBES)
+
+
+def record_held_out_mark(study, mark: str) -> None:
+    study.set_user_attr(HELD_OUT_PROBES, mark)
+
+
+def record_stage(study, stage: str, bank: list[dict[str, Any]] | None = None,
+                 held_out_overlaps: list[str] | None = None) -> None:
+    study.set_user_attr(STAGE, stage)
+    if bank is not None:
+        study.set_user_attr(BANK, bank)
+    if held_out_overlaps is not None:
+        study.set_user_attr(HELD_OUT_OVERLAPS, list(held_out_overlaps))
+
+
+def add_seconds(study, cpu: float, wall: float) -> StudyRecord:
+    """Add one run's CPU and wall seconds to the study's totals; the record with the new totals."""
+    before = StudyRecord.of(study)
+    study.set_user_attr(CPU_SECONDS, round(before.cpu_seconds + cpu, 1))
+    study.set_user_attr(WALL_SECONDS, round(before.wall_seconds + wall, 1))
+    return StudyRecord.of(study)
 
 
 def record_base_summary(study, objective: float, values: list[float], data_seconds: float) -> None:

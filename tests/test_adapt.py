@@ -19,17 +19,15 @@ from soupkit.probes.score import ProbeSettings, score_probes
 from soupkit.search.run import effective_recipe_json
 from soupkit.search.study import default_storage
 from soupkit.soups.adapt import run_adapt
-from tests.conftest import build_tiny_bert
-from tests.test_search import search, tiny_recipe
 
 QUIET = {"log": lambda line: None}
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory) -> list[Path]:
+def models(tiny_bert, tmp_path_factory) -> list[Path]:
     """A base and three 'checkpoints' of it: one architecture and tokenizer, different weights."""
     root = tmp_path_factory.mktemp("adapt-models")
-    return [build_tiny_bert(root / f"model-{seed}", seed=seed) for seed in range(4)]
+    return [tiny_bert(root / f"model-{seed}", seed=seed) for seed in range(4)]
 
 
 def fake_run(folder: Path, base: Path, checkpoints: list[Path], objectives: list[float], recipe) -> Path:
@@ -60,7 +58,7 @@ def probe_scores(path: Path, recipe) -> dict[str, float]:
     return score_probes(SentenceTransformer(str(path), device="cpu"), probes, ProbeSettings.from_recipe(recipe, False))
 
 
-def test_adapt_seeds_searches_and_writes_the_best_soups(models, tmp_path):
+def test_adapt_seeds_searches_and_writes_the_best_soups(tiny_recipe, models, tmp_path):
     recipe = tiny_recipe(models[0])
     run = fake_run(tmp_path / "run", models[0], models[1:], [0.3, 0.5, 0.4], recipe)
     out = tmp_path / "adapt"
@@ -120,7 +118,7 @@ def _narrow_head(source: Path, destination: Path, width: int) -> Path:
     return destination
 
 
-def test_unmergeable_members_are_named_and_skipped(models, tmp_path):
+def test_unmergeable_members_are_named_and_skipped(tiny_recipe, models, tmp_path):
     recipe = tiny_recipe(models[0])
     narrow = _narrow_head(models[3], tmp_path / "narrow", 8)
     run = fake_run(tmp_path / "run", models[0], [models[1], narrow], [0.3, 0.5], recipe)
@@ -133,7 +131,7 @@ def test_unmergeable_members_are_named_and_skipped(models, tmp_path):
                        f"has shape [8, 32], but {models[0]}/2_Dense/model.safetensors has [16, 32]"]
 
 
-def test_fewer_than_two_mergeable_is_one_line_and_writes_nothing(models, tmp_path):
+def test_fewer_than_two_mergeable_is_one_line_and_writes_nothing(tiny_recipe, models, tmp_path):
     recipe = tiny_recipe(models[0])
     odd = [_narrow_head(models[i], tmp_path / f"narrow-{w}", w) for i, w in ((1, 8), (2, 4))]
     run = fake_run(tmp_path / "run", models[0], odd, [0.3, 0.5], recipe)
@@ -147,7 +145,7 @@ def test_fewer_than_two_mergeable_is_one_line_and_writes_nothing(models, tmp_pat
     assert not out.exists()
 
 
-def test_bad_input_is_one_line_and_writes_nothing(models, tmp_path):
+def test_bad_input_is_one_line_and_writes_nothing(tiny_recipe, models, tmp_path):
     recipe_file = tmp_path / "tiny.yaml"
     recipe_file.write_text(json.dumps(tiny_recipe(models[0]).model_dump(mode="json")))
     run = fake_run(tmp_path / "run", models[0], models[1:3], [0.3, 0.5], tiny_recipe(models[0]))
@@ -174,7 +172,7 @@ def test_bad_input_is_one_line_and_writes_nothing(models, tmp_path):
     assert unknown.exit_code == 2 and unknown.output.startswith("error: recipe file not found")
 
 
-def test_adapt_on_a_real_search_with_a_pareto_recipe(tiny_model, tmp_path):
+def test_adapt_on_a_real_search_with_a_pareto_recipe(search, tiny_recipe, tiny_model, tmp_path):
     """End to end from the CLI: a search's run folder is the bank; the shipped soup is the best
     domain score within the general bound; report shows the soups."""
     recipe = tiny_recipe(tiny_model, learning_rate=5e-3)
@@ -197,7 +195,7 @@ def test_adapt_on_a_real_search_with_a_pareto_recipe(tiny_model, tmp_path):
     assert f"soup {next(iter(soups))} (adapt" in report.output
 
 
-def test_held_out_probes_whose_source_the_bank_trained_on_are_named(models, tmp_path):
+def test_held_out_probes_whose_source_the_bank_trained_on_are_named(tiny_recipe, models, tmp_path):
     from soupkit.config import Recipe
     from soupkit.soups.bank import held_out_overlaps
 

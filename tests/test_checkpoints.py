@@ -13,7 +13,6 @@ from soupkit.cli import main
 from soupkit.config import Recipe
 from soupkit.soups.study_soup import ranked_ingredients
 from soupkit.search.checkpoints import keep_best_checkpoints, remove_partial_checkpoints
-from tests.test_search import load_study, search, tiny_recipe
 
 
 def fake_study(tmp_path: Path, objectives: list, directions=("maximize",)):
@@ -65,7 +64,7 @@ def test_partial_checkpoints_of_running_trials_are_left_alone(tmp_path):
     assert kept(tmp_path) == [".tmp-trial-0001-abc", "trial-0000"]
 
 
-def test_search_keeps_the_best_k_and_soups_still_work(tiny_model, tmp_path):
+def test_search_keeps_the_best_k_and_soups_still_work(load_study, search, tiny_recipe, tiny_model, tmp_path):
     recipe = tiny_recipe(tiny_model)
     recipe = Recipe.model_validate({**recipe.model_dump(), "search": {**recipe.search.model_dump(),
                                                                        "keep_checkpoints": 2}})
@@ -80,7 +79,7 @@ def test_search_keeps_the_best_k_and_soups_still_work(tiny_model, tmp_path):
 def test_keep_checkpoints_must_be_positive(tmp_path):
     done = CliRunner().invoke(main, ["search", "--keep-checkpoints", "0", "--out", str(tmp_path / "run")])
     assert done.exit_code == 2
-    assert done.output.strip() == "error: --keep-checkpoints must be a positive number of checkpoints, got 0"
+    assert done.output.strip() == "error: --keep-checkpoints: Input should be greater than 0, got 0"
     assert not (tmp_path / "run").exists()
 
 
@@ -92,7 +91,7 @@ def test_recipe_keep_checkpoints_must_be_positive(tmp_path, value):
     assert done.exit_code == 2 and "search.keep_checkpoints: Input should be greater than 0" in done.output
 
 
-def test_checkpoints_can_go_to_a_folder_of_their_own(tiny_model, tmp_path):
+def test_checkpoints_can_go_to_a_folder_of_their_own(load_study, search, tiny_recipe, tiny_model, tmp_path):
     out, shared = tmp_path / "run", tmp_path / "shared-checkpoints"
     search(tiny_recipe(tiny_model), out, budget=2, checkpoints=shared)
     study = load_study(out)

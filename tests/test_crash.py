@@ -23,7 +23,6 @@ from click.testing import CliRunner
 from soupkit.cli import main
 import soupkit.search.study
 from soupkit.model_folder import read_model_folder
-from tests.test_search import load_study, search, tiny_recipe
 
 TRIAL_FILES = {"modules.json", "model.safetensors", "mixture.yaml", "config.json"}
 
@@ -64,14 +63,14 @@ def search_args(recipe: Path, out: Path, budget: int) -> list[str]:
 
 
 @pytest.fixture
-def recipe_file(tiny_model, tmp_path) -> Path:
+def recipe_file(tiny_recipe, tiny_model, tmp_path) -> Path:
     path = tmp_path / "tiny.yaml"
     path.write_text(yaml.safe_dump(tiny_recipe(tiny_model).model_dump(mode="json"), sort_keys=False))
     return path
 
 
 @pytest.mark.parametrize("phase", ["finetune:2", "probe:2"])
-def test_search_killed_mid_trial_resumes_and_loses_nothing(phase, recipe_file, tiny_model, tmp_path):
+def test_search_killed_mid_trial_resumes_and_loses_nothing(load_study, search, tiny_recipe, phase, recipe_file, tiny_model, tmp_path):
     out = tmp_path / "run"
     proc = run_until_paused(search_args(recipe_file, out, budget=3), phase, tmp_path)
     kill9(proc)
@@ -101,13 +100,15 @@ def test_search_killed_mid_trial_resumes_and_loses_nothing(phase, recipe_file, t
     assert_only_whole_models(trials_dir, TRIAL_FILES)
 
 
-def test_soup_killed_while_writing_leaves_no_partial_soup(tiny_model, tmp_path):
+def test_soup_killed_while_writing_leaves_no_partial_soup(load_study, search, tiny_recipe, tiny_model, tmp_path):
     out = tmp_path / "run"
     search(tiny_recipe(tiny_model), out, budget=2)
     proc = run_until_paused(["soup", "--out", str(out), "--top-k", "2"], "soup_write", tmp_path)
     soups = out / "soups"
-    staging = [p.name for p in soups.iterdir()]
-    assert len(staging) == 1 and staging[0].startswith(".tmp-uniform-top2-")
+    # the soup is written (and then scored) under a hidden temporary folder of the run
+    staging = [p.name for p in out.iterdir() if p.name.startswith(".")]
+    assert len(staging) == 1 and staging[0].startswith(".tmp-soup-uniform-top2-")
+    assert not (soups / "uniform-top2").exists()
     kill9(proc)
 
     assert not (soups / "uniform-top2").exists()
@@ -120,7 +121,7 @@ def test_soup_killed_while_writing_leaves_no_partial_soup(tiny_model, tmp_path):
 
 
 @pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used with Study.optimize")
-def test_trial_of_a_lost_machine_is_retried_once_its_heartbeat_stops(tiny_model, tmp_path, monkeypatch):
+def test_trial_of_a_lost_machine_is_retried_once_its_heartbeat_stops(load_study, search, tiny_recipe, tiny_model, tmp_path, monkeypatch):
     monkeypatch.setattr(soupkit.search.study, "HEARTBEAT_SECONDS", 1)
     monkeypatch.setattr(soupkit.search.study, "GRACE_SECONDS", 1)
     out = tmp_path / "run"
@@ -139,3 +140,43 @@ def test_trial_of_a_lost_machine_is_retried_once_its_heartbeat_stops(tiny_model,
     assert trials[lost.number].state.name == "FAIL"
     retry = [t for t in trials if t.system_attrs.get("failed_trial") == lost.number]
     assert len(retry) == 1 and retry[0].state.name == "COMPLETE" and retry[0].params == lost.params
+
+
+def interrupt(proc: subprocess.Popen) -> str:
+    """Ctrl-C, as a terminal sends it; the process's whole output."""
+    proc.send_signal(signal.SIGINT)
+    output = proc.communicate(timeout=120)[0]
+    assert "Traceback" not in output and "Aborted!" not in output, output[-3000:]
+    assert proc.returncode == 130, output[-3000:]  # what shells expect of Ctrl-C (used to be 1, "Aborted!")
+    return output
+
+
+def test_ctrl_c_before_the_first_trial_leaves_no_run_folder(recipe_file, tmp_path):
+    out = tmp_path / "run"
+    proc = run_until_paused(search_args(recipe_file, out, budget=1), "first_trial", tmp_path)
+    assert (out / "study.db").is_file()  # the base model was scored: the folder exists at this point
+    output = interrupt(proc)
+    assert "interrupted: before the first trial started; nothing was written" in output
+    assert not out.exists()
+
+
+def test_ctrl_c_during_a_trial_says_what_was_saved_and_resume_reruns_its_mixture(recipe_file, tiny_model, tmp_path,
+                                                                                 load_study):
+    out = tmp_path / "run"
+    args = search_args(recipe_file, out, budget=2)
+    proc = run_until_paused(args, "probe:2", tmp_path)
+    output = interrupt(proc)
+    line = next(line for line in output.splitlines() if line.startswith("interrupted: "))
+    assert f"1 completed trial saved in {out / 'study.db'} (models in {out / 'trials'})" in line
+    assert "trial #1 was cut short and runs again with its mixture" in line
+    assert line.endswith("resume with: soupkit " + " ".join(args))
+    cut = load_study(out).trials[1]
+    assert cut.state.name == "FAIL" and cut.user_attrs["error"] == "interrupted"
+
+    resumed = CliRunner().invoke(main, args)
+    assert resumed.exit_code == 0, resumed.output
+    # it said "re-queued interrupted trials: 1" (a trial number read as a count), or "...: 0" for trial 0
+    assert "re-queued 1 interrupted trial (#1): its mixture runs again" in resumed.output
+    trials = load_study(out).trials
+    retry = [t for t in trials if t.user_attrs.get("retry_of") == 1]
+    assert len(retry) == 1 and retry[0].state.name == "COMPLETE" and retry[0].params == cut.params

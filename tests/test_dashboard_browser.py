@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_search import load_study, search, tiny_recipe
 
 pytestmark = pytest.mark.browser
 
@@ -42,7 +41,7 @@ def listening_addresses(port: int) -> set[str]:
 
 
 @pytest.fixture
-def dashboard(tiny_model, tmp_path):
+def dashboard(search, tiny_recipe, tiny_model, tmp_path):
     out = tmp_path / "run"
     search(tiny_recipe(tiny_model), out, budget=2)
     port = free_port()
@@ -90,7 +89,7 @@ def page_text_with(browser, *needles: str, seconds: float = 45) -> str:
         time.sleep(0.3)
 
 
-def test_dashboard_shows_the_study_its_trials_and_their_attributes(dashboard, browser):
+def test_dashboard_shows_the_study_its_trials_and_their_attributes(load_study, dashboard, browser):
     from selenium.webdriver.common.by import By
 
     out, port = dashboard
@@ -113,4 +112,5 @@ def test_dashboard_shows_the_study_its_trials_and_their_attributes(dashboard, br
             browser, f"Trial {trial.number} (trial_id=", "User Attributes",
             f"checkpoint {attrs['checkpoint']}", f"mixture {json.dumps(attrs['mixture'])}",
             f"scores {json.dumps(attrs['scores'])}", f"worker {json.dumps(attrs['worker'])}",
+            *(f"weight {family} {weight}" for family, weight in attrs["mixture"].items()),
         )

@@ -27,7 +27,6 @@ import yaml
 
 from soupkit.search.study import open_study
 from soupkit.search.workers import mixture_key
-from tests.test_search import tiny_recipe
 
 pytestmark = pytest.mark.postgres
 
@@ -107,8 +106,8 @@ def postgres_url(postgres_server) -> str:
     return postgres_server.new_database()
 
 
-def write_recipe(model: Path, path: Path) -> Path:
-    path.write_text(yaml.safe_dump(tiny_recipe(model).model_dump(mode="json"), sort_keys=False))
+def write_recipe(recipe, path: Path) -> Path:
+    path.write_text(yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False))
     return path
 
 
@@ -159,8 +158,8 @@ def assert_budget_met(url: str, budget: int) -> list:
     return trials
 
 
-def test_two_workers_share_one_budget(tiny_model, tmp_path, postgres_url):
-    recipe = write_recipe(tiny_model, tmp_path / "tiny.yaml")
+def test_two_workers_share_one_budget(tiny_recipe, tiny_model, tmp_path, postgres_url):
+    recipe = write_recipe(tiny_recipe(tiny_model), tmp_path / "tiny.yaml")
     out = tmp_path / "shared"  # the folder every worker reaches
     marker = tmp_path / "paused"
     # the first holds its first trial (paused before probing) while the second fills the rest of the
@@ -185,8 +184,8 @@ def test_two_workers_share_one_budget(tiny_model, tmp_path, postgres_url):
     )
 
 
-def test_a_killed_worker_loses_nothing(tiny_model, tmp_path, postgres_url):
-    recipe = write_recipe(tiny_model, tmp_path / "tiny.yaml")
+def test_a_killed_worker_loses_nothing(tiny_recipe, tiny_model, tmp_path, postgres_url):
+    recipe = write_recipe(tiny_recipe(tiny_model), tmp_path / "tiny.yaml")
     out = tmp_path / "shared"
     marker = tmp_path / "paused"
     # the victim stops after its first finetune, before probing, and is killed there while the
@@ -209,3 +208,21 @@ def test_a_killed_worker_loses_nothing(tiny_model, tmp_path, postgres_url):
     assert len(retry) == 1 and retry[0].state.name == "COMPLETE"
     assert retry[0].params == dead[0].params
     assert {t.user_attrs["worker"]["pid"] for t in trials if t.state.name == "COMPLETE"} == {survivor.pid}
+
+
+def test_a_password_in_the_storage_url_reaches_no_file_and_no_terminal(tiny_model, tmp_path, postgres_url):
+    """Issue 11 #5: the URL was saved verbatim in every soupkit_trial.yaml (`command:`) and printed
+    in full at the end. The server trusts local connections, so any password is accepted."""
+    secret = "hunter2-s3cret"
+    url = postgres_url.replace(f"{DB_USER}@", f"{DB_USER}:{secret}@")
+    recipe = write_recipe(tiny_model, tmp_path / "tiny.yaml")
+    out = tmp_path / "run"
+    output = finish(start_worker(recipe, out, url, budget=1))
+    assert secret not in output and f"{DB_USER}:***@" in output
+    for path in out.rglob("*"):
+        if path.is_file():
+            assert secret.encode() not in path.read_bytes(), path
+    trial_record = yaml.safe_load(next(out.glob("trials/trial-*/soupkit_trial.yaml")).read_text())
+    assert f"--storage 'postgresql://{DB_USER}:***@" in trial_record["command"]
+    study = open_study(postgres_url, "tiny", None, ["maximize"])
+    assert secret not in repr([t.user_attrs for t in study.trials]) + repr(study.user_attrs)

@@ -16,16 +16,15 @@ from soupkit.merge import merge_models
 from soupkit.model_folder import read_model_folder
 from soupkit.merge.compat import largest_compatible_group
 from soupkit.merge.in_memory import InMemoryMerge
-from tests.conftest import build_tiny_bert
 
 TEXTS = ["cholera due to vibrio cholerae", "typhoid fever with heart involvement", "a debian package"]
 
 
 @pytest.fixture(scope="session")
-def bank(tmp_path_factory) -> list[Path]:
+def bank(tiny_bert, tmp_path_factory) -> list[Path]:
     """Three tiny models of one architecture and tokenizer, different weights (Dense head included)."""
     root = tmp_path_factory.mktemp("bank")
-    return [build_tiny_bert(root / f"model-{seed}", seed=seed) for seed in range(3)]
+    return [tiny_bert(root / f"model-{seed}", seed=seed) for seed in range(3)]
 
 
 def state(model) -> dict[str, torch.Tensor]:

@@ -92,3 +92,32 @@ def test_the_foundation_imports_only_the_foundation():
 def test_soups_package_init_is_a_docstring_only():
     tree = ast.parse((PACKAGE / "soups" / "__init__.py").read_text())
     assert len(tree.body) == 1 and isinstance(tree.body[0], ast.Expr)
+
+
+def test_optuna_is_used_through_its_public_api():
+    private = ("._storage", "._study_id", "._trial_id")
+    found = {str(p.relative_to(PACKAGE)): [name for name in private if name in p.read_text()]
+             for p in PACKAGE.rglob("*.py")}
+    assert {path: names for path, names in found.items() if names} == {}
+
+
+def test_study_attributes_are_read_and_written_in_the_study_record_only():
+    """Every user attribute of a study or trial goes through soupkit/study_record.py, where its key
+    is spelled once (enqueue_trial's `user_attrs=` takes what the record module builds)."""
+    found = {}
+    for path in PACKAGE.rglob("*.py"):
+        if path.name == "study_record.py":
+            continue
+        text = path.read_text().replace("user_attrs=", "")
+        uses = [name for name in (".user_attrs", "set_user_attr(") if name in text]
+        if uses:
+            found[str(path.relative_to(PACKAGE))] = uses
+    assert found == {}
+
+
+def test_tests_share_helpers_through_conftest_fixtures():
+    tests = Path(__file__).parent
+    importing = [p.name for p in tests.glob("test_*.py")
+                 if any(isinstance(node, ast.ImportFrom) and (node.module or "").startswith("tests")
+                        for node in ast.walk(ast.parse(p.read_text())))]
+    assert importing == []

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from soupkit.prompts import EMBEDDINGGEMMA_PROMPTS, PROMPT_NAMES, prompt_for, with_prompt
+from soupkit.prompts import EMBEDDINGGEMMA_PROMPTS, PROMPT_NAMES, prompt_for
 
 SEARCH_QUERY = "task: search result | query: "
 DOCUMENT = "title: none | text: "
@@ -62,10 +62,3 @@ def test_paraphrase_falls_back_to_pair_classification():
 
 def test_unknown_task_gets_no_prompt():
     assert prompt_for(EMBEDDINGGEMMA_PROMPTS, "astrology", "query") == ""
-
-
-def test_with_prompt_prefixes_every_text_and_copies_when_empty():
-    texts = ["Cholera", "Typhoid fever"]
-    assert with_prompt(SEARCH_QUERY, texts) == [SEARCH_QUERY + "Cholera", SEARCH_QUERY + "Typhoid fever"]
-    unchanged = with_prompt("", texts)
-    assert unchanged == texts and unchanged is not texts

@@ -24,7 +24,6 @@ from soupkit.soups.study_soup import build_soup
 from soupkit.report.dashboard import ARTIFACT_DIR, artifact_store, study_artifacts
 from soupkit.report.figures import FIGURES
 from soupkit.search.study import default_storage, open_storage
-from tests.test_search import search, tiny_recipe
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -33,7 +32,7 @@ ONE_OBJECTIVE_FIGURES = [k for k in ALL_FIGURES if k != "pareto"]
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory, tiny_model_dir):
+def runs(search, tiny_recipe, tmp_path_factory, tiny_model_dir):
     """One storage, three real studies: `tiny` (3 trials, a soup, a failed and a running trial),
     `tiny-pareto` (two objectives) and `tiny-diverging` (its only trial failed)."""
     root = tmp_path_factory.mktemp("report")

@@ -13,38 +13,13 @@ from safetensors.torch import load_file
 
 from soupkit.config import Recipe
 from soupkit.errors import SoupkitError
-from soupkit.search.run import run_search
 from soupkit.search.space import params_for_mixture
 from soupkit.search.study import default_storage, open_study
 
 FAMILIES = ["medical-icd10", "medical-icd10-chapters"]
 
 
-def tiny_recipe(model: Path, **finetune) -> Recipe:
-    return Recipe.model_validate(
-        {
-            "name": "tiny",
-            "base": str(model),
-            "families": FAMILIES,
-            "seed_mixture": {"medical-icd10": 3, "medical-icd10-chapters": 1},
-            "finetune": {"steps": 3, "batch_size": 4, "max_seq_length": 32, "bf16": False, **finetune},
-            "probes": {"probe_size": 20, "probe_corpus": 40, "max_seq_length": 32, "max_train": 200},
-            "search": {"budget": 2, "sampler": "tpe", "n_startup_trials": 1},
-        }
-    )
-
-
-def search(recipe: Recipe, out: Path, budget: int | None = None, **kw):
-    if budget is not None:
-        recipe = recipe.model_copy(update={"search": recipe.search.model_copy(update={"budget": budget})})
-    return run_search(recipe, out, log=lambda s: None, show_progress=False, **kw)
-
-
-def load_study(out: Path):
-    return open_study(default_storage(out), "tiny", None, ["maximize"])
-
-
-def test_search_records_every_trial_and_resumes(tiny_model, tmp_path):
+def test_search_records_every_trial_and_resumes(load_study, search, tiny_recipe, tiny_model, tmp_path):
     out = tmp_path / "run"
     result = search(tiny_recipe(tiny_model), out)
     assert result.completed == 2
@@ -61,6 +36,12 @@ def test_search_records_every_trial_and_resumes(tiny_model, tmp_path):
         assert (ckpt / "modules.json").is_file() and (ckpt / "mixture.yaml").is_file()
         assert (ckpt / "soupkit_trial.yaml").is_file()
     assert set(study.user_attrs["base_scores"]) == set(FAMILIES)
+    # what optuna-dashboard shows: named objectives, and each weight and score as a number it sorts
+    # and plots (not only the raw x_<family> draws)
+    assert study.metric_names == ["objective"]
+    for t in trials:
+        assert {f: t.user_attrs[f"weight {f}"] for f in FAMILIES} == t.user_attrs["mixture"]
+        assert {p: t.user_attrs[f"score {p}"] for p in FAMILIES} == t.user_attrs["scores"]
     assert not list((out / "trials").glob(".tmp-*"))
 
     # the same command again finishes nothing more; a larger budget runs exactly the difference
@@ -69,7 +50,7 @@ def test_search_records_every_trial_and_resumes(tiny_model, tmp_path):
     assert len(load_study(out).trials) == 3
 
 
-def test_same_seed_and_mixture_give_the_same_checkpoint(tiny_model, tmp_path):
+def test_same_seed_and_mixture_give_the_same_checkpoint(tiny_recipe, tiny_model, tmp_path):
     from soupkit.base_model import load_model
     from soupkit.data.load import load_families
     from soupkit.train.finetune import finetune_on_mixture
@@ -88,16 +69,19 @@ def test_same_seed_and_mixture_give_the_same_checkpoint(tiny_model, tmp_path):
     assert any(not torch.equal(original[k], tensors[0][k]) for k in original if original[k].is_floating_point())
 
 
-def test_diverging_trials_fail_with_their_reason(tiny_model, tmp_path):
+def test_diverging_trials_fail_with_their_reason(load_study, search, tiny_recipe, tiny_model, tmp_path):
     out = tmp_path / "run"
+    recipe = tiny_recipe(tiny_model)
+    # past the bound a recipe may set (learning_rate <= 1): model_copy does not validate
+    diverging = recipe.model_copy(update={"finetune": recipe.finetune.model_copy(update={"learning_rate": 1e30})})
     with pytest.raises(SoupkitError, match="2 trials failed in a row"):
-        search(tiny_recipe(tiny_model, learning_rate=1e30), out, max_failures=2)
+        search(diverging, out, max_failures=2)
     trials = load_study(out).trials
     assert [t.state.name for t in trials] == ["FAIL", "FAIL"]
     assert all("loss became nan" in t.user_attrs["error"] for t in trials)
 
 
-def test_trial_of_a_killed_worker_is_rerun_with_its_mixture(tiny_model, tmp_path):
+def test_trial_of_a_killed_worker_is_rerun_with_its_mixture(load_study, search, tiny_recipe, tiny_model, tmp_path):
     out = tmp_path / "run"
     search(tiny_recipe(tiny_model), out, budget=1)
     study = load_study(out)
@@ -121,14 +105,14 @@ def test_trial_of_a_killed_worker_is_rerun_with_its_mixture(tiny_model, tmp_path
     assert retry[0].user_attrs["mixture"] == pytest.approx({"medical-icd10": 0.1, "medical-icd10-chapters": 0.9})
 
 
-def test_a_study_of_another_recipe_is_not_mixed_in(tiny_model, tmp_path):
+def test_a_study_of_another_recipe_is_not_mixed_in(search, tiny_recipe, tiny_model, tmp_path):
     out = tmp_path / "run"
     search(tiny_recipe(tiny_model), out, budget=1)
     with pytest.raises(SoupkitError, match="different recipe \\(field 'finetune' differs\\)"):
         search(tiny_recipe(tiny_model, steps=5), out, budget=2)
 
 
-def test_pareto_search_keeps_domain_and_general_values(tiny_model, tmp_path):
+def test_pareto_search_keeps_domain_and_general_values(search, tiny_recipe, tiny_model, tmp_path):
     recipe = tiny_recipe(tiny_model)
     recipe = Recipe.model_validate(
         {**recipe.model_dump(), "objective": {"mode": "pareto", "domain": ["medical-icd10"]}}
@@ -136,6 +120,7 @@ def test_pareto_search_keeps_domain_and_general_values(tiny_model, tmp_path):
     out = tmp_path / "run"
     search(recipe, out, budget=2)
     study = open_study(default_storage(out), "tiny", None, ["maximize", "maximize"])
+    assert study.metric_names == ["domain", "general"]
     for t in study.trials:
         scores = t.user_attrs["scores"]
         assert t.values == pytest.approx([scores["medical-icd10"], scores["medical-icd10-chapters"]])
@@ -158,3 +143,23 @@ def test_hard_negative_column_is_used_when_some_rows_have_one(tiny_model):
     assert len(batch_features(model, Batch("f", rows), "retrieval", use_negatives=False)) == 2
     plain = [TrainExample("q1", "p1", None, "g1"), TrainExample("q2", "p2", None, "g2")]
     assert len(batch_features(model, Batch("f", plain), "retrieval", use_negatives=True)) == 2
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("postgresql://u:hunter2@db:5432/x", "postgresql://u:***@db:5432/x"),
+        ("postgresql://u@db/x?password=hunter2&sslmode=require", "postgresql://u@db/x?password=***&sslmode=require"),
+        ("mysql+pymysql://u:hunter2@db/x", "mysql+pymysql://u:***@db/x"),
+        ("sqlite:////tmp/run/study.db", "sqlite:////tmp/run/study.db"),
+        ("not a url ://u:hunter2@x/?password=hunter2", "not a url ://u:***@x/?password=***"),
+    ],
+)
+def test_storage_urls_are_shown_without_passwords(url, shown):
+    from soupkit.search.study import redact, redact_text, redacted_command
+
+    assert redact(url) == shown
+    assert "hunter2" not in redacted_command(["soupkit", "search", "--storage", url])
+    assert "hunter2" not in redacted_command(["soupkit", "search", f"--storage={url}"])
+    if "hunter2" in url:
+        assert "hunter2" not in redact_text(f"could not connect to {url}: password hunter2 rejected", url)

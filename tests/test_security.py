@@ -16,7 +16,6 @@ import soupkit
 from soupkit.base_model import load_model
 from soupkit.cli import main
 from soupkit.errors import SoupkitError
-from tests.test_bad_input import one_line_error, search, tiny_recipe_file
 
 SOURCE = Path(soupkit.__file__).parent
 
@@ -33,16 +32,16 @@ def pickled_copy(model: Path, folder: Path, keep_config_only: bool = False) -> P
 
 
 @pytest.mark.parametrize("plain", [False, True], ids=["sentence-transformers", "transformers"])
-def test_a_base_model_with_pickled_weights_only_is_refused(tiny_model, tmp_path, plain):
+def test_a_base_model_with_pickled_weights_only_is_refused(one_line_error, search_command, tiny_recipe_file, tiny_model, tmp_path, plain):
     pickled = pickled_copy(tiny_model, tmp_path / "pickled", keep_config_only=plain)
     recipe = tiny_recipe_file(tiny_model, tmp_path / "tiny.yaml")
-    one_line_error(search(recipe, tmp_path / "run", "--base", str(pickled)),
+    one_line_error(search_command(recipe, tmp_path / "run", "--base", str(pickled)),
                    f"{pickled / 'pytorch_model.bin'}: pickled weights are not read", workdir=tmp_path)
     with pytest.raises(SoupkitError, match="pickled weights are not read"):
         load_model(str(pickled), "cpu")
 
 
-def test_a_model_with_its_own_code_is_not_run_without_the_flag(tiny_model, tmp_path):
+def test_a_model_with_its_own_code_is_not_run_without_the_flag(one_line_error, search_command, tiny_recipe_file, tiny_model, tmp_path):
     evil = tmp_path / "evil"
     evil.mkdir()
     (evil / "config.json").write_text('{"model_type": "evil", "architectures": ["EvilModel"], "auto_map": '
@@ -51,7 +50,7 @@ def test_a_model_with_its_own_code_is_not_run_without_the_flag(tiny_model, tmp_p
     (evil / "configuration_evil.py").write_text(payload)
     (evil / "modeling_evil.py").write_text(payload)
     recipe = tiny_recipe_file(tiny_model, tmp_path / "tiny.yaml")
-    one_line_error(search(recipe, tmp_path / "run", "--base", str(evil)), "contains custom code",
+    one_line_error(search_command(recipe, tmp_path / "run", "--base", str(evil)), "contains custom code",
                    "--trust-remote-code", workdir=tmp_path)
     assert not (tmp_path / "ran").exists()
 
@@ -96,15 +95,20 @@ def test_no_code_turns_on_remote_code_or_unsafe_loading():
         assert "torch.load(" not in text and "pickle.load" not in text, path
 
 
-def test_yaml_tags_that_run_code_are_refused(tmp_path):
+def test_yaml_tags_that_run_code_are_refused(one_line_error, tmp_path):
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text(f"name: !!python/object/apply:os.system ['touch {tmp_path / 'pwned'}']\nfamilies: [x]\n")
     one_line_error(["validate", str(recipe)], f"{recipe}:", "malformed YAML", workdir=tmp_path)
     assert not (tmp_path / "pwned").exists()
 
 
-@pytest.mark.parametrize(("flag", "host"), [([], "127.0.0.1"), (["--host", "0.0.0.0"], "0.0.0.0")])
-def test_dashboard_listens_on_loopback_unless_told(monkeypatch, tmp_path, flag, host):
+@pytest.mark.parametrize(
+    ("flag", "host", "warned"),
+    [([], "127.0.0.1", False), (["--host", "localhost"], "localhost", False), (["--host", "::1"], "::1", False),
+     (["--host", "0.0.0.0"], "0.0.0.0", True)],
+)
+def test_dashboard_listens_on_loopback_unless_told(monkeypatch, tmp_path, flag, host, warned):
+    """Issue 11 #6: a non-loopback --host used to serve the study to the network without a word."""
     import optuna_dashboard
 
     from soupkit.search.study import default_storage, open_storage
@@ -115,3 +119,7 @@ def test_dashboard_listens_on_loopback_unless_told(monkeypatch, tmp_path, flag, 
     result = CliRunner().invoke(main, ["dashboard", "--out", str(tmp_path), "--port", "0", *flag])
     assert result.exit_code == 0, result.output
     assert seen["host"] == host
+    warning = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    assert bool(warning) == warned, result.stderr
+    if warned:
+        assert "anyone who can reach this machine" in warning[0] and "SSH tunnel" in warning[0]

@@ -12,11 +12,10 @@ from soupkit.config import ObjectiveSpec
 from soupkit.soups.study_soup import BASE_SHARES, GreedyCriterion, build_soup, ranked_ingredients, study_recipe
 from soupkit.probes.score import study_values
 from soupkit.search.study import default_storage, open_study
-from tests.test_search import search, tiny_recipe
 
 
 @pytest.fixture
-def tiny_study(tiny_model, tmp_path):
+def tiny_study(search, tiny_recipe, tiny_model, tmp_path):
     out = tmp_path / "run"
     search(tiny_recipe(tiny_model), out, budget=3)
     return out, open_study(default_storage(out), "tiny", None, ["maximize"])
@@ -75,7 +74,7 @@ def test_greedy_criterion_puts_the_general_bound_before_the_domain_score():
 
 
 @pytest.fixture
-def pareto_study(tiny_model, tmp_path):
+def pareto_study(search, tiny_recipe, tiny_model, tmp_path):
     recipe = tiny_recipe(tiny_model)
     recipe = recipe.model_copy(update={"objective": ObjectiveSpec(mode="pareto", domain=["medical-icd10"])})
     out = tmp_path / "run"
@@ -123,3 +122,37 @@ def test_with_base_needs_an_averaging_soup(tiny_study):
     assert done.output.strip() == (
         "error: --with-base works with --method uniform or greedy, not 'ties' (it uses the base already)"
     )
+
+
+@pytest.mark.parametrize("method", ["uniform", "greedy"])
+def test_soup_of_a_trial_without_weights_names_the_file_and_writes_nothing(tiny_study, folder_hash, method):
+    """Issue 11 #4: after a trial's model.safetensors was deleted, `soupkit soup` left
+    soups/<name> without weights under its final name, and blamed the "base model"."""
+    out, study = tiny_study
+    best = ranked_ingredients(study)[0]
+    (best.checkpoint / "model.safetensors").unlink()
+    before = folder_hash(out)
+    result = CliRunner().invoke(main, ["soup", "--out", str(out), "--top-k", "1", "--method", method])
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"error: trial {best.trial}: {best.checkpoint / 'model.safetensors'} is missing")
+    assert "base model" not in lines[0]
+    assert not (out / "soups").exists()
+    assert folder_hash(out) == before
+
+
+def test_a_soup_that_fails_while_scored_leaves_nothing_under_its_name(tiny_study, monkeypatch):
+    """The soup is merged and scored under a temporary name; only a scored soup is renamed."""
+    import soupkit.soups.study_soup as soup_module
+
+    out, study = tiny_study
+
+    def broken_scoring(*args, **kwargs):
+        raise RuntimeError("probe crashed")
+
+    monkeypatch.setattr("soupkit.probes.score.score_probes", broken_scoring)
+    with pytest.raises(RuntimeError, match="probe crashed"):
+        soup_module.build_soup(study, out, method="uniform", top_k=2, log=lambda s: None)
+    assert not (out / "soups" / "uniform-top2").exists()
+    assert not [p for p in out.iterdir() if p.name.startswith((".tmp-soup", "tmp"))]

@@ -133,7 +133,7 @@ def test_osis_markup_becomes_plain_text():
 
 
 def test_icd10_code_title():
-    codes = icd10.load_icd_codes(or_skip(icd10._tabular_xml, "medical-icd10"))
+    codes = icd10.load_icd_codes(or_skip(icd10.tabular_xml, "medical-icd10"))
     titles = {c.code: c.title for c in codes}
     assert titles["A00.0"] == "Cholera due to Vibrio cholerae 01, biovar cholerae"
 
@@ -323,7 +323,7 @@ def test_gene_ontology_definitions():
 
 
 def test_icd10_excludes_notes_give_hard_negatives():
-    codes = icd10.load_icd_codes(or_skip(icd10._tabular_xml, "medical-icd10-excludes"))
+    codes = icd10.load_icd_codes(or_skip(icd10.tabular_xml, "medical-icd10-excludes"))
     triples = icd10.excludes_triples(codes)
     assert ("diarrhea NOS", "Diarrhea, unspecified", "Infectious gastroenteritis and colitis, unspecified") in triples
     assert not any(text.lower() == target.lower() for text, target, _ in triples)
@@ -362,3 +362,46 @@ def test_new_sources_name_their_install_command(monkeypatch):
         legal_vocabularies.eurovoc_labels("legal-eurovoc")
     with pytest.raises(MissingSourceError, match="pip install polyhistor"):
         legal_vocabularies.glossary_pairs("legal-glossary")
+
+
+def test_general_retrieval_without_apt_translations_fails_before_training(tmp_path, monkeypatch):
+    """Issue 11 #11: after a plain `apt-get update` on an image with `Acquire::Languages "none"`,
+    apt's Translation-en lists are gone; general-retrieval built 2 training rows and a 0-query
+    probe, and a 40-trial search ran on that. Simulated with apt's own lists minus Translation-en."""
+    import shutil
+    from pathlib import Path
+
+    from soupkit.data.load import build_family
+    from soupkit.errors import SoupkitError
+
+    lists = Path("/var/lib/apt/lists")
+    if shutil.which("apt-cache") is None or not any(lists.glob("*Translation-en*")):
+        pytest.skip("needs apt with its English package descriptions")
+    fake = tmp_path / "lists"
+    (fake / "partial").mkdir(parents=True)
+    for path in lists.iterdir():
+        if path.is_file() and "Translation" not in path.name:
+            (fake / path.name).symlink_to(path)
+    config = tmp_path / "apt.conf"
+    config.write_text(f'Dir::State::Lists "{fake}/";\nDir::Cache::pkgcache "";\nDir::Cache::srcpkgcache "";\n')
+    monkeypatch.setenv("APT_CONFIG", str(config))
+    debian_packages.load_package_descriptions.cache_clear()
+    try:
+        with pytest.raises(SoupkitError) as caught:
+            build_family("general-retrieval", BuildOptions())
+    finally:
+        debian_packages.load_package_descriptions.cache_clear()
+    message = str(caught.value)
+    assert message.startswith("family 'general-retrieval' is too small to use: "), message
+    assert "restore it with: apt-get update -o Acquire::Languages=en" in message
+
+
+@pytest.mark.parametrize("name", FAMILY_NAMES)
+def test_every_built_in_family_meets_its_own_minimum(name):
+    """The minimums catch a damaged source, not a healthy one: each family clears them with room."""
+    from soupkit.data.minimum import probe_size
+
+    info = FAMILIES.get(name)
+    family = or_skip(info.build, SMALL)
+    assert len(family.train) >= 2 * info.min_train, len(family.train)
+    assert probe_size(family)[0] >= info.min_probe

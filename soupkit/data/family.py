@@ -5,9 +5,9 @@ Families describe data only; how much of each is used lives in a Mixture (soupki
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Literal
+from dataclasses import dataclass
 
+from soupkit.config import TaskType
 from soupkit.probes.probe_types import (  # noqa: F401  (the probe types a family's source builds)
     ClassificationProbeData,
     ClusteringProbeData,
@@ -15,9 +15,6 @@ from soupkit.probes.probe_types import (  # noqa: F401  (the probe types a famil
     RetrievalProbeData,
     SimilarityProbeData,
 )
-
-TaskType = Literal["retrieval", "code", "classification", "clustering", "similarity", "paraphrase", "bitext"]
-TASK_TYPES: tuple[str, ...] = TaskType.__args__  # type: ignore[attr-defined]
 
 # Tasks whose two sides play different roles (query vs document); the others are symmetric.
 ASYMMETRIC_TASKS = frozenset({"retrieval", "code"})
@@ -44,7 +41,6 @@ class TaskFamily:
     train: list[TrainExample]
     probe: ProbeData | None
     description: str = ""
-    extra: dict[str, str] = field(default_factory=dict)
 
     @property
     def metric(self) -> str | None:

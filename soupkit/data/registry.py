@@ -1,12 +1,20 @@
-"""The built-in family registry: name -> how to build it, where its data comes from."""
+"""The built-in family registry: name -> how to build it, where its data comes from.
+
+A family's name, task type and source are written once, in its `@builtin_family(...)` line; its
+builder returns only what it makes (training examples and a probe), and the registry makes the
+TaskFamily of them.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from soupkit.data.family import TaskFamily, TaskType
+from soupkit.config import TaskType
+from soupkit.data.family import ProbeData, TaskFamily, TrainExample
 from soupkit.registry import Registry
+
+FamilyData = tuple[list[TrainExample], ProbeData | None]  # what a builder returns: (train, probe)
 
 
 @dataclass(frozen=True)
@@ -36,9 +44,13 @@ class FamilyInfo:
     source: str
     install: str
     description: str
-    build: Callable[[BuildOptions], TaskFamily]
+    make: Callable[[BuildOptions], FamilyData]
     min_train: int = MIN_TRAIN
     min_probe: int = MIN_PROBE  # probe items (queries, test texts, pairs), or the requested size if smaller
+
+    def build(self, options: BuildOptions) -> TaskFamily:
+        train, probe = self.make(options)
+        return TaskFamily(self.name, self.task, self.source, train, probe, self.description)
 
     @property
     def restore(self) -> str:

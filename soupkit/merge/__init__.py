@@ -9,7 +9,7 @@ from soupkit.merge import (  # noqa: F401  (importing registers the methods)
     uniform,
     weighted,
 )
-from soupkit.merge.api import check_models, merge_models, parse_parameters, parse_weights
+from soupkit.merge.api import merge_models, parse_parameters, parse_weights
 from soupkit.model_folder import ModelFolder, read_model_folder
 from soupkit.merge.methods import METHODS, MergeJob, MergeMethod, merge_method
 from soupkit.merge.record import MERGE_RECORD
@@ -20,7 +20,6 @@ __all__ = [
     "MergeJob",
     "MergeMethod",
     "ModelFolder",
-    "check_models",
     "merge_method",
     "merge_models",
     "parse_parameters",

@@ -12,7 +12,7 @@ from typing import Any
 from soupkit.atomic import atomic_dir, check_can_write
 from soupkit.errors import SoupkitError
 from soupkit.merge.compat import check_compatible
-from soupkit.model_folder import ModelFolder, read_model_folder
+from soupkit.model_folder import read_model_folder
 from soupkit.merge.methods import METHODS, MergeJob, MergeMethod, normalised
 from soupkit.merge.record import MERGE_RECORD, MergeRecord, merge_command, write_merge_record, write_model_card
 from soupkit.pause import pause_for_test
@@ -49,6 +49,7 @@ def merge_models(
     weights = _checked_weights(spec, weights, len(folders) - (base_index is not None), base_index is not None)
     if parameters and spec.backend == "streaming":
         raise SoupkitError(f"merge method '{spec.name}' takes no parameters (got: {', '.join(parameters)})")
+    _check_parameter_values(parameters)
     check_compatible(folders + ([base_folder] if base_folder is not None and base_index is None else []))
     _check_destination(out, [f.path for f in folders] + ([base_folder.path] if base_folder else []), overwrite)
 
@@ -80,13 +81,6 @@ def merge_models(
         write_merge_record(staging, record)
         pause_for_test("soup_write")
     return out
-
-
-def check_models(inputs: Sequence[PathLike], base: PathLike | None = None) -> list[ModelFolder]:
-    """Scan and check folders for a merge without writing anything (a CLI's --dry-run)."""
-    folders = [read_model_folder(p) for p in [*inputs, *([base] if base is not None else [])]]
-    check_compatible(folders)
-    return folders
 
 
 def parse_weights(text: str) -> list[float]:
@@ -157,6 +151,31 @@ def _checked_weights(
     if spec.weights == "normalised" and (min(weights) < 0 or sum(weights) <= 0):
         raise SoupkitError(f"--weights for '{spec.name}' are shares: >= 0 and not all 0, got {weights}")
     return weights
+
+
+# parameters whose range is known: fractions of the weights kept (density) or of the way between
+# two models (t); the seed of the DARE methods' random drops
+FRACTION_PARAMETERS = ("density", "t")
+MAX_SEED = 2**32 - 1
+
+
+def _check_parameter_values(parameters: dict[str, Any]) -> None:
+    """Every value a finite number, true/false or a list of them (mergekit's gradients); fractions
+    within [0, 1]; the seed a whole number. Checked before anything is read or written."""
+
+    def numbers(value: Any) -> list[Any]:
+        return [n for item in value for n in numbers(item)] if isinstance(value, list) else [value]
+
+    for key, value in parameters.items():
+        for number in numbers(value):
+            if isinstance(number, bool):
+                continue
+            if not isinstance(number, (int, float)) or not math.isfinite(number):
+                raise SoupkitError(f"parameter '{key}' must be a finite number or true/false, got {value!r}")
+            if key in FRACTION_PARAMETERS and not 0 <= number <= 1:
+                raise SoupkitError(f"parameter '{key}' must be between 0 and 1, got {value!r}")
+            if key == "seed" and (not isinstance(number, int) or not 0 <= number <= MAX_SEED):
+                raise SoupkitError(f"parameter 'seed' must be a whole number from 0 to {MAX_SEED}, got {value!r}")
 
 
 def _check_destination(out: Path, sources: list[Path], overwrite: bool) -> None:

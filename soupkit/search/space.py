@@ -30,7 +30,3 @@ def params_for_mixture(weights: Mapping[str, float], families: Sequence[str]) ->
     """Optuna params that `suggest_mixture` turns back into `weights` (families absent weigh 0)."""
     total = sum(weights.values())
     return {PARAM_PREFIX + f: max(LOW, math.exp(-weights.get(f, 0.0) / total)) for f in families}
-
-
-def mixture_of_params(params: Mapping[str, float]) -> dict[str, float]:
-    return normalise({k[len(PARAM_PREFIX):]: -math.log(v) for k, v in params.items() if k.startswith(PARAM_PREFIX)})

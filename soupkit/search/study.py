@@ -20,6 +20,8 @@ from soupkit.study_record import (
     WORKER_DIED,
     StudyRecord,
     TrialRecord,
+    held_out_mark,
+    record_held_out_mark,
     record_recipe,
     retry_attrs,
 )
@@ -111,20 +113,25 @@ def redact(url: str) -> str:
     return parsed.render_as_string(hide_password=True).replace("%2A%2A%2A", "***")
 
 
-def redact_text(text: str, url: str) -> str:
-    """`text` (a driver's error message) with the URL's secrets masked wherever they appear."""
+def _secrets(url: str) -> list[str]:
+    """The passwords a URL carries (user-info part and query parameters)."""
     from sqlalchemy.engine import make_url
 
     try:
         parsed = make_url(url)
-    except Exception:
-        return text.replace(url, redact(url))
-    secrets = [parsed.password] + [v for k, v in parsed.query.items() if k.lower() in SECRET_PARAMETERS]
+    except Exception:  # not a URL sqlalchemy reads: the same parts, found by pattern
+        found = re.findall(r"://[^:/@?#]*:([^@/]*)@", url)
+        return found + re.findall(rf"(?i)\b(?:{'|'.join(SECRET_PARAMETERS)})=([^&#]*)", url)
+    values = [parsed.password] + [v for k, v in parsed.query.items() if k.lower() in SECRET_PARAMETERS]
+    return [s for v in values for s in ([v] if isinstance(v, str) else list(v or []))]
+
+
+def redact_text(text: str, url: str) -> str:
+    """`text` (a driver's error message) with the URL's secrets masked wherever they appear."""
     text = text.replace(url, redact(url))
-    for secret in secrets:
-        for value in ([secret] if isinstance(secret, str) else list(secret or [])):
-            if value:  # as a whole word, so a short password does not mask every letter it shares
-                text = re.sub(rf"(?<![\w]){re.escape(value)}(?![\w])", "***", text)
+    for secret in _secrets(url):
+        if secret:  # as a whole word, so a short password does not mask every letter it shares
+            text = re.sub(rf"(?<![\w]){re.escape(secret)}(?![\w])", "***", text)
     return text
 
 
@@ -182,11 +189,11 @@ def check_held_out_halves(study, recipe, record: bool = False) -> None:
     `record`, mark a new study as scored on selection halves."""
     if not recipe.probe_only:
         return
-    mark = study.user_attrs.get("held_out_probes")
+    mark = held_out_mark(study)
     if mark == HELD_OUT_HALVES:
         return
     if mark is None and record and not study.get_trials(deepcopy=False):
-        study.set_user_attr("held_out_probes", HELD_OUT_HALVES)
+        record_held_out_mark(study, HELD_OUT_HALVES)
         return
     raise SoupkitError(
         f"study '{study.study_name}' scored its held-out probes ({', '.join(recipe.probe_names_only())}) whole, "

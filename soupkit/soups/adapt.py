@@ -23,25 +23,18 @@ from soupkit.config import Recipe
 from soupkit.errors import SoupkitError
 from soupkit.soups.bank import BankMember, check_run_folders, collect_bank, held_out_overlaps
 from soupkit.study_record import (
-    BANK,
-    BASE_OBJECTIVE,
-    BASE_VALUES,
-    CPU_SECONDS,
-    HELD_OUT_OVERLAPS,
-    SEEDED,
-    STAGE,
-    WALL_SECONDS,
     SoupRecord,
     StudyRecord,
     TrialRecord,
-    record_base_scores,
-    record_result,
+    add_seconds,
+    record_base_result,
+    record_proposal,
     record_soup,
-    record_weights,
+    record_stage,
+    seeded_attrs,
 )
 
 STUDY_SUFFIX = "-adapt"
-BASE_SEED = "base alone"  # the seed proposal that holds the base model alone: its scores are the base's
 RANDOM_STARTUP = 2  # Dirichlet draws after the seeds, before the GP takes over
 GENERAL_TOLERANCE = 0.01  # pareto: how far below the base a general probe of the shipped soup may fall
 
@@ -115,8 +108,7 @@ def run_adapt(
     merger = InMemoryMerge([m.path for m in bank], device)
     log(f"bank: {len(bank)} models ({merger.parameter_count / 1e6:.1f}M merged parameters each) loaded in "
         f"{time.perf_counter() - start:.1f}s")
-    study = _open(recipe, out, bank)  # after every check and load: a mistake leaves no study behind
-    study.set_user_attr(HELD_OUT_OVERLAPS, overlaps)
+    study = _open(recipe, out, bank, overlaps)  # after every check and load: a mistake leaves no study behind
 
     _seed(study, bank, singles, recipe.seed)
     totals = _propose(study, recipe, bank, merger, probes, settings, budget, log)
@@ -124,14 +116,11 @@ def run_adapt(
     base_scores = _base_scores(study)
     soups = _write_soups(study, recipe, bank, out, probes, settings, device, keep, command, log)
     cpu, wall = time.process_time() - cpu_start, time.perf_counter() - wall_start
-    cpu_total = round(float(study.user_attrs.get(CPU_SECONDS, 0.0)) + cpu, 1)
-    wall_total = round(float(study.user_attrs.get(WALL_SECONDS, 0.0)) + wall, 1)
-    study.set_user_attr(CPU_SECONDS, cpu_total)
-    study.set_user_attr(WALL_SECONDS, wall_total)
+    record = add_seconds(study, cpu, wall)
     done = [t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]
-    base_values = list(StudyRecord.of(study).base_values or [])
+    base_values = list(record.base_values or [])
     return AdaptResult(study.study_name, out, bank, skipped, soups, base_scores, base_values, len(done),
-                       cpu_total, wall_total, totals)
+                       record.cpu_seconds, record.wall_seconds, totals)
 
 
 def _check_out(out: Path, runs: list[Path]) -> None:
@@ -189,7 +178,7 @@ def _saved_base(member: BankMember, out: Path, recipe: Recipe) -> BankMember:
     return replace(member, path=path)
 
 
-def _open(recipe: Recipe, out: Path, bank: list[BankMember]):
+def _open(recipe: Recipe, out: Path, bank: list[BankMember], overlaps: list[str]):
     """Create or resume the adapt study in `<out>/study.db`; a resumed one must hold the same
     recipe and bank."""
     import optuna
@@ -212,7 +201,7 @@ def _open(recipe: Recipe, out: Path, bank: list[BankMember]):
         if names not in ([], [name]):
             raise SoupkitError(f"{out / 'study.db'} holds the studies {', '.join(names) or 'none'}, not '{name}'; "
                                "give adapt a folder of its own with --out")
-        recorded = optuna.load_study(study_name=name, storage=storage).user_attrs.get(BANK)
+        recorded = StudyRecord.of(optuna.load_study(study_name=name, storage=storage)).bank
         if recorded is not None and recorded != bank_record:
             raise SoupkitError(f"{out}: the bank differs from the one this adapt study was started with; "
                                "use another --out, or the original --bank runs to resume")
@@ -221,8 +210,7 @@ def _open(recipe: Recipe, out: Path, bank: list[BankMember]):
     study = open_study(default_storage(out), name, sampler, directions(recipe))
     check_same_recipe(study, effective_recipe_json(recipe))
     check_held_out_halves(study, recipe, record=True)  # selection halves only; the test halves stay unread
-    study.set_user_attr(STAGE, "adapt")
-    study.set_user_attr(BANK, bank_record)
+    record_stage(study, "adapt", bank_record, overlaps)
     return study
 
 
@@ -233,13 +221,13 @@ def _seed(study, bank: list[BankMember], singles: int, recipe_seed: int) -> None
     from soupkit.search.space import params_for_mixture
 
     labels = [m.label for m in bank]
-    seeds = [({m.label: 1.0}, BASE_SEED) for m in bank if m.kind == "base"][:1]
+    seeds = [({m.label: 1.0}, f"{m.kind} alone") for m in bank if m.kind == "base"][:1]
     seeds.append(({label: 1.0 for label in labels}, "uniform"))
     ranked = sorted((m for m in bank if m.kind != "base" and m.objective is not None), key=lambda m: -m.objective)
     seeds += [({m.label: 1.0}, f"{m.label} alone") for m in ranked[:singles]]
     if not study.get_trials(deepcopy=False):
         for weights, why in seeds:
-            study.enqueue_trial(params_for_mixture(weights, labels), user_attrs={SEEDED: why})
+            study.enqueue_trial(params_for_mixture(weights, labels), user_attrs=seeded_attrs(why))
     # a resumed study's draws continue instead of replaying the first run's
     study.sampler = make_sampler("gp", recipe_seed + len(study.get_trials(deepcopy=False)), len(seeds) + RANDOM_STARTUP)
 
@@ -263,8 +251,7 @@ def _propose(study, recipe, bank, merger, probes, settings, budget: int, log) ->
         scores = score_probes(model, probes, settings)
         seconds = {"merge": round(merged - start, 3), "probe": round(time.perf_counter() - merged, 2)}
         value = objective_value(scores, recipe.objective.weights)
-        record_weights(trial, {k: round(v, 6) + 0.0 for k, v in weights.items()})  # + 0.0: no -0.0
-        record_result(trial, scores, value, seconds, None)
+        record_proposal(trial, weights, scores, value, seconds)
         for key in totals:
             totals[key] += seconds[key]
         values = study_values(scores, recipe.objective)
@@ -275,10 +262,11 @@ def _propose(study, recipe, bank, merger, probes, settings, budget: int, log) ->
         if len(done) >= budget:
             return totals
         study.optimize(objective, n_trials=1, gc_after_trial=False)
-        trial = TrialRecord.of(study.get_trials(deepcopy=False)[last["number"]])
-        secs = trial.seconds
-        top = sorted(trial.mixture.items(), key=lambda x: -x[1])[:3]
-        seeded = f", {trial.seeded}" if trial.seeded else ""
+        trial = study.get_trials(deepcopy=False)[last["number"]]
+        record = TrialRecord.of(trial)
+        secs = record.seconds
+        top = sorted(record.mixture.items(), key=lambda x: -x[1])[:3]
+        seeded = f", {record.seeded}" if record.seeded else ""
         log(f"proposal {len(done) + 1}/{budget} (#{trial.number}{seeded}): {_values_text(trial.values)}  "
             f"merge {secs.get('merge', 0):.2f}s probe {secs.get('probe', 0):.1f}s  "
             + ", ".join(f"{k} {v:.2f}" for k, v in top))
@@ -290,18 +278,16 @@ def _values_text(values: list[float]) -> str:
 
 def _base_scores(study) -> dict[str, float]:
     """The base model's scores: those of the seed that holds the base alone."""
-    record = StudyRecord.of(study)
-    for t in map(TrialRecord.of, study.get_trials(deepcopy=False)):
-        if t.state == "COMPLETE" and t.seeded == BASE_SEED:
+    for t in study.get_trials(deepcopy=False):
+        if t.state.name == "COMPLETE" and TrialRecord.of(t).seeded == "base alone":
             from soupkit.probes.score import objective_value, study_values
 
-            recipe = record.recipe()
-            base = next(m["path"] for m in study.user_attrs[BANK] if m["kind"] == "base")
-            record_base_scores(study, base, t.scores)
-            study.set_user_attr(BASE_OBJECTIVE, objective_value(t.scores, recipe.objective.weights))
-            study.set_user_attr(BASE_VALUES, study_values(t.scores, recipe.objective))
-            return t.scores
-    return record.base_scores
+            recipe = StudyRecord.of(study).recipe()
+            scores = TrialRecord.of(t).scores
+            record_base_result(study, scores, objective_value(scores, recipe.objective.weights),
+                               study_values(scores, recipe.objective))
+            return scores
+    return StudyRecord.of(study).base_scores
 
 
 def _chosen(study, recipe: Recipe, keep: int) -> list[tuple[object, str]]:
@@ -337,7 +323,7 @@ def _write_soups(study, recipe, bank, out, probes, settings, device, keep, comma
         log(f"soup {name} ({role}, trial {trial.number}): {_values_text(values)}; written to {path}")
         soups.append(AdaptSoup(name, trial.number, role, weights, path, scores, value, values))
         record_soup(study, name, SoupRecord("adapt", list(weights), scores, value, values, str(path.resolve()),
-                                            weights=weights, role=role))
+                                            weights=weights, role=role, trial=trial.number))
     return soups
 
 

@@ -1,9 +1,9 @@
 """The bank of an `adapt` run: every checkpoint that earlier runs left, and their base models.
 
 A run folder's storage holds the search's study and those of later stages (the ingredient study
-of `soupkit ingredients`). Their trials record checkpoints, their soups a path
-(soupkit.study_record), and the search records the base model it started from (an ingredient
-its own `base`). Every one whose folder still holds a model is a bank member; so is
+of `soupkit ingredients`). Their trials record checkpoints (`checkpoint`), their `soups` (and any
+`ingredients` record) a `path`, and the search records the base model it started from (an
+ingredient its own `base`). Every one whose folder still holds a model is a bank member; so is
 each base (the run's `base-model` folder when a soup saved one, else the recorded base).
 """
 
@@ -15,9 +15,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from soupkit.errors import SoupkitError
-from soupkit.study_record import STAGE, StudyRecord, TrialRecord
+from soupkit.study_record import INGREDIENTS, SOUPS, StudyRecord, TrialRecord
 
 BASE_LABEL = "base"
+RECORD_KINDS = {SOUPS: "soup", INGREDIENTS: "ingredient"}  # study attribute -> member kind
 
 
 @dataclass(frozen=True)
@@ -135,14 +136,12 @@ def _bases_of(study, run: Path) -> list[BankMember]:
     references = []
     record = StudyRecord.of(study)
     recorded = record.base_model or json.loads(record.recipe_json or "{}").get("base")
-    if recorded and not study.user_attrs.get(STAGE):
+    if recorded and not record.stage:
         saved = run / "base-model"
         if (saved / "modules.json").is_file():
             return [BankMember(BASE_LABEL, saved, "base", run.name, reference=str(saved))]
         references.append(recorded)
-    # an ingredient (soupkit ingredients) may be finetuned from another base, which it names
-    references += [t.user_attrs["base"] for t in study.get_trials(deepcopy=False)
-                   if isinstance(t.user_attrs.get("base"), str)]
+    references += [base for base in (TrialRecord.of(t).base for t in study.get_trials(deepcopy=False)) if base]
     return [_base_member(reference, run) for reference in dict.fromkeys(references)]
 
 
@@ -155,14 +154,17 @@ def _base_member(reference: str, run: Path) -> BankMember:
 
 def _checkpoints(study, run_name: str) -> Iterator[BankMember]:
     """A search study's trials, an ingredient study's ingredients, and either's recorded soups."""
-    trial_kind = "ingredient" if study.user_attrs.get(STAGE) == "ingredients" else "trial"
+    study_record = StudyRecord.of(study)
+    trial_kind = "ingredient" if study_record.stage == "ingredients" else "trial"
     for trial in map(TrialRecord.of, study.get_trials(deepcopy=False)):
         if trial.has_model():
-            label = f"{run_name}:{trial_kind}-{trial.number:04d}"
-            yield BankMember(label, trial.checkpoint, trial_kind, run_name, trial.objective)
-    for name, soup in StudyRecord.of(study).soups.items():
-        if soup.path and _is_model(soup.path):
-            yield BankMember(f"{run_name}:soup-{name}", Path(soup.path), "soup", run_name, soup.objective)
+            yield BankMember(f"{run_name}:{trial_kind}-{trial.number:04d}", trial.checkpoint, trial_kind, run_name,
+                             trial.objective)
+    for attribute, kind in RECORD_KINDS.items():
+        for name, record in study_record.records[attribute].items():
+            folder = record.get("path") or record.get("checkpoint")
+            if folder and _is_model(folder):
+                yield BankMember(f"{run_name}:{kind}-{name}", Path(folder), kind, run_name, record.get("objective"))
 
 
 def _is_model(folder: str | Path) -> bool:

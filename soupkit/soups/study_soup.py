@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from soupkit.atomic import atomic_dir, check_can_write, replace_folder
-from soupkit.config import ObjectiveSpec, Recipe
+from soupkit.config import ObjectiveSpec, Recipe, plain_name_problem
 from soupkit.errors import SoupkitError
 from soupkit.study_record import SoupRecord, StudyRecord, TrialRecord, record_soup
 
@@ -117,10 +117,12 @@ def build_soup(
 
     if top_k < 1:
         raise SoupkitError(f"--top-k must be at least 1, got {top_k}")
+    if name is not None and plain_name_problem(name):
+        raise SoupkitError(f"--name: {plain_name_problem(name)}; it names the folder soups/<name>")
     if with_base and method not in ("uniform", "greedy"):
         raise SoupkitError(f"--with-base works with --method uniform or greedy, not '{method}' (it uses the base already)")
-    if general_tolerance is not None and general_tolerance < 0:
-        raise SoupkitError(f"--general-tolerance must be >= 0, got {general_tolerance}")
+    if general_tolerance is not None and not 0 <= general_tolerance <= 1:  # NaN fails both
+        raise SoupkitError(f"--general-tolerance must be between 0 and 1 (score units), got {general_tolerance}")
     from soupkit.search.study import check_held_out_halves
 
     recipe = study_recipe(study)

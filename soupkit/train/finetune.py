@@ -84,6 +84,60 @@ def batch_features(model, batch: Batch, task: str, use_negatives: bool) -> list[
     return features
 
 
+def token_embeddings(model):
+    """The input token-embedding matrix of the model's transformer module, or None."""
+    backbone = getattr(model[0], "auto_model", None) if len(model) else None
+    getter = getattr(backbone, "get_input_embeddings", None)
+    embeddings = getter() if getter else None
+    return getattr(embeddings, "weight", None)
+
+
+def base_weights(model, spec: FinetuneSpec) -> dict:
+    """The state to reset the model to before each finetune: a copy of every tensor training can
+    change; a frozen token-embedding matrix is shared, not copied (on EmbeddingGemma, 805 MB)."""
+    frozen = token_embeddings(model) if spec.freeze_token_embeddings else None
+    frozen_ptr = frozen.data_ptr() if frozen is not None else None
+    return {k: v.detach() if v.data_ptr() == frozen_ptr else v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def prepare_training(model, spec: FinetuneSpec) -> None:
+    """Which parameters train (all, or all but the token embeddings) and gradient checkpointing."""
+    for param in model.parameters():
+        param.requires_grad_(True)
+    if spec.freeze_token_embeddings:
+        weight = token_embeddings(model)
+        if weight is None:
+            raise FinetuneFailed("freeze_token_embeddings: the model's first module has no token-embedding matrix")
+        weight.requires_grad_(False)
+    backbone = getattr(model[0], "auto_model", None)
+    if spec.gradient_checkpointing:
+        if not getattr(backbone, "supports_gradient_checkpointing", False):
+            raise FinetuneFailed("gradient_checkpointing: the model's transformer does not support it")
+        # non-reentrant: works when the inputs need no gradient (frozen embeddings)
+        backbone.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    elif is_checkpointing(backbone):
+        backbone.gradient_checkpointing_disable()
+
+
+def is_checkpointing(backbone) -> bool:
+    for name in ("is_activation_checkpointing", "is_gradient_checkpointing"):  # transformers 5 renamed it
+        if hasattr(type(backbone), name):
+            return bool(getattr(backbone, name))
+    return False
+
+
+def make_optimizer(params: list, spec: FinetuneSpec):
+    """AdamW, fused where the parameters' device supports it (CPU and CUDA do)."""
+    import torch
+
+    if spec.fused_optimizer:
+        try:
+            return torch.optim.AdamW(params, lr=spec.learning_rate, weight_decay=spec.weight_decay, fused=True)
+        except (RuntimeError, TypeError):  # a device or dtype without the fused kernel
+            pass
+    return torch.optim.AdamW(params, lr=spec.learning_rate, weight_decay=spec.weight_decay)
+
+
 def train_steps(
     model,
     loss_fn,
@@ -98,7 +152,7 @@ def train_steps(
     from transformers import get_linear_schedule_with_warmup
 
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=spec.learning_rate, weight_decay=spec.weight_decay)
+    optimizer = make_optimizer(params, spec)
     warmup = int(round(spec.warmup_ratio * spec.steps))
     scheduler = get_linear_schedule_with_warmup(optimizer, warmup, spec.steps)
     device = str(model.device)
@@ -141,9 +195,12 @@ def finetune_on_mixture(
     if unknown:
         raise FinetuneFailed(f"mixture names family '{unknown[0]}' which the recipe does not load")
     torch.manual_seed(seed)
-    model.max_seq_length = spec.max_seq_length
     batches = plan_batches(families, weights, spec.steps, spec.batch_size, seed)
     loss_fn = build_loss(model, spec.loss)
+    prepare_training(model, spec)
+    # training truncates to the recipe's length; the saved model keeps its own (EmbeddingGemma: 2048)
+    own_length = model.max_seq_length
+    model.max_seq_length = spec.max_seq_length
     start = time.perf_counter()
     examples = 0
 
@@ -153,7 +210,10 @@ def finetune_on_mixture(
             examples += len(batch.examples)
             yield batch
 
-    losses = train_steps(model, loss_fn, counted(batches), families, spec, bf16, on_step)
+    try:
+        losses = train_steps(model, loss_fn, counted(batches), families, spec, bf16, on_step)
+    finally:
+        model.max_seq_length = own_length
     seconds = time.perf_counter() - start
     with atomic_dir(Path(out_dir)) as tmp:
         model.save(str(tmp))

@@ -17,8 +17,7 @@ import re
 import struct
 import zlib
 
-from soupkit.data.family import TaskFamily
-from soupkit.data.registry import BuildOptions, builtin_family
+from soupkit.data.registry import BuildOptions, FamilyData, builtin_family
 from soupkit.data.split import split_retrieval
 from soupkit.errors import MissingSourceError
 
@@ -116,7 +115,7 @@ def load_verses(data_dir: str) -> dict[str, str]:
 
 
 @builtin_family("paraphrase", task="paraphrase", source=SOURCE, install=INSTALL, description=DESCRIPTION)
-def bible_paraphrase(options: BuildOptions) -> TaskFamily:
+def bible_paraphrase(options: BuildOptions) -> FamilyData:
     """Pairs the translations verse by verse. Left out: verses under MIN_WORDS words, a KJV verse
     rendered differently in two places (an ambiguous query), and pairs of very unequal length,
     where a module appends other text to a verse (WEB puts its glossary after Rev 22:21 and the
@@ -130,4 +129,4 @@ def bible_paraphrase(options: BuildOptions) -> TaskFamily:
             renderings.setdefault(kjv[ref], set()).add(web[ref])
     pairs = [(old, next(iter(new))) for old, new in renderings.items() if len(new) == 1]
     train, probe = split_retrieval(pairs, options.seed, options.probe_size, options.probe_corpus, options.max_train)
-    return TaskFamily("paraphrase", "paraphrase", SOURCE, train, probe, DESCRIPTION)
+    return train, probe

@@ -12,8 +12,7 @@ import importlib.util
 import json
 import os
 
-from soupkit.data.family import TaskFamily
-from soupkit.data.registry import BuildOptions, builtin_family
+from soupkit.data.registry import BuildOptions, FamilyData, builtin_family
 from soupkit.data.sources._pairs import one_document_per_query
 from soupkit.data.split import split_retrieval
 from soupkit.errors import MissingSourceError
@@ -71,11 +70,11 @@ def load_reporter_names(path: str) -> tuple[tuple[str, str], ...]:
 
 
 @builtin_family("legal-courts", task="retrieval", source=SOURCE, install=INSTALL, description=DESCRIPTION)
-def legal_courts(options: BuildOptions) -> TaskFamily:
+def legal_courts(options: BuildOptions) -> FamilyData:
     """Courts and reporters share one corpus of full names. An abbreviation that stands for two
     names is left out; two courts of one name (county courts in several states) are one document."""
     courts = load_court_names(package_data_file("legal-courts", "courts_db", "courts-db", "courts.json"))
     reporters = load_reporter_names(package_data_file("legal-courts", "reporters_db", "reporters-db", "reporters.json"))
     pairs = one_document_per_query([*courts, *reporters])
     train, probe = split_retrieval(pairs, options.seed, options.probe_size, options.probe_corpus, options.max_train)
-    return TaskFamily("legal-courts", "retrieval", SOURCE, train, probe, DESCRIPTION)
+    return train, probe

@@ -18,8 +18,7 @@ import shutil
 import subprocess
 from collections.abc import Iterator
 
-from soupkit.data.family import TaskFamily
-from soupkit.data.registry import BuildOptions, builtin_family
+from soupkit.data.registry import BuildOptions, FamilyData, builtin_family
 from soupkit.data.sources._pairs import one_document_per_query
 from soupkit.data.split import split_retrieval
 from soupkit.errors import MissingSourceError
@@ -90,7 +89,7 @@ def load_package_descriptions(family: str) -> tuple[tuple[str, str, str], ...]:
 
 
 @builtin_family("general-retrieval", task="retrieval", source=SOURCE, install=INSTALL, description=DESCRIPTION)
-def debian_package_retrieval(options: BuildOptions) -> TaskFamily:
+def debian_package_retrieval(options: BuildOptions) -> FamilyData:
     """Descriptions under MIN_WORDS words are too thin to retrieve; a synopsis shared by packages
     with different descriptions ("transitional package") has no single answer. Both are left out.
     Packages whose descriptions only differ after MAX_CHARS become one document with several queries."""
@@ -99,4 +98,4 @@ def debian_package_retrieval(options: BuildOptions) -> TaskFamily:
         (synopsis, long) for _, synopsis, long in packages if len(long.split()) >= MIN_WORDS
     )
     train, probe = split_retrieval(pairs, options.seed, options.probe_size, options.probe_corpus, options.max_train)
-    return TaskFamily("general-retrieval", "retrieval", SOURCE, train, probe, DESCRIPTION)
+    return train, probe

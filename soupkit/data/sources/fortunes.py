@@ -11,8 +11,8 @@ import os
 import random
 import re
 
-from soupkit.data.family import ClusteringProbeData, TaskFamily
-from soupkit.data.registry import BuildOptions, builtin_family
+from soupkit.data.family import ClusteringProbeData
+from soupkit.data.registry import BuildOptions, FamilyData, builtin_family
 from soupkit.data.split import split_labelled, stable_key
 from soupkit.errors import MissingSourceError
 
@@ -62,7 +62,7 @@ def load_quotes(files: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
 
 
 @builtin_family("clustering", task="clustering", source=SOURCE, install=INSTALL, description=DESCRIPTION)
-def fortune_clustering(options: BuildOptions) -> TaskFamily:
+def fortune_clustering(options: BuildOptions) -> FamilyData:
     """Every file trains; the probe takes an equal share of quotes from each PROBE_CATEGORIES file,
     so no single large file dominates the clusters. Each file is split on its own, after a quote
     filed twice keeps only its first file, so no probe quote is trained on."""
@@ -84,4 +84,4 @@ def fortune_clustering(options: BuildOptions) -> TaskFamily:
     random.Random(options.seed).shuffle(train)
     probe_items.sort(key=lambda item: stable_key(options.seed, item[0]))
     probe = ClusteringProbeData(texts=[t for t, _ in probe_items], labels=[label for _, label in probe_items])
-    return TaskFamily("clustering", "clustering", SOURCE, train[: options.max_train], probe, DESCRIPTION)
+    return train[: options.max_train], probe

@@ -16,8 +16,7 @@ import glob
 import sqlite3
 from collections import defaultdict
 
-from soupkit.data.family import TaskFamily
-from soupkit.data.registry import BuildOptions, builtin_family
+from soupkit.data.registry import BuildOptions, FamilyData, builtin_family
 from soupkit.data.sources.ontologies import definition_pairs
 from soupkit.data.split import split_retrieval
 from soupkit.errors import MissingSourceError
@@ -56,10 +55,10 @@ def load_go_terms(path: str) -> dict[str, dict]:
 
 
 @builtin_family("medical-go", task="retrieval", source=SOURCE, install=INSTALL, description=DESCRIPTION)
-def medical_go(options: BuildOptions) -> TaskFamily:
+def medical_go(options: BuildOptions) -> FamilyData:
     pairs, negatives = definition_pairs(load_go_terms(go_sqlite("medical-go")), options.seed)
     train, probe = split_retrieval(
         pairs, options.seed, options.probe_size, options.probe_corpus, options.max_train,
         negatives=negatives, probe_share=options.probe_share,
     )
-    return TaskFamily("medical-go", "retrieval", SOURCE, train, probe, DESCRIPTION)
+    return train, probe

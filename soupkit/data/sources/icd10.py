@@ -10,8 +10,7 @@ import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, replace
 
-from soupkit.data.family import TaskFamily
-from soupkit.data.registry import BuildOptions, builtin_family
+from soupkit.data.registry import BuildOptions, FamilyData, builtin_family
 from soupkit.data.split import split_labelled, split_retrieval
 from soupkit.errors import MissingSourceError
 
@@ -29,7 +28,9 @@ class IcdCode:
     excludes: tuple[str, ...] = ()  # its Excludes1 and Excludes2 notes: "tuberculous enteritis (A18.32)"
 
 
-def _tabular_xml(family: str) -> str:
+def tabular_xml(family: str) -> str:
+    """The path of the newest ICD-10-CM tabular XML in simple-icd-10-cm (the one place that finds
+    it: the medical families and the EmbeddingGemma test tokenizer read it)."""
     # find the package without importing it: its import parses the whole XML
     spec = importlib.util.find_spec("simple_icd_10_cm")
     if spec is None or not spec.origin:
@@ -81,8 +82,8 @@ def load_icd_codes(path: str) -> tuple[IcdCode, ...]:
     install=INSTALL,
     description="ICD-10-CM inclusion term -> code title; hard negative: a sibling code's title",
 )
-def medical_icd10(options: BuildOptions) -> TaskFamily:
-    codes = load_icd_codes(_tabular_xml("medical-icd10"))
+def medical_icd10(options: BuildOptions) -> FamilyData:
+    codes = load_icd_codes(tabular_xml("medical-icd10"))
     siblings: dict[str, list[IcdCode]] = {}
     for c in codes:
         siblings.setdefault(c.parent, []).append(c)
@@ -98,7 +99,7 @@ def medical_icd10(options: BuildOptions) -> TaskFamily:
     train, probe = split_retrieval(
         pairs, options.seed, options.probe_size, options.probe_corpus, options.max_train, negatives
     )
-    return TaskFamily("medical-icd10", "retrieval", SOURCE, train, probe, "ICD-10-CM inclusion term -> code title")
+    return train, probe
 
 
 @builtin_family(
@@ -108,11 +109,11 @@ def medical_icd10(options: BuildOptions) -> TaskFamily:
     install=INSTALL,
     description="ICD-10-CM code title -> chapter (22 classes)",
 )
-def medical_icd10_chapters(options: BuildOptions) -> TaskFamily:
-    codes = load_icd_codes(_tabular_xml("medical-icd10-chapters"))
+def medical_icd10_chapters(options: BuildOptions) -> FamilyData:
+    codes = load_icd_codes(tabular_xml("medical-icd10-chapters"))
     items = [(c.title, c.chapter) for c in codes if c.title]
     train, probe = split_labelled(items, options.seed, 2 * options.probe_size, options.max_train, "classification")
-    return TaskFamily("medical-icd10-chapters", "classification", SOURCE, train, probe)
+    return train, probe
 
 
 EXCLUDES_DESCRIPTION = ("condition named in an ICD-10-CM Excludes note -> the title of the code it belongs to; "
@@ -138,8 +139,8 @@ def excludes_triples(codes) -> list[tuple[str, str, str]]:
 
 @builtin_family("medical-icd10-excludes", task="retrieval", source=SOURCE, install=INSTALL,
                 description=EXCLUDES_DESCRIPTION)
-def medical_icd10_excludes(options: BuildOptions) -> TaskFamily:
-    triples = excludes_triples(load_icd_codes(_tabular_xml("medical-icd10-excludes")))
+def medical_icd10_excludes(options: BuildOptions) -> FamilyData:
+    triples = excludes_triples(load_icd_codes(tabular_xml("medical-icd10-excludes")))
     targets: dict[str, set[str]] = {}
     for text, target, _ in triples:
         targets.setdefault(text, set()).add(target)
@@ -154,4 +155,4 @@ def medical_icd10_excludes(options: BuildOptions) -> TaskFamily:
     probed = set(probe.corpus)
     negatives = {text: excluder for text, _, excluder in kept if excluder not in probed}
     train = [replace(e, negative=negatives[e.anchor]) if e.anchor in negatives else e for e in train]
-    return TaskFamily("medical-icd10-excludes", "retrieval", SOURCE, train, probe, EXCLUDES_DESCRIPTION)
+    return train, probe

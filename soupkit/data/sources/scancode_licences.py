@@ -16,8 +16,7 @@ import types
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from soupkit.data.family import TaskFamily
-from soupkit.data.registry import BuildOptions, builtin_family
+from soupkit.data.registry import BuildOptions, FamilyData, builtin_family
 from soupkit.data.split import split_labelled, split_retrieval
 from soupkit.errors import MissingSourceError
 
@@ -126,7 +125,7 @@ def licence_document(licence: Licence) -> str:
     install=INSTALL,
     description=NOTICE_DESCRIPTION,
 )
-def licence_notice_retrieval(options: BuildOptions) -> TaskFamily:
+def licence_notice_retrieval(options: BuildOptions) -> FamilyData:
     """Left out: notices under MIN_NOTICE_WORDS words, notices ScanCode files under two licences
     (ambiguous queries), and notices of placeholder licences ("unknown licence reference")."""
     data_dir = licensedcode_data_dir("legal-licences")
@@ -138,7 +137,7 @@ def licence_notice_retrieval(options: BuildOptions) -> TaskFamily:
     documents = {key: licence_document(licences[key]) for key in set().union(*keys_of.values())}
     pairs = [(notice, documents[key]) for notice, keys in keys_of.items() if len(keys) == 1 for key in keys]
     train, probe = split_retrieval(pairs, options.seed, options.probe_size, options.probe_corpus, options.max_train)
-    return TaskFamily("legal-licences", "retrieval", SOURCE, train, probe, NOTICE_DESCRIPTION)
+    return train, probe
 
 
 @builtin_family(
@@ -148,8 +147,8 @@ def licence_notice_retrieval(options: BuildOptions) -> TaskFamily:
     install=INSTALL,
     description=CATEGORY_DESCRIPTION,
 )
-def licence_categories(options: BuildOptions) -> TaskFamily:
+def licence_categories(options: BuildOptions) -> FamilyData:
     licences = load_licences(licensedcode_data_dir("legal-licence-categories"))
     items = [(plain(lic.text, CATEGORY_TEXT_CHARS), lic.category) for lic in licences.values() if lic.category]
     train, probe = split_labelled(items, options.seed, 2 * options.probe_size, options.max_train, "classification")
-    return TaskFamily("legal-licence-categories", "classification", SOURCE, train, probe, CATEGORY_DESCRIPTION)
+    return train, probe

@@ -13,8 +13,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from soupkit.data.family import TaskFamily
-from soupkit.data.registry import BuildOptions, builtin_family
+from soupkit.data.registry import BuildOptions, FamilyData, builtin_family
 from soupkit.data.split import split_labelled
 from soupkit.errors import MissingSourceError
 
@@ -102,9 +101,9 @@ def load_synsets(path: str) -> Mapping[str, Synset]:
 
 
 @builtin_family("topic-classification", task="classification", source=SOURCE, install=INSTALL, description=DESCRIPTION)
-def wordnet_topics(options: BuildOptions) -> TaskFamily:
+def wordnet_topics(options: BuildOptions) -> FamilyData:
     """Definitions shorter than MIN_WORDS words say too little about their topic, so they are left out."""
     synsets = load_synsets(wordnet_dir("topic-classification"))
     items = [(s.definition, s.lexname) for s in synsets.values() if len(s.definition.split()) >= MIN_WORDS]
     train, probe = split_labelled(items, options.seed, 2 * options.probe_size, options.max_train, "classification")
-    return TaskFamily("topic-classification", "classification", SOURCE, train, probe, DESCRIPTION)
+    return train, probe

@@ -13,8 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from soupkit.data.family import TaskFamily
-from soupkit.data.registry import BuildOptions, builtin_family
+from soupkit.data.registry import BuildOptions, FamilyData, builtin_family
 from soupkit.data.sources._pairs import one_document_per_query
 from soupkit.data.sources.wordnet import INSTALL, SOURCE, Synset, load_synsets, wordnet_dir
 from soupkit.data.split import split_retrieval
@@ -67,13 +66,13 @@ def lemma_definition_pairs(synsets: Mapping[str, Synset], chosen: Iterable[str])
     return one_document_per_query(p for p in pairs if p[1])
 
 
-def _wordnet_family(name: str, domain: str, chosen_by, options: BuildOptions) -> TaskFamily:
+def _wordnet_family(name: str, chosen_by, options: BuildOptions) -> FamilyData:
     synsets = load_synsets(wordnet_dir(name))
     pairs = lemma_definition_pairs(synsets, chosen_by(synsets, name))
     train, probe = split_retrieval(
         pairs, options.seed, options.probe_size, options.probe_corpus, options.max_train, probe_share=options.probe_share
     )
-    return TaskFamily(name, "retrieval", SOURCE, train, probe, DESCRIPTION.format(domain=domain))
+    return train, probe
 
 
 def medical_synsets(synsets: Mapping[str, Synset], family: str = "medical-wordnet") -> set[str]:
@@ -93,8 +92,8 @@ def legal_synsets(synsets: Mapping[str, Synset], family: str = "legal-wordnet") 
     install=INSTALL,
     description=DESCRIPTION.format(domain="medicine (illnesses, symptoms, medications, medical fields)"),
 )
-def medical_wordnet(options: BuildOptions) -> TaskFamily:
-    return _wordnet_family("medical-wordnet", "medicine", medical_synsets, options)
+def medical_wordnet(options: BuildOptions) -> FamilyData:
+    return _wordnet_family("medical-wordnet", medical_synsets, options)
 
 
 @builtin_family(
@@ -104,5 +103,5 @@ def medical_wordnet(options: BuildOptions) -> TaskFamily:
     install=INSTALL,
     description=DESCRIPTION.format(domain="law"),
 )
-def legal_wordnet(options: BuildOptions) -> TaskFamily:
-    return _wordnet_family("legal-wordnet", "law", legal_synsets, options)
+def legal_wordnet(options: BuildOptions) -> FamilyData:
+    return _wordnet_family("legal-wordnet", legal_synsets, options)
