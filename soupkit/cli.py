@@ -195,7 +195,8 @@ def families(build: bool) -> None:
 
 
 def _open_run_study(out: Path, storage: str | None, name: str | None = None):
-    """The study of a run folder (or of --storage); its name is the only one in the storage."""
+    """The search study of a run folder (or of --storage); its name is the only search study in
+    the storage (its ingredient study beside it does not count)."""
     return _open_run_storage(out, storage, name)[0]
 
 
@@ -203,12 +204,12 @@ def _open_run_storage(out: Path, storage: str | None, name: str | None = None):
     """The study of a run folder (or of --storage) and the storage object it lives in."""
     import optuna
 
-    from soupkit.search.study import default_storage, open_storage
+    from soupkit.search.study import default_storage, open_storage, search_study_names
 
     if storage is None and not (out / "study.db").is_file():
         raise SoupkitError(f"no study found: {out / 'study.db'} does not exist (run `soupkit search` first)")
     store = open_storage(storage or default_storage(out))
-    names = [s.study_name for s in optuna.get_all_study_summaries(store, include_best_trial=False)]
+    names = search_study_names(store)
     if name is None:
         if len(names) != 1:
             raise SoupkitError(f"storage holds {len(names)} studies ({', '.join(names)}); name one with --study")
@@ -250,39 +251,156 @@ def merge(models, out, method, weights, base, params, overwrite) -> None:
               help="Run folder of a search.")
 @click.option("--storage", default=None, help="Optuna storage URL (default sqlite:///<out>/study.db).")
 @click.option("--study", "study_name", default=None, help="Study name (when the storage holds several).")
-@click.option("--top-k", type=click.IntRange(1, 1000), default=5, show_default=True, help="Best trials to consider.")
+@click.option("--top-k", type=click.IntRange(1, 1000), default=None,
+              help="Best candidates to consider (default 5 trials, or every ingredient of the set).")
 @click.option("--method", default="uniform", show_default=True,
               help=f"greedy (the model-soups recipe) or a merge method: {MERGE_METHODS}.")
 @click.option("--name", default=None, help="Soup name (default <method>-top<k>).")
+@click.option("--from", "source", type=click.Choice(["trials", "ingredients"]), default="trials", show_default=True,
+              help="Soup the search's trials, or the ingredients `soupkit ingredients` trained.")
+@click.option("--set", "set_name", default=None, help="With --from ingredients: the ingredient set (default the last made).")
 @click.option("--from-front", is_flag=True, help="Take ingredients from the Pareto front (pareto recipes).")
 @click.option("--with-base", is_flag=True,
               help="uniform/greedy: average the soup with the base model, at the smallest share (0.25, 0.5, 0.75) "
                    "that keeps every general probe within --general-tolerance.")
 @click.option("--general-tolerance", type=float, default=0.01, show_default=True,
               help="pareto recipes, greedy or --with-base: how far below the base model any general probe may fall.")
-def soup(out, storage, study_name, top_k, method, name, from_front, with_base, general_tolerance) -> None:
-    """Merge the study's best checkpoints into a soup, score it, and record it in the study.
+@click.option("--intervals/--no-intervals", default=True, show_default=True,
+              help="Compare the soup with each candidate and the base on the held-out probes, with paired-bootstrap "
+                   "intervals (re-encodes each model on them).")
+def soup(out, storage, study_name, top_k, method, name, source, set_name, from_front, with_base, general_tolerance,
+         intervals) -> None:
+    """Merge the study's best checkpoints (or its ingredients) into a soup, score it, and record it.
 
     For a pareto recipe, `greedy` maximises the domain score while keeping every general probe
-    within --general-tolerance of the base model.
+    within --general-tolerance of the base model. The output compares the soup, probe by probe,
+    with each candidate and with the base model.
 
     \b
     Example:
       soupkit soup --out runs/default --method greedy --top-k 8
       soupkit soup --out runs/medical --method greedy --top-k 8 --with-base
+      soupkit soup --out runs/medical --from ingredients --method uniform
     """
     from soupkit.config import plain_name_problem
-    from soupkit.soups.study_soup import build_soup, soup_table
+    from soupkit.soups.study_soup import build_soup, soup_table, trial_source
 
     if name is not None and plain_name_problem(name):  # before the study is even opened
         raise SoupkitError(f"--name: {plain_name_problem(name)}; it names the folder soups/<name>")
-    study = _open_run_study(out, storage, study_name)
+    study, store = _open_run_storage(out, storage, study_name)
+    if source == "ingredients":
+        if from_front:
+            raise SoupkitError("--from-front chooses trials; ingredients were chosen by `soupkit ingredients --from-front`")
+        from soupkit.soups.ingredients import ingredient_soup_source
+
+        candidates = ingredient_soup_source(store, study, set_name)
+    else:
+        if set_name is not None:
+            raise SoupkitError("--set names an ingredient set: use it with --from ingredients")
+        candidates = trial_source(study, from_front)
+    top_k = top_k if top_k is not None else (5 if source == "trials" else len(candidates.candidates))
     result = build_soup(study, out, method=method, top_k=top_k, name=name, log=click.echo, from_front=from_front,
-                        with_base=with_base, general_tolerance=general_tolerance)
-    click.echo(soup_table(study, result))
+                        with_base=with_base, general_tolerance=general_tolerance, source=candidates)
+    click.echo(soup_table(result))
+    if intervals:
+        click.echo(_soup_intervals(result, candidates))
     base = f" + base model at {result.base_share:.2f}" if result.base_share else ""
-    click.echo(f"soup '{result.name}' ({method}, trials {result.members}{base}) objective {result.objective:.4f} "
-               f"written to {result.path}")
+    click.echo(f"soup '{result.name}' ({method}, {result.label}s {result.members}{base}) objective "
+               f"{result.objective:.4f} written to {result.path}")
+
+
+def _soup_intervals(result, candidates) -> str:
+    from soupkit.data.load import load_families
+    from soupkit.soups.compare import differences, differences_table, item_scores
+
+    recipe = candidates.recipe
+    if not recipe.probe_only:
+        return "(no held-out probes in the recipe: no paired-bootstrap intervals)"
+    families = load_families(recipe, probe_only=True)
+    models = {"soup": result.path, **{f"{result.label} {c.trial}": c.checkpoint for c in result.ingredients},
+              "base": recipe.base}
+    items = item_scores(models, families, recipe)
+    found = differences(items, "soup", [m for m in models if m != "soup"], seed=recipe.seed)
+    if not found:
+        return "(the held-out probes score sets, not items: no paired-bootstrap intervals)"
+    return "held-out probes: the soup against each candidate and the base model\n" + differences_table(found, "soup")
+
+
+@main.command()
+@click.option("--out", type=click.Path(path_type=Path), default=Path("runs") / DEFAULT_RECIPE, show_default=True,
+              help="Run folder of a search.")
+@click.option("--storage", default=None, help="Optuna storage URL (default sqlite:///<out>/study.db).")
+@click.option("--study", "study_name", default=None, help="Study name (when the storage holds several).")
+@click.option("--recipe", "recipe_arg", default=None,
+              help="Read the `ingredients:` section from this recipe (default: the run's recipe.yaml).")
+@click.option("--k", type=int, default=None, help="Mixtures to train (default: the recipe's ingredients.k, 4).")
+@click.option("--steps", type=int, default=None, help="Finetune steps per ingredient (default: ingredients.steps, 480).")
+@click.option("--pool", type=int, default=None, help="Choose among the best N distinct trials (default 2k).")
+@click.option("--select", type=click.Choice(["diverse", "top"]), default=None,
+              help="diverse: greedy max-min distance on the simplex (default); top: simply the best k.")
+@click.option("--from-front", is_flag=True, help="Choose among the Pareto front's trials (pareto recipes).")
+@click.option("--base", default=None, help="Finetune from this model instead of the search's (folder or hub id).")
+@click.option("--batch-size", type=int, default=None, help="Batch size (default: ingredients.batch_size, else finetune's).")
+@click.option("--learning-rate", type=float, default=None, help="Learning rate (default: ingredients', else finetune's).")
+@click.option("--name", default=None, help="Name of this ingredient set (default e.g. diverse4-480steps).")
+@click.option("--general-tolerance", type=float, default=0.01, show_default=True,
+              help="pareto recipes: trials whose general probes stay within this of the base rank first.")
+@click.option("--trust-remote-code", is_flag=True, help="Let the base model run its own Python code (off: safer).")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def ingredients(out, storage, study_name, recipe_arg, k, steps, pool, select, from_front, base, batch_size,
+                learning_rate, name, general_tolerance, trust_remote_code, quiet) -> None:
+    """Finetune K good and different mixtures of a search longer, as ingredients for a soup.
+
+    Chooses K mixtures among the study's best trials by greedy max-min distance on the simplex,
+    prints them and their distances, finetunes each from the same base model with the recipe's
+    `ingredients:` budget, scores each on the probes and records it in the ingredient study beside
+    the search's. Re-running the same command resumes (the same mixtures); an ingredient another
+    set already trained is reused. Then soup them with `soupkit soup --from ingredients`.
+
+    \b
+    Example:
+      soupkit ingredients --out runs/medical --k 4 --steps 480
+      soupkit ingredients --out runs/medical --k 4 --select top      # ablation: the best 4, alike
+      soupkit ingredients --out runs/default --base google/embeddinggemma-300m
+      soupkit soup --out runs/medical --from ingredients --method uniform
+    """
+    from soupkit.config import IngredientSpec, Recipe, load_recipe
+    from soupkit.search.study import redacted_command
+    from soupkit.soups.ingredients import make_ingredients
+
+    study, store = _open_run_storage(out, storage, study_name)
+    if recipe_arg is not None:
+        spec = _load(recipe_arg)[0].ingredients
+    elif (out / "recipe.yaml").is_file():
+        spec = load_recipe(out / "recipe.yaml").ingredients
+    else:
+        spec = Recipe.model_fields["ingredients"].default
+    flags = {"k": k, "steps": steps, "pool": pool, "select": select, "batch_size": batch_size,
+             "learning_rate": learning_rate}
+    spec = _validated(IngredientSpec, {**spec.model_dump(), **{f: v for f, v in flags.items() if v is not None}})
+    command = redacted_command(["soupkit", *sys.argv[1:]])
+    result = make_ingredients(store, study, out, spec, base=base, name=name, from_front=from_front,
+                              tolerance=general_tolerance, log=click.echo, show_progress=not quiet, command=command,
+                              trust_remote_code=trust_remote_code)
+
+    from soupkit.soups.ingredients import ingredients_table
+
+    click.echo(ingredients_table(result))
+    click.echo(f"ingredient set '{result.chosen.name}': ingredients {result.chosen.ingredients} in study "
+               f"'{result.study.study_name}'; soup them with: soupkit soup --out {out} --from ingredients "
+               f"--set {result.chosen.name}")
+
+
+def _validated(model, data: dict):
+    """A pydantic model from CLI values; a bad value is one line naming the option."""
+    from pydantic import ValidationError
+
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        option = "--" + str(err["loc"][0]).replace("_", "-") if err["loc"] else "option"
+        raise SoupkitError(f"{option}: {err['msg'].removeprefix('Value error, ')}") from None
 
 
 @main.command()

@@ -25,6 +25,8 @@ from soupkit.errors import SoupkitError
 RECIPES_DIR = Path(str(importlib.resources.files("soupkit") / "recipes"))
 MIXTURES_DIR = Path(str(importlib.resources.files("soupkit") / "mixtures"))
 BUNDLED_BASE = "bundled:all-MiniLM-L6-v2"
+# recipe sections that do not change what a search trial produces: a study resumes across changes to them
+NOT_TRIAL_SECTIONS = frozenset({"search", "ingredients"})
 
 # The names a recipe may use, defined here once. Each is the key of its implementation in a
 # registry (tests/test_registries.py keeps them equal); the CLI lists choices from the registries.
@@ -177,6 +179,25 @@ class SearchSpec(Strict):
     keep_checkpoints: int | None = Field(None, gt=0, le=MAX_TRIALS)
 
 
+class IngredientSpec(Strict):
+    """`soupkit ingredients`: K good and different mixtures of the study, each finetuned longer than
+    a trial, to be souped. Fields left unset (batch size, learning rate, warm-up) keep `finetune`'s."""
+
+    k: int = Field(4, ge=1)
+    pool: int | None = Field(None, ge=1)  # the best N trials to choose from (default 2k)
+    select: Literal["diverse", "top"] = "diverse"  # greedy max-min distance, or simply the best k
+    steps: int = Field(480, gt=0)
+    batch_size: int | None = Field(None, ge=2)
+    learning_rate: float | None = Field(None, gt=0)
+    warmup_ratio: float | None = Field(None, ge=0, lt=1)
+
+    def finetune_spec(self, finetune: FinetuneSpec) -> FinetuneSpec:
+        """The trials' finetune settings with this section's longer budget laid over them."""
+        update = {"steps": self.steps, "batch_size": self.batch_size, "learning_rate": self.learning_rate,
+                  "warmup_ratio": self.warmup_ratio}
+        return FinetuneSpec.model_validate({**finetune.model_dump(), **{k: v for k, v in update.items() if v is not None}})
+
+
 class Recipe(Strict):
     name: str
     base: str = BUNDLED_BASE
@@ -192,6 +213,7 @@ class Recipe(Strict):
     probes: ProbeSpec = ProbeSpec()
     objective: ObjectiveSpec = ObjectiveSpec()
     search: SearchSpec = SearchSpec()
+    ingredients: IngredientSpec = IngredientSpec()
 
     @model_validator(mode="after")
     def _valid_finetune_by_base(self) -> Recipe:

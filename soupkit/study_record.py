@@ -313,3 +313,58 @@ def record_soup(study, name: str, soup: SoupRecord) -> None:
 def metric_names(mode: str) -> list[str]:
     """The names of the study's objective values, as the dashboard and the report show them."""
     return ["domain", "general"] if mode == "pareto" else ["objective"]
+
+
+# ingredient studies (`soupkit ingredients`): a study beside a search's, one trial per ingredient
+
+BESIDE = "search_study"  # on a study that sits beside a search's in its storage: that search's name
+SETS = "sets"  # {set name: the choice of one `soupkit ingredients` call, soups.ingredient_study.IngredientSet}
+BASES = "bases"  # {base model: its probe scores}: the bases ingredients were finetuned from
+KEY = "key"  # what makes two ingredients the same model (mixture, base, finetune settings, seed)
+SOURCE_TRIAL = "source_trial"  # the search trial whose mixture an ingredient trains
+FINETUNE = "finetune"  # an ingredient's finetune settings
+SET = "set"  # the set an ingredient was first trained for
+
+
+def beside_of(study) -> str | None:
+    """The search a study (or a study summary) sits beside, if it is a later stage's study."""
+    return study.user_attrs.get(BESIDE)
+
+
+def record_beside(study, stage: str, search_name: str) -> None:
+    study.set_user_attr(STAGE, stage)
+    study.set_user_attr(BESIDE, search_name)
+
+
+def ingredient_sets(study) -> dict[str, dict[str, Any]]:
+    return dict(study.user_attrs.get(SETS) or {})
+
+
+def record_ingredient_set(study, name: str, body: Mapping[str, Any]) -> None:
+    sets = ingredient_sets(study)
+    sets[name] = json.loads(json.dumps(dict(body)))  # plain JSON types only
+    study.set_user_attr(SETS, sets)
+
+
+def scores_by_base(study) -> dict[str, dict[str, float]]:
+    return dict(study.user_attrs.get(BASES) or {})
+
+
+def record_scores_by_base(study, base: str, scores: Mapping[str, float]) -> None:
+    bases = scores_by_base(study)
+    bases[base] = dict(scores)
+    study.set_user_attr(BASES, bases)
+
+
+def record_ingredient(trial, key: str, source_trial: int, base: str, finetune: Mapping[str, Any], set_name: str) -> None:
+    for attr, value in {KEY: key, SOURCE_TRIAL: source_trial, BASE: base, FINETUNE: dict(finetune),
+                        SET: set_name}.items():
+        trial.set_user_attr(attr, value)
+
+
+def ingredient_key_of(trial) -> str | None:
+    return trial.user_attrs.get(KEY)
+
+
+def source_trial_of(trial) -> int | None:
+    return trial.user_attrs.get(SOURCE_TRIAL)

@@ -79,7 +79,7 @@ def test_search_and_soups_see_only_selection_halves_and_train_on_neither():
     selection = probes["legal-wordnet"]
     assert load_families(recipe, probe_only=True)["legal-wordnet"].probe == selection.probe
     test = load_held_out_test_halves(recipe)["legal-wordnet"]
-    assert selection.extra["held_out_half"] == "selection" and test.extra["held_out_half"] == "test"
+    assert selection.name == test.name == "legal-wordnet"  # both halves keep the family's name
     assert set(selection.probe.queries).isdisjoint(test.probe.queries)
     assert (len(selection.probe.queries), len(test.probe.queries)) == (15, 15)  # 30 queries
     assert not selection.train and not test.train

@@ -84,14 +84,13 @@ def test_objective_is_weighted_mean_with_default_weight_one():
 def test_per_item_scores_average_to_the_probe_score(tiny_model_dir):
     from soupkit.base_model import load_model
     from soupkit.data.registry import BuildOptions
-    from soupkit.data.sources.medical_abbreviations import medical_abbreviations
-    from soupkit.data.sources.wordnet import wordnet_topics
+    from soupkit.data.load import _registry
     from soupkit.probes.score import ProbeSettings, per_item_scores, score_probes
 
     model = load_model(str(tiny_model_dir), "cpu")
     settings = ProbeSettings(max_seq_length=32)
     options = BuildOptions(probe_size=25, probe_corpus=50, max_train=100)
-    for family in (medical_abbreviations(options), wordnet_topics(options)):
+    for family in (_registry().get(name).build(options) for name in ("medical-abbreviations", "topic-classification")):
         items = per_item_scores(model, family, settings)
         assert len(items) == 25
         assert items.mean() == pytest.approx(score_probes(model, {family.name: family}, settings)[family.name], abs=1e-6)

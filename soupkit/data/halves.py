@@ -112,4 +112,4 @@ def _half(family: TaskFamily, seed: int, which: int) -> TaskFamily:
     if family.probe is None:
         raise TypeError(f"family '{family.name}' has no probe to split")
     probe = split_probe(family.probe, seed)[which]
-    return replace(family, train=[], probe=probe, extra={**family.extra, "held_out_half": ("selection", "test")[which]})
+    return replace(family, train=[], probe=probe)

@@ -20,7 +20,7 @@ from pathlib import Path
 import yaml
 
 from soupkit.atomic import atomic_write_text, check_can_write
-from soupkit.config import Mixture, Recipe, seed_mixture_of
+from soupkit.config import NOT_TRIAL_SECTIONS, Mixture, Recipe, seed_mixture_of
 from soupkit.errors import Interrupted, SoupkitError
 from soupkit.pause import pause_for_test
 from soupkit.search.checkpoints import keep_best_checkpoints, remove_partial_checkpoints
@@ -69,7 +69,7 @@ class SearchResult:
 
 def effective_recipe_json(recipe: Recipe) -> str:
     """The parts of a recipe that change what a trial produces (not the budget or sampler)."""
-    data = recipe.model_dump(mode="json", exclude={"search"})
+    data = recipe.model_dump(mode="json", exclude=set(NOT_TRIAL_SECTIONS))
     return json.dumps(data, sort_keys=True)
 
 

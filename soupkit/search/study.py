@@ -164,13 +164,14 @@ def check_same_recipe(study, recipe_json: str) -> None:
     The stored recipe is re-read through the current Recipe model first, so a field added to
     soupkit since (with its default) is not taken for a change.
     """
-    from soupkit.config import Recipe
+    from soupkit.config import NOT_TRIAL_SECTIONS, Recipe
 
     stored = StudyRecord.of(study).recipe_json
     if stored is None:
         record_recipe(study, recipe_json)
         return
-    old = Recipe.model_validate({**json.loads(stored), "search": {}}).model_dump(mode="json", exclude={"search"})
+    stored_json = {k: v for k, v in json.loads(stored).items() if k not in NOT_TRIAL_SECTIONS}
+    old = Recipe.model_validate(stored_json).model_dump(mode="json", exclude=set(NOT_TRIAL_SECTIONS))
     new = json.loads(recipe_json)
     if old != new:
         diff = next((k for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)), "?")
@@ -258,3 +259,20 @@ def trial_counts(study) -> dict[str, int]:
     counts = Counter(t.state.name for t in study.get_trials(deepcopy=False))
     return {"COMPLETE": counts["COMPLETE"], "RUNNING": counts["RUNNING"], "FAIL": counts["FAIL"],
             "WAITING": counts["WAITING"], "PRUNED": counts["PRUNED"]}
+
+
+def died_on_this_host(worker: dict) -> bool:
+    """Whether the worker recorded on a trial ran on this host, is not this process, and is gone."""
+    return (worker.get("host") == socket.gethostname() and worker.get("pid") != os.getpid()
+            and not _pid_alive(int(worker.get("pid", 0))))
+
+
+def search_study_names(storage) -> list[str]:
+    """The studies a run folder is about, leaving out those of later stages that sit beside a
+    search's in its storage (its ingredient study)."""
+    import optuna
+
+    from soupkit.study_record import beside_of
+
+    summaries = optuna.get_all_study_summaries(storage, include_best_trial=False)
+    return [s.study_name for s in summaries if not beside_of(s)]

@@ -5,6 +5,9 @@ rank trials by validation objective, start from the best, add the next one only 
 soup's validation objective does not drop. Any other merge method (ties, task_arithmetic, ...)
 runs on the top-k with the search's base model as its base. Each soup is written under
 `<run>/soups/<name>`, scored on the same probes, and recorded in the study's `soups` attribute.
+
+The ingredients may also be those of `soupkit ingredients` (`soupkit.soups.ingredients`): a
+`SoupSource` says what is souped, from which base model, and in which study the soup is recorded.
 """
 
 from __future__ import annotations
@@ -29,6 +32,20 @@ class Ingredient:
     scores: dict[str, float]
 
 
+@dataclass(frozen=True)
+class SoupSource:
+    """What a soup is made of: candidates best first, the model they were finetuned from (the
+    base of task-vector methods and of --with-base), and the study the soup is recorded in."""
+
+    study: object
+    recipe: Recipe  # its `base` is the candidates' base model
+    candidates: list[Ingredient]
+    base_scores: dict[str, float]
+    label: str = "trial"  # what a candidate is called in tables: "trial", "ingredient"
+    base_folder: str = "base-model"  # where the base model is saved in the run folder, to merge with
+    tag: str = ""  # added to default soup names, so soups of different sources do not collide
+
+
 @dataclass
 class SoupResult:
     name: str
@@ -39,6 +56,9 @@ class SoupResult:
     objective: float
     ingredients: list[Ingredient]
     base_share: float = 0.0  # the base model's weight in the soup (--with-base)
+    base_scores: dict[str, float] | None = None
+    base_objective: float | None = None
+    label: str = "trial"
 
 
 @dataclass(frozen=True)
@@ -90,6 +110,12 @@ def ranked_ingredients(study, from_front: bool = False) -> list[Ingredient]:
     return sorted(found, key=lambda i: (-i.objective, i.trial))
 
 
+def trial_source(study, from_front: bool = False) -> SoupSource:
+    """The search's own trials as soup candidates."""
+    return SoupSource(study, study_recipe(study), ranked_ingredients(study, from_front),
+                      StudyRecord.of(study).base_scores, tag="front" if from_front else "top")
+
+
 def _merge(members: list[Ingredient], out: Path, method: str, base: str | None) -> None:
     from soupkit.merge.api import merge_models
 
@@ -110,7 +136,9 @@ def build_soup(
     from_front: bool = False,
     with_base: bool = False,
     general_tolerance: float | None = 0.01,
+    source: SoupSource | None = None,
 ) -> SoupResult:
+    """A soup of the search's trials, or of `source`'s candidates (ingredients)."""
     from soupkit.base_model import load_model, pick_device, resolve_base, use_bf16
     from soupkit.data.load import load_recipe_families
     from soupkit.probes.score import ProbeSettings, objective_value, score_probes, study_values
@@ -125,12 +153,11 @@ def build_soup(
         raise SoupkitError(f"--general-tolerance must be between 0 and 1 (score units), got {general_tolerance}")
     from soupkit.search.study import check_held_out_halves
 
-    recipe = study_recipe(study)
-    check_held_out_halves(study, recipe)
-    ranked = ranked_ingredients(study, from_front)
+    check_held_out_halves(study, study_recipe(study))  # ingredients are scored as the search's trials
+    source = source or trial_source(study, from_front)
+    study, recipe, ranked, base_scores = source.study, source.recipe, source.candidates, source.base_scores
     if not ranked:
-        raise SoupkitError(f"study '{study.study_name}' has no completed trial with a checkpoint to soup")
-    base_scores = StudyRecord.of(study).base_scores
+        raise SoupkitError(f"study '{study.study_name}' has no completed {source.label} with a checkpoint to soup")
     if recipe.objective.mode == "pareto" and method == "greedy" and not base_scores:
         raise SoupkitError(f"study '{study.study_name}' has no base_scores: a pareto greedy soup compares with the base")
     bound = GreedyCriterion(recipe.objective, base_scores, general_tolerance)
@@ -139,9 +166,9 @@ def build_soup(
     if method == "greedy":
         ranked = sorted(ranked, key=lambda i: (select.key(i.scores), -i.trial), reverse=True)
     candidates = ranked[:top_k]
-    name = name or f"{method}-{'front' if from_front else 'top'}{top_k}{'-base' if with_base else ''}"
+    name = name or f"{method}-{source.tag}{top_k}{'-base' if with_base else ''}"
     out = run_dir / "soups" / name
-    _check_soup_inputs(candidates, out)
+    _check_soup_inputs(candidates, out, source.label)
     _, families = load_recipe_families(recipe)
     device = pick_device()
     settings = ProbeSettings.from_recipe(recipe, use_bf16(device, recipe.finetune.bf16))
@@ -156,19 +183,19 @@ def build_soup(
         if method == "greedy":
             members, soup_scores = [candidates[0]], candidates[0].scores
             best = select.key(soup_scores)
-            log(f"greedy soup: start with trial {candidates[0].trial} ({_describe(best)})")
+            log(f"greedy soup: start with {source.label} {candidates[0].trial} ({_describe(best)})")
             for cand in candidates[1:]:
                 trial_out = Path(scratch) / f"with-{cand.trial}"
                 _merge(members + [cand], trial_out, "uniform", None)
                 cand_scores = score(trial_out)
                 key = select.key(cand_scores)
                 kept = key >= best
-                log(f"  + trial {cand.trial}: soup {_describe(key)} vs {_describe(best)} -> {'keep' if kept else 'skip'}")
+                log(f"  + {source.label} {cand.trial}: soup {_describe(key)} vs {_describe(best)} -> {'keep' if kept else 'skip'}")
                 if kept:
                     members, best, soup_scores = members + [cand], key, cand_scores
         else:
             members, soup_scores = candidates, None
-        base_path = saved_base(recipe, run_dir, device) if with_base else None
+        base_path = saved_base(recipe, run_dir, device, source.base_folder) if with_base else None
         if base_path is not None:
             share = _base_share(members, soup_scores, base_path, bound, score, Path(scratch), log)
         # written afresh and scored again: the recorded scores are those of the folder on disk
@@ -187,10 +214,12 @@ def build_soup(
     value = objective_value(scores, recipe.objective.weights)
     record_soup(study, name, SoupRecord(method, [m.trial for m in members], scores, value,
                                         study_values(scores, recipe.objective), str(out.resolve()), share))
-    return SoupResult(name, method, [m.trial for m in members], out, scores, value, candidates, share)
+    base_value = objective_value(base_scores, recipe.objective.weights) if base_scores else None
+    return SoupResult(name, method, [m.trial for m in members], out, scores, value, candidates, share, base_scores,
+                      base_value, source.label)
 
 
-def _check_soup_inputs(candidates: list[Ingredient], out: Path) -> None:
+def _check_soup_inputs(candidates: list[Ingredient], out: Path, label: str = "trial") -> None:
     """Before anything is written: every ingredient is a whole model folder (a trial whose weights
     file went missing is named, with the file), and the soup's folder can be written."""
     from soupkit.model_folder import read_model_folder
@@ -199,19 +228,19 @@ def _check_soup_inputs(candidates: list[Ingredient], out: Path) -> None:
         try:
             read_model_folder(ingredient.checkpoint)
         except SoupkitError as exc:
-            raise SoupkitError(f"trial {ingredient.trial}: {exc}") from None
+            raise SoupkitError(f"{label} {ingredient.trial}: {exc}") from None
     check_can_write(out, "soup folder")
     if out.is_dir() and any(out.iterdir()) and not (out / "modules.json").is_file():
         raise SoupkitError(f"soup folder {out} exists and is not a model folder; move it away or choose another --name")
 
 
-def saved_base(recipe: Recipe, run_dir: Path, device: str) -> Path:
-    """The search's base model saved as its trials are (same library versions, so the same module
+def saved_base(recipe: Recipe, run_dir: Path, device: str, folder: str = "base-model") -> Path:
+    """The recipe's base model saved as its trials are (same library versions, so the same module
     files and config keys; a hub id becomes a folder), so that it merges with them. Written once
-    per run folder, as `<run>/base-model`."""
+    per run folder, as `<run>/<folder>`."""
     from soupkit.base_model import load_model
 
-    path = run_dir / "base-model"
+    path = run_dir / folder
     if not (path / "modules.json").is_file():
         model = load_model(recipe.base, device)
         model.max_seq_length = recipe.finetune.max_seq_length
@@ -261,7 +290,7 @@ def _describe(key: tuple[float, float]) -> str:
     return f"{value:.4f}" + (f", {shortfall:.4f} below the general bound" if shortfall > 0 else "")
 
 
-def soup_table(study, result: SoupResult) -> str:
+def soup_table(result: SoupResult) -> str:
     """Per-probe scores: the soup, each candidate ingredient, and the base model."""
     import polars as pl
 
@@ -269,9 +298,8 @@ def soup_table(study, result: SoupResult) -> str:
     rows = [{"model": label, "objective": result.objective, **result.scores}]
     for ing in result.ingredients:
         mark = "*" if ing.trial in result.members else " "
-        rows.append({"model": f"{mark}trial {ing.trial}", "objective": ing.objective, **ing.scores})
-    record = StudyRecord.of(study)
-    rows.append({"model": "base", "objective": record.base_objective, **record.base_scores})
+        rows.append({"model": f"{mark}{result.label} {ing.trial}", "objective": ing.objective, **ing.scores})
+    rows.append({"model": "base", "objective": result.base_objective, **(result.base_scores or {})})
     with pl.Config(tbl_rows=len(rows), tbl_cols=-1, float_precision=3, tbl_width_chars=200,
-                   tbl_hide_dataframe_shape=True):
+                   tbl_hide_dataframe_shape=True, fmt_str_lengths=80):
         return f"{pl.DataFrame(rows)}\n(* = in the soup)"

@@ -1,0 +1,399 @@
+"""`soupkit ingredients`: finetune K good and different mixtures of a search properly, to soup them.
+
+A search's trials are short proxies (tens of steps) that barely leave the base model, and the
+best of them sit close together; their soups gain little. Here K mixtures are chosen from the
+study's best trials (or its Pareto front) by greedy max-min distance on the simplex
+(soupkit.soups.selection), each is finetuned from one base model with the recipe's longer
+`ingredients:` budget, scored on the probes, and recorded in the ingredient study
+(soupkit.soups.ingredient_study). The base may be another model than the search's: a search on a
+small proxy model can choose the mixtures for a larger one.
+
+Resumable and crash-safe as trials are: the choice is recorded before anything trains, so a
+re-run trains the same mixtures; a checkpoint is written under a temporary name and renamed when
+whole; an ingredient whose process died is marked failed and trained again; one already trained
+(for this set or any other) is reused.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from soupkit.atomic import atomic_write_text
+from soupkit.config import IngredientSpec, Mixture, Recipe
+from soupkit.errors import SoupkitError
+from soupkit.soups.ingredient_study import (
+    IngredientSet,
+    checkpoint_of,
+    ingredient_key,
+    load_set,
+    open_ingredient_study,
+    record_set,
+)
+from soupkit.soups.selection import Candidate, choose_diverse, choose_top, distance_matrix
+from soupkit.study_record import (
+    INTERRUPTED,
+    StudyRecord,
+    TrialRecord,
+    ingredient_key_of,
+    ingredient_sets,
+    record_checkpoint,
+    record_error,
+    record_ingredient,
+    record_mixture,
+    record_result,
+    record_scores_by_base,
+    record_worker,
+    scores_by_base,
+)
+
+__all__ = ["IngredientsResult", "choose_ingredients", "default_set_name", "ingredient_soup_source", "make_ingredients"]
+
+FOLDER = "ingredients"
+
+
+@dataclass
+class IngredientsResult:
+    study: object  # the ingredient study
+    chosen: IngredientSet
+    reused: list[int]  # ingredient trials that were already trained
+    base_scores: dict[str, float]
+    base_objective: float
+
+
+def default_set_name(spec: IngredientSpec, base: str, search_base: str, from_front: bool) -> str:
+    name = f"{spec.select}{spec.k}-{spec.steps}steps" + ("-front" if from_front else "")
+    if base != search_base:
+        name += "-" + _slug(base)
+    return name
+
+
+def ranked_pool(search_study, recipe: Recipe, from_front: bool, tolerance: float | None) -> list[Candidate]:
+    """Completed trials best first, one per distinct mixture. Ranked as the greedy soup ranks them:
+    by the objective, or for a pareto recipe by the domain score once every general probe is within
+    `tolerance` of the base. With `from_front`, only the Pareto front."""
+    from soupkit.soups.study_soup import GreedyCriterion
+
+    criterion = GreedyCriterion(recipe.objective, StudyRecord.of(search_study).base_scores, tolerance)
+    trials = search_study.best_trials if from_front else search_study.get_trials(deepcopy=False)
+    records = [TrialRecord.of(t) for t in trials]
+    done = [t for t in records if t.state == "COMPLETE" and t.mixture and t.scores]
+    done.sort(key=lambda t: (criterion.key(t.scores), -t.number), reverse=True)
+    pool, seen = [], set()
+    for t in done:
+        weights = Mixture(weights=t.mixture).normalised()
+        key = tuple(sorted((k, round(v, 6)) for k, v in weights.items()))
+        if key not in seen:
+            seen.add(key)
+            pool.append(Candidate(t.number, weights))
+    return pool
+
+
+def choose_ingredients(search_study, recipe: Recipe, spec: IngredientSpec, base: str, name: str,
+                       from_front: bool = False, tolerance: float | None = 0.01) -> IngredientSet:
+    """The K mixtures to train, from the best `spec.pool` (default 2K) distinct trials."""
+    pool_size = spec.pool or 2 * spec.k
+    ranked = ranked_pool(search_study, recipe, from_front, tolerance)
+    if len(ranked) < spec.k:
+        where = "on the Pareto front" if from_front else "completed"
+        raise SoupkitError(f"--k {spec.k} needs {spec.k} distinct mixtures, but study '{search_study.study_name}' "
+                           f"has {len(ranked)} {where}; search longer or ask for fewer")
+    pool = ranked[:max(pool_size, spec.k)]
+    chosen = choose_diverse(pool, spec.k) if spec.select == "diverse" else choose_top(pool, spec.k)
+    mixtures = [{k: round(v, 6) for k, v in c.mixture.items()} for c in chosen]
+    return IngredientSet(
+        name=name, select=spec.select, k=spec.k, pool=len(pool), from_front=from_front, base=base,
+        finetune=spec.finetune_spec(recipe.finetune).model_dump(mode="json"), sources=[c.trial for c in chosen],
+        mixtures=mixtures, distances=[[round(d, 4) for d in row] for row in distance_matrix(mixtures)],
+        ingredients=[None] * len(chosen),
+    )
+
+
+def make_ingredients(
+    storage,
+    search_study,
+    run_dir: Path,
+    spec: IngredientSpec,
+    base: str | None = None,
+    name: str | None = None,
+    from_front: bool = False,
+    tolerance: float | None = 0.01,
+    log: Callable[[str], None] = print,
+    show_progress: bool = True,
+    command: str = "",
+    trust_remote_code: bool = False,
+) -> IngredientsResult:
+    """Choose the set (or resume the one recorded under `name`), train what is missing, record it."""
+    from soupkit.base_model import load_model, pick_device, resolve_base, use_bf16
+    from soupkit.data.load import load_recipe_families
+    from soupkit.soups.study_soup import study_recipe
+
+    from soupkit.search.study import check_held_out_halves
+
+    recipe = study_recipe(search_study)
+    check_held_out_halves(search_study, recipe)  # ingredients are scored, and chosen, as its trials were
+    base = base or recipe.base
+    resolve_base(base)  # a missing folder fails here, before anything is recorded
+    name = name or default_set_name(spec, base, recipe.base, from_front)
+    study = open_ingredient_study(storage, search_study)
+    wanted = choose_ingredients(search_study, recipe, spec, base, name, from_front, tolerance)
+    recorded = ingredient_sets(study).get(name)
+    if recorded is None:
+        record_set(study, wanted)
+        chosen = wanted
+    else:
+        chosen = load_set(study, name)
+        differs = next((k for k, v in wanted.settings().items() if chosen.settings()[k] != v), None)
+        if differs:
+            raise SoupkitError(f"ingredient set '{name}' was made with another {differs} "
+                               f"({chosen.settings()[differs]!r}); give these settings another --name")
+        log(f"resuming ingredient set '{name}' (mixtures as chosen before)")
+    log(describe_set(chosen))
+
+    device = pick_device()
+    finetune = recipe.finetune.model_validate(chosen.finetune)
+    bf16 = use_bf16(device, finetune.bf16)
+    fail_dead_ingredients(study)
+    remove_partial_folders(study, run_dir / FOLDER)
+    model = None
+    families = probes = None
+    reused = []
+    for i, (source, mixture) in enumerate(zip(chosen.sources, chosen.mixtures)):
+        key = ingredient_key(mixture, base, chosen.finetune, recipe.seed)
+        done = _trained(study, key)
+        if done is not None:
+            chosen.ingredients[i] = done.number
+            reused.append(done.number)
+            log(f"ingredient {i + 1}/{chosen.k} (mixture of trial {source}): already trained as #{done.number}")
+            continue
+        if model is None:
+            model = load_model(base, device, trust_remote_code=trust_remote_code)
+            base_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            families, probes = load_recipe_families(recipe, log=log)
+        model.load_state_dict(base_state)
+        bar = _progress(show_progress, finetune.steps, f"ingredient {i + 1}/{chosen.k}")
+        on_step = (lambda step, loss: (bar.update(1), bar.set_postfix(loss=f"{loss:.3f}"))) if bar else None
+        ctx = _Training(recipe, families, probes, model, run_dir, bf16, command, on_step)
+        trial = train_ingredient(study, ctx, source, mixture, key, base, finetune, chosen.name)
+        if bar:
+            bar.close()
+        chosen.ingredients[i] = trial.number
+        record_set(study, chosen)
+        done = TrialRecord.of(trial)
+        secs = done.seconds
+        log(f"ingredient {i + 1}/{chosen.k} (#{trial.number}, mixture of trial {source}) objective "
+            f"{done.objective:.4f}  finetune {secs['finetune']:.0f}s probe {secs['probe']:.0f}s")
+    record_set(study, chosen)
+    base_scores = _base_scores(study, search_study, recipe, base, device, trust_remote_code, model, probes)
+    from soupkit.probes.score import objective_value
+
+    return IngredientsResult(study, chosen, reused, base_scores, objective_value(base_scores, recipe.objective.weights))
+
+
+@dataclass
+class _Training:
+    recipe: Recipe
+    families: dict
+    probes: dict
+    model: object
+    run_dir: Path
+    bf16: bool
+    command: str
+    on_step: Callable | None
+
+
+def train_ingredient(study, ctx: _Training, source: int, mixture: dict, key: str, base: str, finetune, set_name: str):
+    """One ingredient as a trial of the ingredient study: RUNNING while it trains, then COMPLETE,
+    or FAIL with its error (and a later run trains it again)."""
+    from optuna.trial import TrialState
+
+    from soupkit.pause import pause_for_test
+    from soupkit.probes.score import ProbeSettings, objective_value, score_probes, study_values
+    from soupkit.search.space import params_for_mixture, suggest_mixture
+    from soupkit.search.study import worker_id
+    from soupkit.train.finetune import finetune_on_mixture
+
+    names = list(ctx.families)
+    study.enqueue_trial(params_for_mixture(mixture, names))
+    while True:
+        with warnings.catch_warnings():  # the storage's heartbeat is for search workers (optimize)
+            warnings.filterwarnings("ignore", message="Heartbeat of storage")
+            trial = study.ask()  # pops the oldest queued mixture: ours, or one a killed run queued
+        weights = suggest_mixture(trial, names)
+        if all(abs(weights.get(f, 0.0) - w) < 1e-5 for f, w in mixture.items()):
+            break
+        record_error(trial, "a mixture queued by an interrupted run")
+        study.tell(trial, state=TrialState.FAIL)
+    try:
+        record_worker(trial, worker_id())
+        record_ingredient(trial, key, source, base, finetune.model_dump(mode="json"), set_name)
+        rounded = {k: round(v, 6) for k, v in weights.items()}
+        record_mixture(trial, rounded)
+        ckpt = ctx.run_dir / FOLDER / f"ingredient-{trial.number:04d}"
+        record = Mixture(name=f"{ctx.recipe.name}-ingredient-{trial.number:04d}", weights=rounded)
+        result = finetune_on_mixture(ctx.model, ctx.families, weights, finetune, ckpt, ctx.recipe.seed, ctx.bf16,
+                                     {"mixture.yaml": record.to_yaml()}, ctx.on_step)
+        record_checkpoint(trial, ckpt)
+        pause_for_test("probe")
+        start = time.perf_counter()
+        scores = score_probes(ctx.model, ctx.probes, ProbeSettings.from_recipe(ctx.recipe, ctx.bf16))
+        seconds = {"finetune": round(result.seconds, 2), "probe": round(time.perf_counter() - start, 2)}
+        values = study_values(scores, ctx.recipe.objective)
+        objective = objective_value(scores, ctx.recipe.objective.weights)
+        record_result(trial, scores, objective, seconds, round(result.losses[-1], 6) if result.losses else None)
+        atomic_write_text(ckpt / "soupkit_ingredient.yaml", yaml.safe_dump({
+            "ingredient": trial.number, "study": study.study_name, "source_trial": source, "base": base,
+            "objective": round(objective, 6), "values": [round(v, 6) for v in values], "scores": scores,
+            "mixture": record.weights, "seed": ctx.recipe.seed, "finetune": finetune.model_dump(mode="json"),
+            "seconds": seconds, "command": ctx.command,
+        }, sort_keys=False))
+    except KeyboardInterrupt:
+        record_error(trial, INTERRUPTED)
+        study.tell(trial, state=TrialState.FAIL)
+        raise
+    except Exception as exc:
+        reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
+        record_error(trial, reason)
+        study.tell(trial, state=TrialState.FAIL)
+        raise SoupkitError(f"ingredient #{trial.number} (mixture of trial {source}) failed: {reason}") from exc
+    return study.tell(trial, values)
+
+
+def _trained(study, key: str):
+    """A completed ingredient with this key whose checkpoint is still on disk."""
+    for t in study.get_trials(deepcopy=False, states=None):
+        if t.state.name == "COMPLETE" and ingredient_key_of(t) == key and checkpoint_of(t) is not None:
+            return t
+    return None
+
+
+def fail_dead_ingredients(study) -> list[int]:
+    """Mark failed the RUNNING ingredients whose process on this host is gone (killed, crashed)."""
+    from optuna.trial import TrialState
+
+    from soupkit.search.study import died_on_this_host
+
+    dead = [t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+            if died_on_this_host(TrialRecord.of(t).worker)]
+    for number in dead:
+        study.tell(number, state=TrialState.FAIL, skip_if_finished=True)
+    return dead
+
+
+def remove_partial_folders(study, folder: Path) -> list[str]:
+    """Delete `.tmp-ingredient-NNNN-*` leftovers of ingredients that are no longer running."""
+    import re
+    import shutil
+
+    from optuna.trial import TrialState
+
+    if not folder.is_dir():
+        return []
+    running = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
+    removed = []
+    for path in sorted(folder.iterdir()):
+        match = re.match(r"^\.tmp-ingredient-(\d+)-", path.name)
+        if match and path.is_dir() and int(match.group(1)) not in running:
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path.name)
+    return removed
+
+
+def _base_scores(study, search_study, recipe, base, device, trust_remote_code, model, probes) -> dict[str, float]:
+    """The probe scores of the ingredients' base model: the search's, or scored once and recorded."""
+    bases = scores_by_base(study)
+    if base not in bases:
+        if base == recipe.base and StudyRecord.of(search_study).base_scores:
+            bases[base] = StudyRecord.of(search_study).base_scores
+        else:
+            from soupkit.base_model import load_model, use_bf16
+            from soupkit.data.load import load_recipe_families
+            from soupkit.probes.score import ProbeSettings, score_probes
+
+            base_model = load_model(base, device, trust_remote_code=trust_remote_code)
+            if probes is None:
+                probes = load_recipe_families(recipe)[1]
+            bf16 = use_bf16(device, recipe.finetune.bf16)
+            bases[base] = score_probes(base_model, probes, ProbeSettings.from_recipe(recipe, bf16))
+        record_scores_by_base(study, base, bases[base])
+    return bases[base]
+
+
+def ingredients_table(result: IngredientsResult) -> str:
+    """Per-probe scores of each ingredient of the set (with the search trial it came from) and the base."""
+    import polars as pl
+
+    by_number = {t.number: t for t in result.study.get_trials(deepcopy=False)}
+    rows = []
+    for number, source in zip(result.chosen.ingredients, result.chosen.sources):
+        done = TrialRecord.of(by_number[number])
+        rows.append({"model": f"ingredient {number} (trial {source})", "objective": done.objective, **done.scores})
+    rows.append({"model": "base", "objective": result.base_objective, **result.base_scores})
+    with pl.Config(tbl_rows=len(rows), tbl_cols=-1, float_precision=3, tbl_width_chars=200,
+                   tbl_hide_dataframe_shape=True, fmt_str_lengths=80):
+        return str(pl.DataFrame(rows))
+
+
+def describe_set(chosen: IngredientSet) -> str:
+    """The chosen mixtures (one row each) and their pairwise distances."""
+    families = list(chosen.mixtures[0])
+    width = max(8, *(len(f) for f in families))
+    lines = [f"ingredient set '{chosen.name}': {chosen.k} mixtures ({chosen.select} choice among the best "
+             f"{chosen.pool}{' of the Pareto front' if chosen.from_front else ''}), {chosen.finetune['steps']} steps "
+             f"from {chosen.base}",
+             f"{'family':{width}s}  " + "  ".join(f"trial {s:>4d}" for s in chosen.sources)]
+    for f in families:
+        lines.append(f"{f:{width}s}  " + "  ".join(f"{m.get(f, 0.0):10.3f}" for m in chosen.mixtures))
+    lines.append("pairwise distance (total variation, 0 = same mixture, 1 = no family in common)")
+    for s, row in zip(chosen.sources, chosen.distances):
+        lines.append(f"{'trial ' + str(s):{width}s}  " + "  ".join(f"{d:10.3f}" for d in row))
+    return "\n".join(lines)
+
+
+def _progress(enabled: bool, total: int, desc: str):
+    if not enabled:
+        return None
+    import sys
+
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, leave=False, file=sys.stderr, dynamic_ncols=True)
+
+
+def ingredient_soup_source(storage, search_study, set_name: str | None = None):
+    """The trained ingredients of a set (the last one recorded by default) as soup candidates, best
+    objective first, with their own base model; their soups are recorded in the ingredient study."""
+    from soupkit.soups.study_soup import Ingredient, SoupSource, study_recipe
+    from soupkit.soups.ingredient_study import find_ingredient_study
+
+    study = find_ingredient_study(storage, search_study)
+    chosen = load_set(study, set_name)
+    by_number = {t.number: t for t in study.get_trials(deepcopy=False)}
+    candidates = []
+    for number in chosen.ingredients:
+        trial = by_number.get(number) if number is not None else None
+        if trial is not None and trial.state.name == "COMPLETE" and checkpoint_of(trial) is not None:
+            done = TrialRecord.of(trial)
+            candidates.append(Ingredient(number, checkpoint_of(trial), float(done.objective), done.scores))
+    missing = chosen.k - len(candidates)
+    if missing:
+        raise SoupkitError(f"ingredient set '{chosen.name}' has {missing} of {chosen.k} ingredients not trained "
+                           "(or their folders are gone); run `soupkit ingredients` again to finish it")
+    recipe = study_recipe(search_study)
+    recipe = recipe.model_copy(update={"base": chosen.base})
+    base_scores = scores_by_base(study).get(chosen.base) or {}
+    folder = "base-model" if chosen.base == study_recipe(search_study).base else f"base-model-{_slug(chosen.base)}"
+    candidates.sort(key=lambda c: (-c.objective, c.trial))
+    return SoupSource(study, recipe, candidates, base_scores, label="ingredient", base_folder=folder,
+                      tag=f"{chosen.name}-top")
+
+
+def _slug(base: str) -> str:
+    import re
+
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", Path(base).name or base).strip("-") or "base"
