@@ -27,7 +27,7 @@ import optuna
 from soupkit.config import Recipe
 from soupkit.probes.score import study_values
 from soupkit.search.study import check_held_out_halves, default_storage, open_storage
-from soupkit.study_record import BANK, STAGE, StudyRecord, TrialRecord
+from soupkit.study_record import STAGE, StudyRecord, TrialRecord
 
 
 def main() -> None:
@@ -46,7 +46,7 @@ def main() -> None:
     rows = model_rows(study, recipe, base_scores, done)
     for other in args.compare:
         other_study = run_study(other)
-        if json.loads(StudyRecord.of(other_study).recipe_json) != json.loads(record.recipe_json):
+        if json.loads(StudyRecord.of(other_study).recipe_json or "{}") != json.loads(record.recipe_json):
             raise SystemExit(f"--compare {other}: another recipe than {args.out}'s")
         rows += [(f"{other.name}: {label}", scores, path) for label, scores, path in soup_rows(other_study)]
 
@@ -68,14 +68,15 @@ def run_study(out: Path):
     """The run folder's own study (not a later stage's that shares its storage)."""
     storage = open_storage(default_storage(out))
     summaries = optuna.get_all_study_summaries(storage, include_best_trial=False)
-    own = [s for s in summaries if s.user_attrs.get(STAGE) in (None, "adapt")]
+    own = [s for s in summaries if s.user_attrs.get(STAGE) in (None, "adapt")]  # a summary, not a study
     return optuna.load_study(study_name=own[0].study_name, storage=storage)
 
 
 def model_rows(study, recipe: Recipe, base_scores: dict, done: list) -> list[tuple[str, dict, str]]:
     """(label, selection scores, model folder): the base, the best single trial (a search), the soups."""
-    if study.user_attrs.get(STAGE) == "adapt":
-        base = next(m["path"] for m in study.user_attrs[BANK] if m["kind"] == "base")
+    record = StudyRecord.of(study)
+    if record.stage == "adapt":
+        base = next(m["path"] for m in record.bank if m["kind"] == "base")
         return [("base model", base_scores, base), *soup_rows(study)]
     _, base_general = study_values(base_scores, recipe.objective)
     keeps_general = [t for t in done if t.values[1] >= base_general - 0.01]

@@ -58,6 +58,7 @@ def probe_scores(path: Path, recipe) -> dict[str, float]:
     return score_probes(SentenceTransformer(str(path), device="cpu"), probes, ProbeSettings.from_recipe(recipe, False))
 
 
+@pytest.mark.slow
 def test_adapt_seeds_searches_and_writes_the_best_soups(tiny_recipe, models, tmp_path):
     recipe = tiny_recipe(models[0])
     run = fake_run(tmp_path / "run", models[0], models[1:], [0.3, 0.5, 0.4], recipe)
@@ -118,6 +119,7 @@ def _narrow_head(source: Path, destination: Path, width: int) -> Path:
     return destination
 
 
+@pytest.mark.slow
 def test_unmergeable_members_are_named_and_skipped(tiny_recipe, models, tmp_path):
     recipe = tiny_recipe(models[0])
     narrow = _narrow_head(models[3], tmp_path / "narrow", 8)
@@ -172,6 +174,7 @@ def test_bad_input_is_one_line_and_writes_nothing(tiny_recipe, models, tmp_path)
     assert unknown.exit_code == 2 and unknown.output.startswith("error: recipe file not found")
 
 
+@pytest.mark.slow
 def test_adapt_on_a_real_search_with_a_pareto_recipe(search, tiny_recipe, tiny_model, tmp_path):
     """End to end from the CLI: a search's run folder is the bank; the shipped soup is the best
     domain score within the general bound; report shows the soups."""

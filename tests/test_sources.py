@@ -77,6 +77,7 @@ def test_the_built_in_families_are_registered():
     assert expected <= set(FAMILY_NAMES)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", FAMILY_NAMES)
 def test_family_is_deterministic(name):
     again = FAMILIES.get(name).build(SMALL)
@@ -102,6 +103,7 @@ def test_family_sizes_and_shape(name):
         assert 0 < len(probe.texts) <= SMALL.probe_size and len(set(probe.labels)) >= 2
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", FAMILY_NAMES)
 def test_train_never_sees_the_probe(name):
     """Checked against the whole training side, not just the capped sample."""
