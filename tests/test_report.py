@@ -54,12 +54,18 @@ def runs(search, tiny_recipe, tmp_path_factory, tiny_model_dir):
     base = tiny_recipe(model, learning_rate=1e-2, steps=6).model_dump()
     pareto = Recipe.model_validate({**base, "name": "tiny-pareto",
                                     "objective": {"mode": "pareto", "domain": ["medical-icd10"]}})
-    search(pareto, out, budget=3)
-    diverging = tiny_recipe(model, learning_rate=1e30).model_dump()
-    diverging = Recipe.model_validate({**diverging, "name": "tiny-diverging"})
+    # the other studies live in the same storage, each search with a run folder of its own
+    search(pareto, root / "run-pareto", budget=3, storage=default_storage(out))
+    diverging = tiny_recipe(model).model_copy(update={"name": "tiny-diverging"})
     with pytest.raises(SoupkitError, match="failed in a row"):
-        search(diverging, out, max_failures=1)
+        search(diverging_copy(diverging), root / "run-diverging", max_failures=1, storage=default_storage(out))
     return out
+
+
+def diverging_copy(recipe: Recipe) -> Recipe:
+    """`recipe` with a learning rate far past the recipe bound (model_copy does not validate): its
+    finetunes diverge to a NaN loss, as a real mistake would."""
+    return recipe.model_copy(update={"finetune": recipe.finetune.model_copy(update={"learning_rate": 1e30})})
 
 
 def _report(out: Path, *args: str) -> tuple[str, str]:
