@@ -196,3 +196,18 @@ def test_adapt_on_a_real_search_with_a_pareto_recipe(search, tiny_recipe, tiny_m
     report = CliRunner().invoke(main, ["report", "--out", str(out), "--no-attach"])
     assert report.exit_code == 0, report.output
     assert f"soup {next(iter(soups))} (adapt" in report.output
+
+
+def test_held_out_probes_whose_source_the_bank_trained_on_are_named(tiny_recipe, models, tmp_path):
+    from soupkit.config import Recipe
+    from soupkit.soups.bank import held_out_overlaps
+
+    trained = tiny_recipe(models[0]).model_copy(update={"families": ["medical-icd10", "topic-classification"]})
+    run = fake_run(tmp_path / "default", models[0], models[1:3], [0.3, 0.5], trained)
+    domain = Recipe.model_validate({"name": "med", "families": ["medical-icd10"],
+                                    "probe_only": ["medical-wordnet", "legal-courts"]})
+    assert held_out_overlaps(domain, [run]) == [
+        f"held-out probe 'medical-wordnet' (WordNet 3.0 (Debian wordnet-base)) is not held out from bank run {run}: "
+        "it trained on topic-classification from the same source"]
+    clean = Recipe.model_validate({"name": "med", "families": ["medical-icd10"], "probe_only": ["legal-courts"]})
+    assert held_out_overlaps(clean, [run]) == []

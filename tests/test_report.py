@@ -51,21 +51,19 @@ def runs(search, tiny_recipe, tmp_path_factory, tiny_model_dir):
         running = study.ask()  # a trial still being trained: the study is partial
         running.set_user_attr("mixture", {"medical-icd10": 0.1, "medical-icd10-chapters": 0.9})
 
+    # the other recipes' studies join the same storage; each has a run folder of its own (a run
+    # folder holds one recipe's search)
+    storage = default_storage(out)
     base = tiny_recipe(model, learning_rate=1e-2, steps=6).model_dump()
     pareto = Recipe.model_validate({**base, "name": "tiny-pareto",
                                     "objective": {"mode": "pareto", "domain": ["medical-icd10"]}})
-    # the other studies live in the same storage, each search with a run folder of its own
-    search(pareto, root / "run-pareto", budget=3, storage=default_storage(out))
-    diverging = tiny_recipe(model).model_copy(update={"name": "tiny-diverging"})
+    search(pareto, root / "run-pareto", budget=3, storage=storage)
+    diverging = Recipe.model_validate({**tiny_recipe(model).model_dump(), "name": "tiny-diverging"})
+    # past the bound a recipe may set (learning_rate <= 1): model_copy does not validate
+    diverging = diverging.model_copy(update={"finetune": diverging.finetune.model_copy(update={"learning_rate": 1e30})})
     with pytest.raises(SoupkitError, match="failed in a row"):
-        search(diverging_copy(diverging), root / "run-diverging", max_failures=1, storage=default_storage(out))
+        search(diverging, root / "run-diverging", max_failures=1, storage=storage)
     return out
-
-
-def diverging_copy(recipe: Recipe) -> Recipe:
-    """`recipe` with a learning rate far past the recipe bound (model_copy does not validate): its
-    finetunes diverge to a NaN loss, as a real mistake would."""
-    return recipe.model_copy(update={"finetune": recipe.finetune.model_copy(update={"learning_rate": 1e30})})
 
 
 def _report(out: Path, *args: str) -> tuple[str, str]:
