@@ -26,6 +26,8 @@ from soupkit.model_folder import read_model_folder
 
 TRIAL_FILES = {"modules.json", "model.safetensors", "mixture.yaml", "config.json"}
 
+pytestmark = pytest.mark.slow  # every test here trains (searches, then kills or resumes them)
+
 
 def run_until_paused(args: list[str], phase: str, tmp_path: Path) -> subprocess.Popen:
     """Start `soupkit ARGS`, wait until it pauses at `phase`, and return it (still running)."""
