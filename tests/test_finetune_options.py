@@ -131,6 +131,7 @@ def test_finetune_by_base_is_checked_when_the_recipe_loads(tmp_path, entry, mess
         load_recipe(path)
 
 
+@pytest.mark.slow  # a search through the command line: it trains
 def test_search_applies_the_base_settings_then_the_options(tiny_model, tiny_recipe, tmp_path):
     """Recipe file < finetune_by_base for its base < command-line options; the run records the result."""
     import yaml

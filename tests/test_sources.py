@@ -85,6 +85,7 @@ def test_family_is_deterministic(name):
     assert built(name).probe == again.probe
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", FAMILY_NAMES)
 def test_family_sizes_and_shape(name):
     family, info = built(name), FAMILIES.get(name)
@@ -398,6 +399,7 @@ def test_general_retrieval_without_apt_translations_fails_before_training(tmp_pa
     assert "restore it with: apt-get update -o Acquire::Languages=en" in message
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", FAMILY_NAMES)
 def test_every_built_in_family_meets_its_own_minimum(name):
     """The minimums catch a damaged source, not a healthy one: each family clears them with room."""
