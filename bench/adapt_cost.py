@@ -48,6 +48,7 @@ def main() -> None:
     start = time.perf_counter()
     merger = InMemoryMerge([resolve_base(args.model)] * args.bank_size, device)
     load = time.perf_counter() - start
+    print(f"bank of {args.bank_size} loaded in {load:.1f}s; {texts} texts per probe pass", flush=True)
     weights = [float(i + 1) for i in range(args.bank_size)]
 
     score_probes(merger.merge(weights), probes, settings)  # warm-up: first-call allocations, kernels
@@ -62,6 +63,7 @@ def main() -> None:
         score_probes(model, probes, settings)
         merge.append(merged - start)
         proposal.append(time.perf_counter() - start)
+        print(f"probe pass {probe[-1]:.3f}s, proposal {proposal[-1]:.3f}s (merge {merge[-1]:.3f}s)", flush=True)
         weights = weights[::-1]
 
     rss_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20

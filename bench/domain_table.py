@@ -27,6 +27,7 @@ import optuna
 from soupkit.config import Recipe
 from soupkit.probes.score import study_values
 from soupkit.search.study import check_held_out_halves, default_storage, open_storage
+from soupkit.study_record import STAGE, StudyRecord, TrialRecord
 
 
 def main() -> None:
@@ -36,15 +37,16 @@ def main() -> None:
                         help="another run folder of the same recipe whose soups to add (repeatable)")
     args = parser.parse_args()
     study = run_study(args.out)
-    recipe = Recipe.model_validate(json.loads(study.user_attrs["recipe"]))
+    record = StudyRecord.of(study)
+    recipe = record.recipe()
     check_held_out_halves(study, recipe)
 
-    base_scores = study.user_attrs["base_scores"]
+    base_scores = record.base_scores
     done = [t for t in study.trials if t.state.name == "COMPLETE"]
     rows = model_rows(study, recipe, base_scores, done)
     for other in args.compare:
         other_study = run_study(other)
-        if json.loads(other_study.user_attrs["recipe"]) != json.loads(study.user_attrs["recipe"]):
+        if json.loads(StudyRecord.of(other_study).recipe_json or "{}") != json.loads(record.recipe_json):
             raise SystemExit(f"--compare {other}: another recipe than {args.out}'s")
         rows += [(f"{other.name}: {label}", scores, path) for label, scores, path in soup_rows(other_study)]
 
@@ -66,33 +68,34 @@ def run_study(out: Path):
     """The run folder's own study (not a later stage's that shares its storage)."""
     storage = open_storage(default_storage(out))
     summaries = optuna.get_all_study_summaries(storage, include_best_trial=False)
-    own = [s for s in summaries if s.user_attrs.get("stage") in (None, "adapt")]
+    own = [s for s in summaries if s.user_attrs.get(STAGE) in (None, "adapt")]  # a summary, not a study
     return optuna.load_study(study_name=own[0].study_name, storage=storage)
 
 
 def model_rows(study, recipe: Recipe, base_scores: dict, done: list) -> list[tuple[str, dict, str]]:
     """(label, selection scores, model folder): the base, the best single trial (a search), the soups."""
-    if study.user_attrs.get("stage") == "adapt":
-        base = next(m["path"] for m in study.user_attrs["bank"] if m["kind"] == "base")
+    record = StudyRecord.of(study)
+    if record.stage == "adapt":
+        base = next(m["path"] for m in record.bank if m["kind"] == "base")
         return [("base model", base_scores, base), *soup_rows(study)]
     _, base_general = study_values(base_scores, recipe.objective)
     keeps_general = [t for t in done if t.values[1] >= base_general - 0.01]
     best = max(keeps_general or done, key=lambda t: t.values[0])
     return [("base model", base_scores, recipe.base),
-            (f"best single trial (#{best.number})", best.user_attrs["scores"], best.user_attrs["checkpoint"]),
+            (f"best single trial (#{best.number})", TrialRecord.of(best).scores, str(TrialRecord.of(best).checkpoint)),
             *soup_rows(study)]
 
 
 def soup_rows(study) -> list[tuple[str, dict, str]]:
     rows = []
-    for name, soup in (study.user_attrs.get("soups") or {}).items():
-        if soup.get("weights"):  # an adapt soup: its role and its largest shares
-            top = sorted(soup["weights"].items(), key=lambda x: -x[1])[:3]
-            what = f"{soup['role']}: " + ", ".join(f"{k} {v:.2f}" for k, v in top) + (", ..." if len(soup["weights"]) > 3 else "")
+    for name, soup in StudyRecord.of(study).soups.items():
+        if soup.weights:  # an adapt soup: its role and its largest shares
+            top = sorted(soup.weights.items(), key=lambda x: -x[1])[:3]
+            what = f"{soup.role}: " + ", ".join(f"{k} {v:.2f}" for k, v in top) + (", ..." if len(soup.weights) > 3 else "")
         else:
-            share = f" + base at {soup['base_share']:.2f}" if soup.get("base_share") else ""
-            what = f"trials {soup['members']}{share}"
-        rows.append((f"soup {name} ({what})", soup["scores"], soup["path"]))
+            share = f" + base at {soup.base_share:.2f}" if soup.base_share else ""
+            what = f"trials {soup.members}{share}"
+        rows.append((f"soup {name} ({what})", soup.scores, soup.path))
     return rows
 
 

@@ -64,7 +64,11 @@ def child(args) -> dict:
         for part in path:
             target = target[part]
         target[last] = yaml.safe_load(value)
-    recipe = recipe.model_validate({**recipe.model_dump(), "base": args.base,
+    # only the families the seed mixture trains on or a wanted probe reads are built (data takes time)
+    seed_weights = seed_mixture_of(recipe).weights
+    keep = [f for f in recipe.model_dump()["families"]
+            if (f if isinstance(f, str) else f["name"]) in seed_weights or f in wanted]
+    recipe = recipe.model_validate({**recipe.model_dump(), "base": args.base, "families": keep,
                                     "probe_only": [f for f in recipe.probe_only if f in wanted],
                                     "probes": {**recipe.probes.model_dump(), "probe_size": args.probe_size,
                                                "probe_corpus": 2 * args.probe_size, "sizes": held_out},

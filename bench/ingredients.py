@@ -32,7 +32,7 @@ from soupkit.search.run import run_search
 from soupkit.search.study import default_storage, open_storage
 from soupkit.soups.compare import differences, item_scores
 from soupkit.soups.ingredients import choose_ingredients, ingredient_soup_source, make_ingredients
-from soupkit.soups.study_soup import Ingredient, SoupSource, build_soup, ranked_ingredients, study_recipe
+from soupkit.soups.study_soup import SoupSource, build_soup, ranked_ingredients, study_recipe
 
 
 def main() -> None:

@@ -476,8 +476,9 @@ def report(out, storage, study_name, html, attach) -> None:
     from soupkit.report import write_report
     from soupkit.search.study import redact
 
-    study, store = _open_run_storage(out, storage, study_name)
     html = html or out / "report.html"
+    _check_report_target(html)
+    study, store = _open_run_storage(out, storage, study_name)
     source = f"'{study.study_name}' in {redact(storage) if storage else out / 'study.db'}"
     result = write_report(study, html, out if attach else None, source, storage=store)
     click.echo(result.summary)
@@ -486,6 +487,19 @@ def report(out, storage, study_name, html, attach) -> None:
     if result.attached:
         click.echo(f"attached to the study for optuna-dashboard (artifacts in {result.attached.store}); "
                    f"see it with: soupkit dashboard --out {out}")
+
+
+def _check_report_target(html: Path) -> None:
+    """A report replaces only an earlier soupkit report, never a file of the user's."""
+    from soupkit.atomic import check_can_write
+
+    if html.is_dir():
+        raise SoupkitError(f"--html {html} is a folder; give the name of an .html file")
+    check_can_write(html.parent, "folder of --html")
+    if html.exists():
+        head = html.read_bytes()[:4096]
+        if b"<title>soupkit report: " not in head:
+            raise SoupkitError(f"--html {html} exists and is not a soupkit report; choose another file name")
 
 
 @main.command(name="init-model")

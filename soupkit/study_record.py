@@ -47,6 +47,7 @@ HELD_OUT_PROBES = "held_out_probes"  # what the held-out probes were scored on (
 STAGE = "stage"  # the stage that made the study: none for a search, "ingredients", "adapt"
 BANK = "bank"  # an adapt study's bank: [{label, path, kind, run}]
 INGREDIENTS = "ingredients"  # an ingredient study's trained ingredients, as soups are recorded
+HELD_OUT_OVERLAPS = "held_out_overlaps"  # an adapt study's held-out probes whose source a bank run trained on
 CPU_SECONDS = "cpu_seconds"  # summed over every run of an adapt study
 WALL_SECONDS = "wall_seconds"
 SOUPS = "soups"  # {name: SoupRecord as a dict}
@@ -279,10 +280,13 @@ def record_held_out_mark(study, mark: str) -> None:
     study.set_user_attr(HELD_OUT_PROBES, mark)
 
 
-def record_stage(study, stage: str, bank: list[dict[str, Any]] | None = None) -> None:
+def record_stage(study, stage: str, bank: list[dict[str, Any]] | None = None,
+                 held_out_overlaps: list[str] | None = None) -> None:
     study.set_user_attr(STAGE, stage)
     if bank is not None:
         study.set_user_attr(BANK, bank)
+    if held_out_overlaps is not None:
+        study.set_user_attr(HELD_OUT_OVERLAPS, list(held_out_overlaps))
 
 
 def add_seconds(study, cpu: float, wall: float) -> StudyRecord:

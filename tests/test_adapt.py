@@ -58,6 +58,7 @@ def probe_scores(path: Path, recipe) -> dict[str, float]:
     return score_probes(SentenceTransformer(str(path), device="cpu"), probes, ProbeSettings.from_recipe(recipe, False))
 
 
+@pytest.mark.slow
 def test_adapt_seeds_searches_and_writes_the_best_soups(tiny_recipe, models, tmp_path):
     recipe = tiny_recipe(models[0])
     run = fake_run(tmp_path / "run", models[0], models[1:], [0.3, 0.5, 0.4], recipe)
@@ -118,6 +119,7 @@ def _narrow_head(source: Path, destination: Path, width: int) -> Path:
     return destination
 
 
+@pytest.mark.slow
 def test_unmergeable_members_are_named_and_skipped(tiny_recipe, models, tmp_path):
     recipe = tiny_recipe(models[0])
     narrow = _narrow_head(models[3], tmp_path / "narrow", 8)
@@ -172,6 +174,7 @@ def test_bad_input_is_one_line_and_writes_nothing(tiny_recipe, models, tmp_path)
     assert unknown.exit_code == 2 and unknown.output.startswith("error: recipe file not found")
 
 
+@pytest.mark.slow
 def test_adapt_on_a_real_search_with_a_pareto_recipe(search, tiny_recipe, tiny_model, tmp_path):
     """End to end from the CLI: a search's run folder is the bank; the shipped soup is the best
     domain score within the general bound; report shows the soups."""
@@ -193,3 +196,18 @@ def test_adapt_on_a_real_search_with_a_pareto_recipe(search, tiny_recipe, tiny_m
     report = CliRunner().invoke(main, ["report", "--out", str(out), "--no-attach"])
     assert report.exit_code == 0, report.output
     assert f"soup {next(iter(soups))} (adapt" in report.output
+
+
+def test_held_out_probes_whose_source_the_bank_trained_on_are_named(tiny_recipe, models, tmp_path):
+    from soupkit.config import Recipe
+    from soupkit.soups.bank import held_out_overlaps
+
+    trained = tiny_recipe(models[0]).model_copy(update={"families": ["medical-icd10", "topic-classification"]})
+    run = fake_run(tmp_path / "default", models[0], models[1:3], [0.3, 0.5], trained)
+    domain = Recipe.model_validate({"name": "med", "families": ["medical-icd10"],
+                                    "probe_only": ["medical-wordnet", "legal-courts"]})
+    assert held_out_overlaps(domain, [run]) == [
+        f"held-out probe 'medical-wordnet' (WordNet 3.0 (Debian wordnet-base)) is not held out from bank run {run}: "
+        "it trained on topic-classification from the same source"]
+    clean = Recipe.model_validate({"name": "med", "families": ["medical-icd10"], "probe_only": ["legal-courts"]})
+    assert held_out_overlaps(clean, [run]) == []

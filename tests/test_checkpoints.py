@@ -64,6 +64,7 @@ def test_partial_checkpoints_of_running_trials_are_left_alone(tmp_path):
     assert kept(tmp_path) == [".tmp-trial-0001-abc", "trial-0000"]
 
 
+@pytest.mark.slow
 def test_search_keeps_the_best_k_and_soups_still_work(load_study, search, tiny_recipe, tiny_model, tmp_path):
     recipe = tiny_recipe(tiny_model)
     recipe = Recipe.model_validate({**recipe.model_dump(), "search": {**recipe.search.model_dump(),
@@ -91,6 +92,7 @@ def test_recipe_keep_checkpoints_must_be_positive(tmp_path, value):
     assert done.exit_code == 2 and "search.keep_checkpoints: Input should be greater than 0" in done.output
 
 
+@pytest.mark.slow
 def test_checkpoints_can_go_to_a_folder_of_their_own(load_study, search, tiny_recipe, tiny_model, tmp_path):
     out, shared = tmp_path / "run", tmp_path / "shared-checkpoints"
     search(tiny_recipe(tiny_model), out, budget=2, checkpoints=shared)

@@ -26,6 +26,8 @@ from soupkit.model_folder import read_model_folder
 
 TRIAL_FILES = {"modules.json", "model.safetensors", "mixture.yaml", "config.json"}
 
+pytestmark = pytest.mark.slow  # every test here trains (searches, then kills or resumes them)
+
 
 def run_until_paused(args: list[str], phase: str, tmp_path: Path) -> subprocess.Popen:
     """Start `soupkit ARGS`, wait until it pauses at `phase`, and return it (still running)."""
@@ -160,8 +162,7 @@ def test_ctrl_c_before_the_first_trial_leaves_no_run_folder(recipe_file, tmp_pat
     assert not out.exists()
 
 
-def test_ctrl_c_during_a_trial_says_what_was_saved_and_resume_reruns_its_mixture(recipe_file, tiny_model, tmp_path,
-                                                                                 load_study):
+def test_ctrl_c_during_a_trial_says_what_was_saved_and_resume_reruns_its_mixture(load_study, recipe_file, tmp_path):
     out = tmp_path / "run"
     args = search_args(recipe_file, out, budget=2)
     proc = run_until_paused(args, "probe:2", tmp_path)

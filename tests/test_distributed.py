@@ -28,7 +28,7 @@ import yaml
 from soupkit.search.study import open_study
 from soupkit.search.workers import mixture_key
 
-pytestmark = pytest.mark.postgres
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]  # workers train models
 
 DB_USER = "soupkit"
 
@@ -210,12 +210,12 @@ def test_a_killed_worker_loses_nothing(tiny_recipe, tiny_model, tmp_path, postgr
     assert {t.user_attrs["worker"]["pid"] for t in trials if t.state.name == "COMPLETE"} == {survivor.pid}
 
 
-def test_a_password_in_the_storage_url_reaches_no_file_and_no_terminal(tiny_model, tmp_path, postgres_url):
+def test_a_password_in_the_storage_url_reaches_no_file_and_no_terminal(tiny_recipe, tiny_model, tmp_path, postgres_url):
     """Issue 11 #5: the URL was saved verbatim in every soupkit_trial.yaml (`command:`) and printed
     in full at the end. The server trusts local connections, so any password is accepted."""
     secret = "hunter2-s3cret"
     url = postgres_url.replace(f"{DB_USER}@", f"{DB_USER}:{secret}@")
-    recipe = write_recipe(tiny_model, tmp_path / "tiny.yaml")
+    recipe = write_recipe(tiny_recipe(tiny_model), tmp_path / "tiny.yaml")
     out = tmp_path / "run"
     output = finish(start_worker(recipe, out, url, budget=1))
     assert secret not in output and f"{DB_USER}:***@" in output

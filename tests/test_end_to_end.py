@@ -9,6 +9,7 @@ import pytest
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(2400)  # two searches of up to 1200 s and 600 s on a busy machine
 def test_search_on_default_recipe_with_bundled_model(tmp_path):
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "soupkit.cli", "search", "--budget", "2", "--steps", "3", "--out", str(out), "--quiet"]

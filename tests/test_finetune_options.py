@@ -7,7 +7,6 @@ import torch
 from safetensors.torch import load_file
 
 from soupkit.models import build_embeddinggemma
-from tests.test_search import tiny_recipe
 
 EMBEDDING = "embed_tokens.weight"
 
@@ -18,38 +17,45 @@ def gemma_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def families(gemma_dir):
+def families(gemma_dir, tiny_recipe):
     from soupkit.data.load import load_families
 
     return load_families(tiny_recipe(gemma_dir))
 
 
-def finetune(gemma_dir, families, out, **options):
+@pytest.fixture(scope="module")
+def finetune(gemma_dir, families, tiny_recipe):
+    """`finetune(out, **finetune settings)`: the tiny EmbeddingGemma finetuned; (model, tensors, result)."""
     from soupkit.base_model import load_model
     from soupkit.train.finetune import finetune_on_mixture
 
-    recipe = tiny_recipe(gemma_dir, **options)
-    model = load_model(str(gemma_dir), "cpu")
-    weights = {"medical-icd10": 0.5, "medical-icd10-chapters": 0.5}
-    result = finetune_on_mixture(model, families, weights, recipe.finetune, out, seed=0, bf16=False)
-    return model, load_file(out / "model.safetensors"), result
+    def run(out, **options):
+        recipe = tiny_recipe(gemma_dir, **options)
+        model = load_model(str(gemma_dir), "cpu")
+        weights = {"medical-icd10": 0.5, "medical-icd10-chapters": 0.5}
+        result = finetune_on_mixture(model, families, weights, recipe.finetune, out, seed=0, bf16=False)
+        return model, load_file(out / "model.safetensors"), result
+
+    return run
 
 
-def test_frozen_token_embeddings_stay_and_the_rest_trains(gemma_dir, families, tmp_path):
+@pytest.mark.slow
+def test_frozen_token_embeddings_stay_and_the_rest_trains(gemma_dir, finetune, tmp_path):
     original = load_file(gemma_dir / "model.safetensors")
-    model, tensors, _ = finetune(gemma_dir, families, tmp_path / "frozen", freeze_token_embeddings=True)
+    model, tensors, _ = finetune(tmp_path / "frozen", freeze_token_embeddings=True)
     assert torch.equal(tensors[EMBEDDING], original[EMBEDDING])
     changed = [k for k in original if k != EMBEDDING and not torch.equal(original[k], tensors[k])]
     assert len(changed) >= len(original) // 2
     frozen = [name for name, p in model.named_parameters() if not p.requires_grad]
     assert [n.split(".", 2)[-1] for n in frozen] == ["embed_tokens.weight"]
-    _, trained, _ = finetune(gemma_dir, families, tmp_path / "all")
+    _, trained, _ = finetune(tmp_path / "all")
     assert not torch.equal(trained[EMBEDDING], original[EMBEDDING])  # by default every parameter trains
 
 
-def test_gradient_checkpointing_gives_the_same_model(gemma_dir, families, tmp_path):
-    _, plain, a = finetune(gemma_dir, families, tmp_path / "plain", freeze_token_embeddings=True)
-    model, ckpt, b = finetune(gemma_dir, families, tmp_path / "ckpt", freeze_token_embeddings=True,
+@pytest.mark.slow
+def test_gradient_checkpointing_gives_the_same_model(gemma_dir, finetune, tmp_path):
+    _, plain, a = finetune(tmp_path / "plain", freeze_token_embeddings=True)
+    model, ckpt, b = finetune(tmp_path / "ckpt", freeze_token_embeddings=True,
                               gradient_checkpointing=True)
     assert a.losses == pytest.approx(b.losses, rel=1e-5)
     assert all(torch.allclose(plain[k], ckpt[k], atol=1e-6) for k in plain)
@@ -58,14 +64,14 @@ def test_gradient_checkpointing_gives_the_same_model(gemma_dir, families, tmp_pa
     assert is_checkpointing(model[0].auto_model)
 
 
-def test_freezing_a_model_without_token_embeddings_fails_clearly(gemma_dir, families, tmp_path):
+def test_freezing_a_model_without_token_embeddings_fails_clearly(gemma_dir, tiny_recipe):
     from soupkit.train.finetune import FinetuneFailed, prepare_training
 
     with pytest.raises(FinetuneFailed, match="no token-embedding matrix"):
         prepare_training(torch.nn.Sequential(torch.nn.Linear(2, 2)), tiny_recipe(gemma_dir, freeze_token_embeddings=True).finetune)
 
 
-def test_base_weights_share_only_the_frozen_matrix(gemma_dir):
+def test_base_weights_share_only_the_frozen_matrix(gemma_dir, tiny_recipe):
     from soupkit.base_model import load_model
     from soupkit.train.finetune import base_weights, token_embeddings
 
@@ -77,10 +83,11 @@ def test_base_weights_share_only_the_frozen_matrix(gemma_dir):
     assert len(shared) == 1
 
 
-def test_a_finetuned_model_keeps_its_own_sequence_length(gemma_dir, families, tmp_path):
+@pytest.mark.slow
+def test_a_finetuned_model_keeps_its_own_sequence_length(gemma_dir, finetune, tmp_path):
     from soupkit.base_model import load_model
 
-    model, _, _ = finetune(gemma_dir, families, tmp_path / "m")  # trained at the recipe's 32 tokens
+    model, _, _ = finetune(tmp_path / "m")  # trained at the recipe's 32 tokens
     own = load_model(str(gemma_dir), "cpu").max_seq_length
     assert own > 32 and model.max_seq_length == own
     assert load_model(str(tmp_path / "m"), "cpu").max_seq_length == own
@@ -124,7 +131,8 @@ def test_finetune_by_base_is_checked_when_the_recipe_loads(tmp_path, entry, mess
         load_recipe(path)
 
 
-def test_search_applies_the_base_settings_then_the_options(tiny_model, tmp_path):
+@pytest.mark.slow  # a search through the command line: it trains
+def test_search_applies_the_base_settings_then_the_options(tiny_model, tiny_recipe, tmp_path):
     """Recipe file < finetune_by_base for its base < command-line options; the run records the result."""
     import yaml
     from click.testing import CliRunner

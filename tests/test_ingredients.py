@@ -93,6 +93,7 @@ def spec(k=2, steps=4, **kw) -> IngredientSpec:
     return IngredientSpec(k=k, steps=steps, **kw)
 
 
+@pytest.mark.slow
 def test_ingredients_are_trained_recorded_beside_the_search_and_reused(study_run):
     out, storage, study = study_run
     search_trials = [(t.number, t.state, t.params) for t in study.get_trials()]
@@ -136,6 +137,7 @@ def test_ingredients_are_trained_recorded_beside_the_search_and_reused(study_run
         make_ingredients(storage, study, out, spec(pool=2), **QUIET)
 
 
+@pytest.mark.slow
 def test_soup_of_ingredients_averages_them_and_is_recorded_in_the_ingredient_study(study_run):
     out, storage, study = study_run
     made = make_ingredients(storage, study, out, spec(), **QUIET)
@@ -154,6 +156,7 @@ def test_soup_of_ingredients_averages_them_and_is_recorded_in_the_ingredient_stu
     assert greedy.objective >= max(c.objective for c in source.candidates) - 1e-9
 
 
+@pytest.mark.slow
 def test_ingredients_from_another_base_are_scored_against_that_base(study_run, tmp_path, tiny_bert):
     out, storage, study = study_run
     other = tiny_bert(tmp_path / "other-base", seed=1)
@@ -176,6 +179,7 @@ def test_ingredients_from_another_base_are_scored_against_that_base(study_run, t
     assert any(m.kind == "soup" and m.path == soup.path.resolve() for m in bank)
 
 
+@pytest.mark.slow
 def test_ingredients_cli_prints_the_choice_and_soup_cli_compares_on_held_out_probes(study_run):
     out, _, _ = study_run
     done = CliRunner().invoke(main, ["ingredients", "--out", str(out), "--k", "2", "--steps", "3", "--quiet"])
@@ -195,6 +199,7 @@ def test_ingredients_cli_prints_the_choice_and_soup_cli_compares_on_held_out_pro
     assert trials.exit_code == 0 and "soup uniform-top2" in trials.output
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args, message", [
     (["--k", "0"], "error: --k: Input should be greater than or equal to 1"),
     (["--k", "9"], "error: --k 9 needs 9 distinct mixtures, but study 'tiny' has 4 completed; search longer or ask for fewer"),
@@ -208,6 +213,7 @@ def test_ingredients_bad_input_is_one_line(study_run, args, message):
     assert not (out / "ingredients").exists()
 
 
+@pytest.mark.slow
 def test_soup_from_ingredients_without_any_says_how_to_make_them(study_run):
     out, _, _ = study_run
     done = CliRunner().invoke(main, ["soup", "--out", str(out), "--from", "ingredients"])
@@ -216,6 +222,7 @@ def test_soup_from_ingredients_without_any_says_how_to_make_them(study_run):
                                    "`soupkit ingredients --out RUN`")
 
 
+@pytest.mark.slow
 def test_ingredients_killed_mid_finetune_resume_with_the_same_mixture(study_run, tmp_path):
     import os
     import signal

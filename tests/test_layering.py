@@ -121,3 +121,30 @@ def test_tests_share_helpers_through_conftest_fixtures():
                  if any(isinstance(node, ast.ImportFrom) and (node.module or "").startswith("tests")
                         for node in ast.walk(ast.parse(p.read_text())))]
     assert importing == []
+
+
+TRAINS = {"search", "run_search", "finetune", "finetune_on_mixture", "run_adapt", "run_until_paused", "start_worker"}
+
+
+def _trains(fn: ast.FunctionDef, fixtures: dict[str, ast.FunctionDef], seen: tuple = ()) -> bool:
+    """Whether a test (or a fixture it uses, in its own module) calls something that trains."""
+    called = {n.func.id if isinstance(n.func, ast.Name) else getattr(n.func, "attr", None)
+              for n in ast.walk(fn) if isinstance(n, ast.Call)
+              and getattr(getattr(n.func, "value", None), "id", None) != "re"}  # re.search trains nothing
+    return bool(called & TRAINS) or any(
+        _trains(fixtures[a.arg], fixtures, (*seen, a.arg)) for a in fn.args.args if a.arg in fixtures and a.arg not in seen
+    )
+
+
+def test_every_test_that_trains_is_marked_slow():
+    unmarked = []
+    for path in sorted(Path(__file__).parent.glob("test_*.py")):
+        tree = ast.parse(path.read_text())
+        if any("slow" in ast.unparse(n) for n in tree.body if isinstance(n, ast.Assign)
+               and any(getattr(t, "id", None) == "pytestmark" for t in n.targets)):
+            continue
+        functions = [n for n in tree.body if isinstance(n, ast.FunctionDef)]
+        fixtures = {n.name: n for n in functions if any("fixture" in ast.unparse(d) for d in n.decorator_list)}
+        unmarked += [f"{path.name}::{n.name}" for n in functions if n.name.startswith("test_")
+                     and not any("slow" in ast.unparse(d) for d in n.decorator_list) and _trains(n, fixtures)]
+    assert unmarked == []

@@ -51,14 +51,18 @@ def runs(search, tiny_recipe, tmp_path_factory, tiny_model_dir):
         running = study.ask()  # a trial still being trained: the study is partial
         running.set_user_attr("mixture", {"medical-icd10": 0.1, "medical-icd10-chapters": 0.9})
 
+    # the other recipes' studies join the same storage; each has a run folder of its own (a run
+    # folder holds one recipe's search)
+    storage = default_storage(out)
     base = tiny_recipe(model, learning_rate=1e-2, steps=6).model_dump()
     pareto = Recipe.model_validate({**base, "name": "tiny-pareto",
                                     "objective": {"mode": "pareto", "domain": ["medical-icd10"]}})
-    search(pareto, out, budget=3)
-    diverging = tiny_recipe(model, learning_rate=1e30).model_dump()
-    diverging = Recipe.model_validate({**diverging, "name": "tiny-diverging"})
+    search(pareto, root / "run-pareto", budget=3, storage=storage)
+    diverging = Recipe.model_validate({**tiny_recipe(model).model_dump(), "name": "tiny-diverging"})
+    # past the bound a recipe may set (learning_rate <= 1): model_copy does not validate
+    diverging = diverging.model_copy(update={"finetune": diverging.finetune.model_copy(update={"learning_rate": 1e30})})
     with pytest.raises(SoupkitError, match="failed in a row"):
-        search(diverging, out, max_failures=1)
+        search(diverging, root / "run-diverging", max_failures=1, storage=storage)
     return out
 
 
@@ -78,6 +82,7 @@ def tiny_report(runs):
     return _report(runs, "--study", "tiny")
 
 
+@pytest.mark.slow
 def test_report_draws_every_figure_and_prints_a_summary(runs, tiny_report):
     output, html = tiny_report
     assert "study 'tiny': 3 complete, 1 failed, 1 running trials" in output
@@ -98,6 +103,7 @@ def test_report_draws_every_figure_and_prints_a_summary(runs, tiny_report):
     assert "Content-Security-Policy" in html
 
 
+@pytest.mark.slow
 def test_report_is_attached_to_the_study_for_the_dashboard(runs, tiny_report):
     from optuna_dashboard import get_note, save_note, wsgi
 
@@ -148,6 +154,7 @@ def _wsgi_get(app, path: str):
     return got["status"], got["headers"], body
 
 
+@pytest.mark.slow
 def test_report_of_a_two_objective_study_draws_the_pareto_front(runs, tmp_path):
     url = default_storage(runs)
     no_name = CliRunner().invoke(main, ["report", "--storage", url])
@@ -159,6 +166,7 @@ def test_report_of_a_two_objective_study_draws_the_pareto_front(runs, tmp_path):
     assert "Pareto front (" in html and "no soups yet" in html
 
 
+@pytest.mark.slow
 def test_report_of_a_study_with_only_failed_trials(runs, tmp_path):
     output, html = _report(runs, "--study", "tiny-diverging", "--html", str(tmp_path / "d.html"), "--no-attach")
     assert "0 complete, 1 failed" in output and "no completed trial yet; base model objective" in output
@@ -203,6 +211,7 @@ def test_report_of_any_study_object_in_memory(tmp_path):
     assert "\n**PRUNED**: same mixture as trial 2\n" in note
 
 
+@pytest.mark.slow
 @pytest.mark.browser
 def test_report_and_dashboard_render_in_headless_chromium(runs, tiny_report, tmp_path):
     if not CHROMIUM.exists() or not CHROMEDRIVER.exists():

@@ -19,6 +19,7 @@ from soupkit.search.study import default_storage, open_study
 FAMILIES = ["medical-icd10", "medical-icd10-chapters"]
 
 
+@pytest.mark.slow
 def test_search_records_every_trial_and_resumes(load_study, search, tiny_recipe, tiny_model, tmp_path):
     out = tmp_path / "run"
     result = search(tiny_recipe(tiny_model), out)
@@ -50,6 +51,7 @@ def test_search_records_every_trial_and_resumes(load_study, search, tiny_recipe,
     assert len(load_study(out).trials) == 3
 
 
+@pytest.mark.slow
 def test_same_seed_and_mixture_give_the_same_checkpoint(tiny_recipe, tiny_model, tmp_path):
     from soupkit.base_model import load_model
     from soupkit.data.load import load_families
@@ -69,6 +71,7 @@ def test_same_seed_and_mixture_give_the_same_checkpoint(tiny_recipe, tiny_model,
     assert any(not torch.equal(original[k], tensors[0][k]) for k in original if original[k].is_floating_point())
 
 
+@pytest.mark.slow
 def test_diverging_trials_fail_with_their_reason(load_study, search, tiny_recipe, tiny_model, tmp_path):
     out = tmp_path / "run"
     recipe = tiny_recipe(tiny_model)
@@ -81,6 +84,7 @@ def test_diverging_trials_fail_with_their_reason(load_study, search, tiny_recipe
     assert all("loss became nan" in t.user_attrs["error"] for t in trials)
 
 
+@pytest.mark.slow
 def test_trial_of_a_killed_worker_is_rerun_with_its_mixture(load_study, search, tiny_recipe, tiny_model, tmp_path):
     out = tmp_path / "run"
     search(tiny_recipe(tiny_model), out, budget=1)
@@ -105,6 +109,7 @@ def test_trial_of_a_killed_worker_is_rerun_with_its_mixture(load_study, search, 
     assert retry[0].user_attrs["mixture"] == pytest.approx({"medical-icd10": 0.1, "medical-icd10-chapters": 0.9})
 
 
+@pytest.mark.slow
 def test_a_study_of_another_recipe_is_not_mixed_in(search, tiny_recipe, tiny_model, tmp_path):
     out = tmp_path / "run"
     search(tiny_recipe(tiny_model), out, budget=1)
@@ -112,6 +117,7 @@ def test_a_study_of_another_recipe_is_not_mixed_in(search, tiny_recipe, tiny_mod
         search(tiny_recipe(tiny_model, steps=5), out, budget=2)
 
 
+@pytest.mark.slow
 def test_pareto_search_keeps_domain_and_general_values(search, tiny_recipe, tiny_model, tmp_path):
     recipe = tiny_recipe(tiny_model)
     recipe = Recipe.model_validate(

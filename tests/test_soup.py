@@ -21,6 +21,7 @@ def tiny_study(search, tiny_recipe, tiny_model, tmp_path):
     return out, open_study(default_storage(out), "tiny", None, ["maximize"])
 
 
+@pytest.mark.slow
 def test_uniform_soup_of_top_two_is_their_average(tiny_study):
     out, study = tiny_study
     ranked = ranked_ingredients(study)
@@ -40,6 +41,7 @@ def test_uniform_soup_of_top_two_is_their_average(tiny_study):
     assert (result.path / "2_Dense").is_dir()
 
 
+@pytest.mark.slow
 def test_greedy_soup_never_scores_below_its_best_ingredient(tiny_study):
     out, study = tiny_study
     result = build_soup(study, out, method="greedy", top_k=3, log=lambda s: None)
@@ -48,6 +50,7 @@ def test_greedy_soup_never_scores_below_its_best_ingredient(tiny_study):
     assert result.objective >= best.objective - 1e-9
 
 
+@pytest.mark.slow
 def test_soup_cli_prints_table_and_errors_cleanly(tiny_study, tmp_path):
     out, _ = tiny_study
     done = CliRunner().invoke(main, ["soup", "--out", str(out), "--top-k", "2"])
@@ -82,6 +85,7 @@ def pareto_study(search, tiny_recipe, tiny_model, tmp_path):
     return out, open_study(default_storage(out), "tiny", None, ["maximize", "maximize"]), tiny_model
 
 
+@pytest.mark.slow
 def test_pareto_greedy_soup_with_base_keeps_the_general_bound(pareto_study):
     out, study, base_path = pareto_study
     base_scores = study.user_attrs["base_scores"]
@@ -115,6 +119,7 @@ def test_pareto_greedy_soup_with_base_keeps_the_general_bound(pareto_study):
     assert recorded["greedy-top3-base"]["members"] == result.members
 
 
+@pytest.mark.slow
 def test_with_base_needs_an_averaging_soup(tiny_study):
     out, _ = tiny_study
     done = CliRunner().invoke(main, ["soup", "--out", str(out), "--method", "ties", "--with-base"])
@@ -124,6 +129,7 @@ def test_with_base_needs_an_averaging_soup(tiny_study):
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["uniform", "greedy"])
 def test_soup_of_a_trial_without_weights_names_the_file_and_writes_nothing(tiny_study, folder_hash, method):
     """Issue 11 #4: after a trial's model.safetensors was deleted, `soupkit soup` left
@@ -142,6 +148,7 @@ def test_soup_of_a_trial_without_weights_names_the_file_and_writes_nothing(tiny_
     assert folder_hash(out) == before
 
 
+@pytest.mark.slow
 def test_a_soup_that_fails_while_scored_leaves_nothing_under_its_name(tiny_study, monkeypatch):
     """The soup is merged and scored under a temporary name; only a scored soup is renamed."""
     import soupkit.soups.study_soup as soup_module

@@ -77,6 +77,7 @@ def test_the_built_in_families_are_registered():
     assert expected <= set(FAMILY_NAMES)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", FAMILY_NAMES)
 def test_family_is_deterministic(name):
     again = FAMILIES.get(name).build(SMALL)
@@ -84,6 +85,7 @@ def test_family_is_deterministic(name):
     assert built(name).probe == again.probe
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", FAMILY_NAMES)
 def test_family_sizes_and_shape(name):
     family, info = built(name), FAMILIES.get(name)
@@ -102,6 +104,7 @@ def test_family_sizes_and_shape(name):
         assert 0 < len(probe.texts) <= SMALL.probe_size and len(set(probe.labels)) >= 2
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", FAMILY_NAMES)
 def test_train_never_sees_the_probe(name):
     """Checked against the whole training side, not just the capped sample."""
@@ -396,6 +399,7 @@ def test_general_retrieval_without_apt_translations_fails_before_training(tmp_pa
     assert "restore it with: apt-get update -o Acquire::Languages=en" in message
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", FAMILY_NAMES)
 def test_every_built_in_family_meets_its_own_minimum(name):
     """The minimums catch a damaged source, not a healthy one: each family clears them with room."""

@@ -5,7 +5,7 @@ Families describe data only; how much of each is used lives in a Mixture (soupki
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from soupkit.config import TaskType
 from soupkit.probes.probe_types import (  # noqa: F401  (the probe types a family's source builds)
@@ -41,7 +41,6 @@ class TaskFamily:
     train: list[TrainExample]
     probe: ProbeData | None
     description: str = ""
-    extra: dict[str, str] = field(default_factory=dict)  # e.g. which held-out half (soupkit.data.halves)
 
     @property
     def metric(self) -> str | None:

@@ -21,7 +21,7 @@ from pathlib import Path
 from soupkit.atomic import atomic_dir
 from soupkit.config import Recipe
 from soupkit.errors import SoupkitError
-from soupkit.soups.bank import BankMember, check_run_folders, collect_bank
+from soupkit.soups.bank import BankMember, check_run_folders, collect_bank, held_out_overlaps
 from soupkit.study_record import (
     SoupRecord,
     StudyRecord,
@@ -92,7 +92,9 @@ def run_adapt(
     _check_out(out, runs)
     bank = collect_bank(runs, log)
     bank, skipped = _mergeable(bank, out, recipe, log)
-    study = _open(recipe, out, bank)  # after every check: a mistake leaves no study behind
+    overlaps = held_out_overlaps(recipe, runs)
+    for line in overlaps:
+        log(f"warning: {line}")
 
     from soupkit.base_model import pick_device, use_bf16
     from soupkit.data.load import load_recipe_families
@@ -106,6 +108,7 @@ def run_adapt(
     merger = InMemoryMerge([m.path for m in bank], device)
     log(f"bank: {len(bank)} models ({merger.parameter_count / 1e6:.1f}M merged parameters each) loaded in "
         f"{time.perf_counter() - start:.1f}s")
+    study = _open(recipe, out, bank, overlaps)  # after every check and load: a mistake leaves no study behind
 
     _seed(study, bank, singles, recipe.seed)
     totals = _propose(study, recipe, bank, merger, probes, settings, budget, log)
@@ -152,6 +155,8 @@ def _mergeable(bank: list[BankMember], out: Path, recipe: Recipe, log) -> tuple[
     for label, reason in skipped.items():
         log(f"bank: skipped {label}: {reason}")
     bank = [bank[i] for i in kept]
+    if bank and not any(m.kind == "base" for m in bank):
+        log("bank: no base model merges with the rest: soups are not compared with a base")
     if len(bank) < 2:
         raise SoupkitError(f"adapt needs at least two mergeable checkpoints in the bank; "
                            f"{len(bank)} left ({len(skipped)} skipped as not mergeable)")
@@ -173,7 +178,7 @@ def _saved_base(member: BankMember, out: Path, recipe: Recipe) -> BankMember:
     return replace(member, path=path)
 
 
-def _open(recipe: Recipe, out: Path, bank: list[BankMember]):
+def _open(recipe: Recipe, out: Path, bank: list[BankMember], overlaps: list[str]):
     """Create or resume the adapt study in `<out>/study.db`; a resumed one must hold the same
     recipe and bank."""
     import optuna
@@ -205,7 +210,7 @@ def _open(recipe: Recipe, out: Path, bank: list[BankMember]):
     study = open_study(default_storage(out), name, sampler, directions(recipe))
     check_same_recipe(study, effective_recipe_json(recipe))
     check_held_out_halves(study, recipe, record=True)  # selection halves only; the test halves stay unread
-    record_stage(study, "adapt", bank_record)
+    record_stage(study, "adapt", bank_record, overlaps)
     return study
 
 

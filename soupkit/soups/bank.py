@@ -92,6 +92,34 @@ def collect_bank(runs: Sequence[Path], log: Callable[[str], None] = print) -> li
     return unique
 
 
+def held_out_overlaps(recipe, runs: Sequence[Path]) -> list[str]:
+    """Held-out probes of `recipe` whose source a bank run trained on. The bank's runs were made for
+    other recipes, which never held these probes out: a default search trains on WordNet glosses
+    (topic-classification), the very documents of the medical-wordnet probe. A gain there then
+    measures memory of the source, not generalisation; each such pair is said, not hidden."""
+    from soupkit.config import family_name
+    from soupkit.data.load import _registry
+
+    registry = _registry()
+
+    def source(name: str) -> str | None:
+        return registry.get(name).source.split(";")[0] if name in registry else None
+
+    held_out = {family_name(f): source(family_name(f)) for f in recipe.probe_only}
+    lines = []
+    for run in runs:
+        trained: dict[str, None] = {}
+        for study in open_run_studies(run):
+            families = json.loads(StudyRecord.of(study).recipe_json or "{}").get("families") or []
+            trained.update(dict.fromkeys(f if isinstance(f, str) else f.get("name", "") for f in families))
+        for probe, probe_source in held_out.items():
+            same = [f for f in trained if f == probe or (probe_source and source(f) == probe_source)]
+            if same:
+                lines.append(f"held-out probe '{probe}' ({probe_source or 'your data'}) is not held out from bank run "
+                             f"{run}: it trained on {', '.join(same)} from the same source")
+    return lines
+
+
 def _run_names(runs: Sequence[Path]) -> list[str]:
     names = [Path(r).resolve().name for r in runs]
     return [n if names.count(n) == 1 else f"{n}{i}" for i, n in enumerate(names)]
