@@ -188,3 +188,29 @@ def search_command():
         return ["search", "--recipe", str(recipe), "--out", str(out), "--quiet", *extra]
 
     return args
+
+
+def _run_until_paused(args: list[str], phase: str, tmp_path: Path, timeout: float = 180):
+    """Start `soupkit ARGS`, wait until it pauses at `phase` (soupkit.pause), and return it, still running."""
+    import subprocess
+    import sys
+    import time
+
+    marker = tmp_path / f"paused-{phase.replace(':', '-')}"
+    env = {**os.environ, "SOUPKIT_TEST_PAUSE_AT": phase, "SOUPKIT_TEST_PAUSE_FILE": str(marker),
+           "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "soupkit.cli", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env=env)
+    deadline = time.monotonic() + timeout
+    while not marker.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"never reached {phase}: {proc.communicate()[0][-3000:]}")
+        time.sleep(0.1)
+    return proc
+
+
+@pytest.fixture(scope="session")
+def run_until_paused():
+    """`run_until_paused(args, phase, tmp_path[, timeout])`: `soupkit ARGS` stopped at `phase`, still running."""
+    return _run_until_paused

@@ -8,10 +8,8 @@ machine is noticed by its missing heartbeat and its mixture re-run.
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -27,22 +25,6 @@ from soupkit.model_folder import read_model_folder
 TRIAL_FILES = {"modules.json", "model.safetensors", "mixture.yaml", "config.json"}
 
 pytestmark = pytest.mark.slow  # every test here trains (searches, then kills or resumes them)
-
-
-def run_until_paused(args: list[str], phase: str, tmp_path: Path) -> subprocess.Popen:
-    """Start `soupkit ARGS`, wait until it pauses at `phase`, and return it (still running)."""
-    marker = tmp_path / f"paused-{phase.replace(':', '-')}"
-    env = {**os.environ, "SOUPKIT_TEST_PAUSE_AT": phase, "SOUPKIT_TEST_PAUSE_FILE": str(marker),
-           "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "soupkit.cli", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, env=env)
-    deadline = time.monotonic() + 180
-    while not marker.exists():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"never reached {phase}: {proc.communicate()[0][-3000:]}")
-        time.sleep(0.1)
-    return proc
 
 
 def kill9(proc: subprocess.Popen) -> None:
@@ -72,7 +54,8 @@ def recipe_file(tiny_recipe, tiny_model, tmp_path) -> Path:
 
 
 @pytest.mark.parametrize("phase", ["finetune:2", "probe:2"])
-def test_search_killed_mid_trial_resumes_and_loses_nothing(load_study, search, tiny_recipe, phase, recipe_file, tiny_model, tmp_path):
+def test_search_killed_mid_trial_resumes_and_loses_nothing(load_study, search, tiny_recipe, phase, recipe_file,
+                                                           tiny_model, tmp_path, run_until_paused):
     out = tmp_path / "run"
     proc = run_until_paused(search_args(recipe_file, out, budget=3), phase, tmp_path)
     kill9(proc)
@@ -102,7 +85,8 @@ def test_search_killed_mid_trial_resumes_and_loses_nothing(load_study, search, t
     assert_only_whole_models(trials_dir, TRIAL_FILES)
 
 
-def test_soup_killed_while_writing_leaves_no_partial_soup(load_study, search, tiny_recipe, tiny_model, tmp_path):
+def test_soup_killed_while_writing_leaves_no_partial_soup(load_study, search, tiny_recipe, tiny_model, tmp_path,
+                                                          run_until_paused):
     out = tmp_path / "run"
     search(tiny_recipe(tiny_model), out, budget=2)
     proc = run_until_paused(["soup", "--out", str(out), "--top-k", "2"], "soup_write", tmp_path)
@@ -153,7 +137,7 @@ def interrupt(proc: subprocess.Popen) -> str:
     return output
 
 
-def test_ctrl_c_before_the_first_trial_leaves_no_run_folder(recipe_file, tmp_path):
+def test_ctrl_c_before_the_first_trial_leaves_no_run_folder(recipe_file, tmp_path, run_until_paused):
     out = tmp_path / "run"
     proc = run_until_paused(search_args(recipe_file, out, budget=1), "first_trial", tmp_path)
     assert (out / "study.db").is_file()  # the base model was scored: the folder exists at this point
@@ -162,7 +146,8 @@ def test_ctrl_c_before_the_first_trial_leaves_no_run_folder(recipe_file, tmp_pat
     assert not out.exists()
 
 
-def test_ctrl_c_during_a_trial_says_what_was_saved_and_resume_reruns_its_mixture(load_study, recipe_file, tmp_path):
+def test_ctrl_c_during_a_trial_says_what_was_saved_and_resume_reruns_its_mixture(load_study, recipe_file, tmp_path,
+                                                                                 run_until_paused):
     out = tmp_path / "run"
     args = search_args(recipe_file, out, budget=2)
     proc = run_until_paused(args, "probe:2", tmp_path)

@@ -223,28 +223,15 @@ def test_soup_from_ingredients_without_any_says_how_to_make_them(study_run):
 
 
 @pytest.mark.slow
-def test_ingredients_killed_mid_finetune_resume_with_the_same_mixture(study_run, tmp_path):
-    import os
+def test_ingredients_killed_mid_finetune_resume_with_the_same_mixture(study_run, tmp_path, run_until_paused):
     import signal
-    import subprocess
-    import sys
-    import time
 
     from soupkit.model_folder import read_model_folder
 
     out, storage, study = study_run
     args = ["ingredients", "--out", str(out), "--k", "2", "--steps", "3", "--quiet"]
-    marker = tmp_path / "paused"  # the second ingredient's checkpoint is half written when it pauses
-    env = {**os.environ, "SOUPKIT_TEST_PAUSE_AT": "finetune:2", "SOUPKIT_TEST_PAUSE_FILE": str(marker),
-           "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "soupkit.cli", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, env=env)
-    deadline = time.monotonic() + 300
-    while not marker.exists():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"never paused: {proc.communicate()[0][-3000:]}")
-        time.sleep(0.1)
+    # the second ingredient's checkpoint is half written when it pauses
+    proc = run_until_paused(args, "finetune:2", tmp_path, timeout=300)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
     ing = find_ingredient_study(storage, study)
