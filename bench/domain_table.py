@@ -4,7 +4,7 @@
 
 Rows: the base model; the best single trial (the best domain score among trials whose general
 score stays within 1 point of the base's, else the best domain score); every soup recorded in the
-study. Columns: domain and general weighted means, then each probe (probe-only ones marked *);
+study and every soup of its ingredients (`soupkit ingredients`). Columns: domain and general weighted means, then each probe (probe-only ones marked *);
 these are the scores the search and the soups saw, so a held-out probe's column is its
 *selection* half. A second table reads the held-out probes' *test* halves, which nothing before
 this report scored: each model's difference from the base with a 95% paired-bootstrap interval
@@ -27,6 +27,7 @@ import optuna
 from soupkit.config import Recipe
 from soupkit.probes.score import study_values
 from soupkit.search.study import check_held_out_halves, default_storage, open_storage
+from soupkit.soups.ingredient_study import ingredient_study_name
 from soupkit.study_record import STAGE, StudyRecord, TrialRecord
 
 
@@ -43,12 +44,13 @@ def main() -> None:
 
     base_scores = record.base_scores
     done = [t for t in study.trials if t.state.name == "COMPLETE"]
-    rows = model_rows(study, recipe, base_scores, done)
+    rows = model_rows(study, recipe, base_scores, done) + ingredient_soup_rows(args.out, study)
     for other in args.compare:
         other_study = run_study(other)
         if json.loads(StudyRecord.of(other_study).recipe_json or "{}") != json.loads(record.recipe_json):
             raise SystemExit(f"--compare {other}: another recipe than {args.out}'s")
-        rows += [(f"{other.name}: {label}", scores, path) for label, scores, path in soup_rows(other_study)]
+        rows += [(f"{other.name}: {label}", scores, path)
+                 for label, scores, path in soup_rows(other_study) + ingredient_soup_rows(other, other_study)]
 
     probes = [p for p in base_scores if "@" not in p]
     held_out = set(recipe.probe_names_only())
@@ -84,6 +86,16 @@ def model_rows(study, recipe: Recipe, base_scores: dict, done: list) -> list[tup
     return [("base model", base_scores, recipe.base),
             (f"best single trial (#{best.number})", TrialRecord.of(best).scores, str(TrialRecord.of(best).checkpoint)),
             *soup_rows(study)]
+
+
+def ingredient_soup_rows(out: Path, study) -> list[tuple[str, dict, str]]:
+    """The soups of the search's ingredients (`soupkit ingredients`, then `soup --from ingredients`), if any."""
+    name = ingredient_study_name(study.study_name)
+    storage = open_storage(default_storage(out))
+    if name not in {s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}:
+        return []
+    rows = soup_rows(optuna.load_study(study_name=name, storage=storage))
+    return [(label.replace("(trials ", "(ingredients ", 1), scores, path) for label, scores, path in rows]
 
 
 def soup_rows(study) -> list[tuple[str, dict, str]]:

@@ -13,7 +13,11 @@ from soupkit.data.load import _registry, check_recipe
 from soupkit.errors import SoupkitError
 
 
-@pytest.mark.parametrize("path", sorted(RECIPES_DIR.glob("*.yaml")), ids=lambda p: p.name)
+BENCH_RECIPES = Path(__file__).resolve().parents[1] / "bench" / "recipes"
+
+
+@pytest.mark.parametrize("path", sorted([*RECIPES_DIR.glob("*.yaml"), *BENCH_RECIPES.glob("*.yaml")]),
+                         ids=lambda p: p.name)
 def test_every_shipped_recipe_validates(path: Path):
     recipe = load_recipe(path)
     check_recipe(recipe, path)  # raises on an unknown family, probe or seed-mixture family
