@@ -291,15 +291,19 @@ def _describe(key: tuple[float, float]) -> str:
 
 
 def soup_table(result: SoupResult) -> str:
-    """Per-probe scores: the soup, each candidate ingredient, and the base model."""
+    """Per-probe scores, a probe per row: the soup, each candidate ingredient, and the base model
+    (a column per model, so that a recipe with many probes still fits a terminal)."""
     import polars as pl
 
-    label = f"soup {result.name}" + (f" (base share {result.base_share:.2f})" if result.base_share else "")
-    rows = [{"model": label, "objective": result.objective, **result.scores}]
+    columns = {f"soup{f' +base {result.base_share:.2f}' if result.base_share else ''}": (result.objective, result.scores)}
     for ing in result.ingredients:
-        mark = "*" if ing.trial in result.members else " "
-        rows.append({"model": f"{mark}{result.label} {ing.trial}", "objective": ing.objective, **ing.scores})
-    rows.append({"model": "base", "objective": result.base_objective, **(result.base_scores or {})})
-    with pl.Config(tbl_rows=len(rows), tbl_cols=-1, float_precision=3, tbl_width_chars=200,
-                   tbl_hide_dataframe_shape=True, fmt_str_lengths=80):
-        return f"{pl.DataFrame(rows)}\n(* = in the soup)"
+        mark = "*" if ing.trial in result.members else ""
+        columns[f"{mark}{result.label} {ing.trial}"] = (ing.objective, ing.scores)
+    columns["base"] = (result.base_objective, result.base_scores or {})
+    probes = list(result.scores)
+    table = {"probe": ["objective", *probes]}
+    for name, (objective, scores) in columns.items():
+        table[name] = [objective, *(scores.get(p) for p in probes)]
+    with pl.Config(tbl_rows=len(probes) + 1, tbl_cols=-1, float_precision=3, tbl_width_chars=200,
+                   tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True, fmt_str_lengths=80):
+        return f"{pl.DataFrame(table)}\n(* = in the soup)"
