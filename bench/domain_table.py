@@ -78,7 +78,8 @@ def model_rows(study, recipe: Recipe, base_scores: dict, done: list) -> list[tup
     """(label, selection scores, model folder): the base, the best single trial (a search), the soups."""
     record = StudyRecord.of(study)
     if record.stage == "adapt":
-        base = next(m["path"] for m in record.bank if m["kind"] == "base")
+        # the bank's base as merged; a bank whose base did not merge is compared with the recipe's
+        base = next((m["path"] for m in record.bank if m["kind"] == "base"), recipe.base)
         return [("base model", base_scores, base), *soup_rows(study)]
     _, base_general = study_values(base_scores, recipe.objective)
     keeps_general = [t for t in done if t.values[1] >= base_general - 0.01]

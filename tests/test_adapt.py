@@ -130,7 +130,7 @@ def test_unmergeable_members_are_named_and_skipped(tiny_recipe, models, tmp_path
     assert list(result.skipped) == ["run:trial-0001"]
     skipped = [line for line in lines if line.startswith("bank: skipped")]
     assert skipped == [f"bank: skipped run:trial-0001: {narrow}/2_Dense/model.safetensors: tensor 'linear.weight' "
-                       f"has shape [8, 32], but {models[0]}/2_Dense/model.safetensors has [16, 32]"]
+                       f"has shape [8, 32], but {tmp_path}/adapt/base-model/2_Dense/model.safetensors has [16, 32]"]
 
 
 def test_fewer_than_two_mergeable_is_one_line_and_writes_nothing(tiny_recipe, models, tmp_path):

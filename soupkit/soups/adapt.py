@@ -21,7 +21,7 @@ from pathlib import Path
 from soupkit.atomic import atomic_dir
 from soupkit.config import Recipe
 from soupkit.errors import SoupkitError
-from soupkit.soups.bank import BankMember, check_run_folders, collect_bank, held_out_overlaps
+from soupkit.soups.bank import BASE_LABEL, BankMember, check_run_folders, collect_bank, held_out_overlaps
 from soupkit.study_record import (
     SoupRecord,
     StudyRecord,
@@ -143,39 +143,61 @@ def _mergeable(bank: list[BankMember], out: Path, recipe: Recipe, log) -> tuple[
     from soupkit.model_folder import read_model_folder
 
     skipped: dict[str, str] = {}
-    folders = []
-    for member in bank:
-        try:
-            folders.append(_saved_base(member, out, recipe) if member.path is None else member)
-        except SoupkitError as exc:  # a base known by hub id, offline
-            skipped[member.label] = str(exc)
-    bank = folders
-    kept, left_out = largest_compatible_group([read_model_folder(m.path) for m in bank])
-    skipped.update({bank[i].label: reason for i, reason in left_out.items()})
-    for label, reason in skipped.items():
-        log(f"bank: skipped {label}: {reason}")
-    bank = [bank[i] for i in kept]
-    if bank and not any(m.kind == "base" for m in bank):
-        log("bank: no base model merges with the rest: soups are not compared with a base")
-    if len(bank) < 2:
-        raise SoupkitError(f"adapt needs at least two mergeable checkpoints in the bank; "
-                           f"{len(bank)} left ({len(skipped)} skipped as not mergeable)")
+    folders, staged = [], {}  # staged: a base saved to a scratch folder -> where it goes once the bank is good
+    try:
+        for member in bank:
+            try:
+                folders.append(_saved_base(member, out, recipe, staged) if member.path is None else member)
+            except SoupkitError as exc:  # a base known by hub id, offline
+                skipped[member.label] = str(exc)
+        bank = folders
+        kept, left_out = largest_compatible_group([read_model_folder(m.path) for m in bank])
+        skipped.update({bank[i].label: reason for i, reason in left_out.items()})
+        for scratch, target in staged.items():  # name a staged base by where it is kept, not its scratch folder
+            skipped = {label: reason.replace(str(scratch), str(target)) for label, reason in skipped.items()}
+        for label, reason in skipped.items():
+            log(f"bank: skipped {label}: {reason}")
+        bank = [bank[i] for i in kept]
+        if bank and not any(m.kind == "base" for m in bank):
+            log("bank: no base model merges with the rest: soups are not compared with a base")
+        if len(bank) < 2:
+            raise SoupkitError(f"adapt needs at least two mergeable checkpoints in the bank; "
+                               f"{len(bank)} left ({len(skipped)} skipped as not mergeable)")
+        bank = [_keep_base(m, staged) if m.path in staged else m for m in bank]
+    finally:
+        for scratch in staged:
+            shutil.rmtree(scratch.parent, ignore_errors=True)
     return bank, skipped
 
 
-def _saved_base(member: BankMember, out: Path, recipe: Recipe) -> BankMember:
-    """A base known by hub id, saved once as `<out>/base-model` so that it is a folder to merge."""
+def _saved_base(member: BankMember, out: Path, recipe: Recipe, staged: dict) -> BankMember:
+    """A base known by reference, saved like the checkpoints so that it is a folder to merge: once,
+    as `<out>/base-model` (`base-model-N` for the N-th of several bases); until the bank is known to
+    be good it waits in a scratch folder (`staged`), so that a refused bank writes nothing."""
+    import tempfile
     from dataclasses import replace
 
     from soupkit.base_model import load_model, pick_device
 
-    path = out / "base-model"
-    if not (path / "modules.json").is_file():
-        model = load_model(member.reference, pick_device())
-        model.max_seq_length = recipe.finetune.max_seq_length
-        with atomic_dir(path) as tmp:
-            model.save(str(tmp))
-    return replace(member, path=path)
+    path = out / member.label.replace(BASE_LABEL, "base-model", 1)
+    if (path / "modules.json").is_file():
+        return replace(member, path=path)
+    scratch = Path(tempfile.mkdtemp(prefix="soupkit-base-")) / "model"
+    model = load_model(member.reference, pick_device())
+    model.max_seq_length = recipe.finetune.max_seq_length
+    model.save(str(scratch))
+    staged[scratch] = path
+    return replace(member, path=scratch)
+
+
+def _keep_base(member: BankMember, staged: dict) -> BankMember:
+    """Move a staged base into the run folder, whole (atomic_dir renames it into place)."""
+    from dataclasses import replace
+
+    target = staged[member.path]
+    with atomic_dir(target) as tmp:
+        shutil.copytree(member.path, tmp, dirs_exist_ok=True)
+    return replace(member, path=target)
 
 
 def _open(recipe: Recipe, out: Path, bank: list[BankMember], overlaps: list[str]):

@@ -146,10 +146,11 @@ def _bases_of(study, run: Path) -> list[BankMember]:
 
 
 def _base_member(reference: str, run: Path) -> BankMember:
-    from soupkit.base_model import resolve_base
-
-    path = Path(resolve_base(reference))
-    return BankMember(BASE_LABEL, path if path.is_dir() else None, "base", run.name, reference=reference)
+    """A base known by reference (hub id, `bundled:...`, a folder): `soupkit adapt` loads it and saves
+    it once under its run folder, so that it is written by the same library as the checkpoints. A
+    folder written by another sentence-transformers version (the bundled model's lacks the pooling
+    config's `embedding_dimension`) would otherwise fail the merge checks and leave no base."""
+    return BankMember(BASE_LABEL, None, "base", run.name, reference=reference)
 
 
 def _checkpoints(study, run_name: str) -> Iterator[BankMember]:
