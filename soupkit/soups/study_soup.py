@@ -306,4 +306,4 @@ def soup_table(result: SoupResult) -> str:
         table[name] = [objective, *(scores.get(p) for p in probes)]
     with pl.Config(tbl_rows=len(probes) + 1, tbl_cols=-1, float_precision=3, tbl_width_chars=200,
                    tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True, fmt_str_lengths=80):
-        return f"{pl.DataFrame(table)}\n(* = in the soup)"
+        return f"soup {result.name}: scores by probe\n{pl.DataFrame(table)}\n(* = in the soup)"
