@@ -4,7 +4,8 @@
 
 Rows: the base model; the best single trial (the best domain score among trials whose general
 score stays within 1 point of the base's, else the best domain score); every soup recorded in the
-study and every soup of its ingredients (`soupkit ingredients`). Columns: domain and general weighted means, then each probe (probe-only ones marked *);
+study and every soup of its ingredients (`soupkit ingredients`). Columns: domain and general
+weighted means, then each probe (probe-only ones marked *);
 these are the scores the search and the soups saw, so a held-out probe's column is its
 *selection* half. A second table reads the held-out probes' *test* halves, which nothing before
 this report scored: each model's difference from the base with a 95% paired-bootstrap interval
@@ -27,7 +28,8 @@ import optuna
 from soupkit.config import Recipe
 from soupkit.probes.score import study_values
 from soupkit.search.study import check_held_out_halves, default_storage, open_storage
-from soupkit.soups.ingredient_study import ingredient_study_name
+from soupkit.errors import SoupkitError
+from soupkit.soups.ingredient_study import find_ingredient_study
 from soupkit.study_record import STAGE, StudyRecord, TrialRecord
 
 
@@ -91,15 +93,16 @@ def model_rows(study, recipe: Recipe, base_scores: dict, done: list) -> list[tup
 
 def ingredient_soup_rows(out: Path, study) -> list[tuple[str, dict, str]]:
     """The soups of the search's ingredients (`soupkit ingredients`, then `soup --from ingredients`), if any."""
-    name = ingredient_study_name(study.study_name)
-    storage = open_storage(default_storage(out))
-    if name not in {s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}:
+    try:
+        ingredients = find_ingredient_study(open_storage(default_storage(out)), study)
+    except SoupkitError:  # no ingredients made
         return []
-    rows = soup_rows(optuna.load_study(study_name=name, storage=storage))
-    return [(label.replace("(trials ", "(ingredients ", 1), scores, path) for label, scores, path in rows]
+    return soup_rows(ingredients, members="ingredients")
 
 
-def soup_rows(study) -> list[tuple[str, dict, str]]:
+def soup_rows(study, members: str = "trials") -> list[tuple[str, dict, str]]:
+    """(label, selection scores, model folder) of every soup the study records; `members` names
+    what its soups are made of."""
     rows = []
     for name, soup in StudyRecord.of(study).soups.items():
         if soup.weights:  # an adapt soup: its role and its largest shares
@@ -107,7 +110,7 @@ def soup_rows(study) -> list[tuple[str, dict, str]]:
             what = f"{soup.role}: " + ", ".join(f"{k} {v:.2f}" for k, v in top) + (", ..." if len(soup.weights) > 3 else "")
         else:
             share = f" + base at {soup.base_share:.2f}" if soup.base_share else ""
-            what = f"trials {soup.members}{share}"
+            what = f"{members} {soup.members}{share}"
         rows.append((f"soup {name} ({what})", soup.scores, soup.path))
     return rows
 

@@ -191,12 +191,15 @@ def _saved_base(member: BankMember, out: Path, recipe: Recipe, staged: dict) -> 
 
 
 def _keep_base(member: BankMember, staged: dict) -> BankMember:
-    """Move a staged base into the run folder, whole (atomic_dir renames it into place)."""
+    """Move a staged base into the run folder, whole: its files are moved (renamed where the scratch
+    folder shares the file system, copied once where not) into atomic_dir's hidden folder, which is
+    then renamed into place."""
     from dataclasses import replace
 
     target = staged[member.path]
     with atomic_dir(target) as tmp:
-        shutil.copytree(member.path, tmp, dirs_exist_ok=True)
+        for child in member.path.iterdir():
+            shutil.move(str(child), str(tmp / child.name))
     return replace(member, path=target)
 
 
