@@ -127,11 +127,15 @@ class FinetuneSpec(Strict):
     loss: LossSpec = LossSpec()
 
 
+Distractors = Literal["random", "neighbours"]
+
+
 class ProbeSize(Strict):
     """One family's probe size, overriding the recipe-wide one (unset fields keep it)."""
 
     probe_size: int | None = Field(None, gt=0, le=MAX_PROBE)
     probe_corpus: int | None = Field(None, gt=0, le=10 * MAX_PROBE)
+    distractors: Distractors | None = None
 
 
 class ProbeSpec(Strict):
@@ -144,6 +148,10 @@ class ProbeSpec(Strict):
     probe_size: int = Field(200, gt=0, le=MAX_PROBE)
     probe_corpus: int = Field(400, gt=0, le=10 * MAX_PROBE)
     sizes: dict[str, ProbeSize] = {}
+    # `neighbours`: retrieval probes whose source knows neighbourhoods (Bible chapters, Python
+    # modules, ICD-10 categories, Debian package stems) take whole ones, so each answer competes
+    # with near misses; a strong model saturates probes with `random` distractors
+    distractors: Distractors = "random"
     max_seq_length: int = Field(128, gt=0, le=MAX_SEQ_LENGTH)
     batch_size: int = Field(64, gt=0, le=MAX_BATCH)
     max_train: int = Field(20_000, gt=0, le=10_000_000)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from soupkit.config import Recipe
 from soupkit.data.load import build_options, load_families, load_recipe_families, probe_texts
 
@@ -42,3 +44,16 @@ def test_probe_sizes_per_family_and_probe_only_families_use_all_their_source():
     # third; the search scores its selection half
     (held_out,) = load_families(recipe, probe_only=True).values()
     assert held_out.probe.sizes() == "285 queries / 285 docs"
+
+
+def test_neighbourhood_distractors_recipe_wide_or_per_probe():
+    recipe = Recipe.model_validate({
+        "name": "distractors", "families": ["paraphrase", "code-search"],
+        "probes": {"distractors": "neighbours", "sizes": {"code-search": {"distractors": "random"}}},
+    })
+    assert build_options(recipe, "paraphrase").probe_distractors == "neighbours"
+    assert build_options(recipe, "code-search").probe_distractors == "random"
+    assert build_options(Recipe.model_validate({"name": "plain", "families": ["paraphrase"]}),
+                         "paraphrase").probe_distractors == "random"
+    with pytest.raises(ValueError, match="distractors"):
+        Recipe.model_validate({"name": "bad", "families": ["paraphrase"], "probes": {"distractors": "nearest"}})

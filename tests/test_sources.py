@@ -172,7 +172,7 @@ def test_fortune_quotes_by_topic():
 
 
 def test_stdlib_function_without_docstring():
-    functions = dict(python_stdlib.load_documented_functions(or_skip(python_stdlib.stdlib_files, "code-search")))
+    functions = {summary: code for summary, code, _ in python_stdlib.load_documented_functions(or_skip(python_stdlib.stdlib_files, "code-search"))}
     code = functions["Remove any common leading whitespace from every line in `text`."]
     assert code.startswith("def dedent(text):\n    # Look for the longest leading string")
     assert '"""' not in code.splitlines()[1] and len(code) <= python_stdlib.MAX_CODE_CHARS
@@ -409,3 +409,34 @@ def test_every_built_in_family_meets_its_own_minimum(name):
     family = or_skip(info.build, SMALL)
     assert len(family.train) >= 2 * info.min_train, len(family.train)
     assert probe_size(family)[0] >= info.min_probe
+
+
+NEIGHBOURS = BuildOptions(probe_size=50, probe_corpus=100, max_train=10**9, probe_distractors="neighbours")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["paraphrase", "general-retrieval", "code-search", "medical-icd10-names"])
+def test_neighbourhood_probes_are_new_and_never_trained_on(name):
+    family, random_family = built(name, NEIGHBOURS), built(name, UNCAPPED)
+    assert family.probe != random_family.probe
+    assert (len(family.probe.queries), len(family.probe.corpus)) == (50, 100)
+    targets = {ex.positive for ex in family.train} | {ex.negative for ex in family.train if ex.negative}
+    assert not set(family.probe.corpus) & targets
+    assert not set(family.probe.queries) & {ex.anchor for ex in family.train}
+
+
+def test_code_search_answers_compete_with_functions_of_their_own_module():
+    functions = or_skip(python_stdlib.load_documented_functions, or_skip(python_stdlib.stdlib_files, "code-search"))
+    module_of = {code: path for _, code, path in functions}
+    probe = built("code-search", NEIGHBOURS).probe
+    modules = [module_of[doc] for doc in probe.corpus]
+    random_modules = {module_of[doc] for doc in built("code-search", UNCAPPED).probe.corpus}
+    assert len(set(modules)) * 3 < len(random_modules)  # whole modules, not functions from everywhere
+    answers = [modules[i] for rel in probe.relevant for i in rel]
+    assert sum(modules.count(m) > 1 for m in answers) >= 0.9 * len(answers)
+    assert python_stdlib.stdlib_code_search(NEIGHBOURS)[1] == probe  # deterministic
+
+
+def test_debian_package_stems():
+    assert [debian_packages.package_stem(n) for n in ("libgtk-3-dev", "python3-numpy", "bash", "g++-12", "libssl3")] == [
+        "libgtk", "python", "bash", "g++", "libssl"]

@@ -27,7 +27,9 @@ def build_options(recipe: Recipe, family: str | None = None, probe_only: bool = 
     size = own.probe_size if own and own.probe_size else p.probe_size
     corpus = own.probe_corpus if own and own.probe_corpus else max(p.probe_corpus, 2 * size if own else 0)
     share = 1.0 if probe_only else BuildOptions.probe_share
-    return BuildOptions(seed=recipe.seed, probe_size=size, probe_corpus=corpus, max_train=p.max_train, probe_share=share)
+    distractors = own.distractors if own and own.distractors else p.distractors
+    return BuildOptions(seed=recipe.seed, probe_size=size, probe_corpus=corpus, max_train=p.max_train,
+                        probe_share=share, probe_distractors=distractors)
 
 
 def build_family(

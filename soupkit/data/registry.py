@@ -28,6 +28,9 @@ class BuildOptions:
     # share of a retrieval source's documents its probe may take; a probe-only family trains on
     # nothing, so it may take all of them
     probe_share: float = 1 / 3
+    # "neighbours": a retrieval probe built of whole neighbourhoods (a chapter, a module) where its
+    # source knows them, so answers compete with near misses; "random": random distractors
+    probe_distractors: str = "random"
 
 
 # Below these sizes a built-in family's source is damaged or missing parts (apt's deleted

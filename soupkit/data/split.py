@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import random
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from soupkit.data.family import (
     ClassificationProbeData,
@@ -19,6 +19,10 @@ from soupkit.data.family import (
     RetrievalProbeData,
     TrainExample,
 )
+
+# the most documents one neighbourhood puts in a probe: enough distractors for each answer, and
+# probes of 300 documents still span a dozen neighbourhoods or more
+MAX_NEIGHBOURHOOD = 24
 
 
 def stable_key(seed: int, key: str) -> str:
@@ -38,6 +42,7 @@ def split_retrieval(
     max_train: int,
     negatives: dict[str, str] | None = None,
     probe_share: float = 1 / 3,
+    neighbours: Mapping[str, str] | None = None,
 ) -> tuple[list[TrainExample], RetrievalProbeData]:
     """(query, document) pairs -> training examples and a retrieval probe.
 
@@ -45,15 +50,25 @@ def split_retrieval(
     plus distractor documents up to `probe_corpus` (at most `probe_share` of all documents); all
     other documents train. `negatives` maps a
     query to a hard-negative document (kept only when that document is in the training side).
+
+    `neighbours` maps a document to its neighbourhood (a Bible chapter, a Python module, an ICD
+    category). Given, the probe takes whole neighbourhoods, so each answer competes with its
+    neighbours (the same chapter's verses, the same module's functions) instead of random
+    documents that differ on every word: a probe a strong model no longer saturates.
     """
     by_doc: dict[str, list[str]] = defaultdict(list)
     for query, doc in pairs:
         if query and doc and query != doc:
             by_doc[doc].append(query)
     docs = stable_shuffle(by_doc, seed)
+    if neighbours is not None:
+        docs = neighbourhood_order(docs, neighbours, seed)
     n_probe_docs = min(probe_corpus, int(len(docs) * probe_share))
     probe_docs, train_docs = docs[:n_probe_docs], docs[n_probe_docs:]
     n_queries = min(probe_queries, n_probe_docs)
+    if neighbours is not None:  # answers spread over the neighbourhoods; every other document distracts
+        answers = set(stable_shuffle(probe_docs, seed)[:n_queries])
+        probe_docs = [d for d in probe_docs if d in answers] + [d for d in probe_docs if d not in answers]
 
     queries, relevant = [], []
     for i, doc in enumerate(probe_docs[:n_queries]):
@@ -70,6 +85,25 @@ def split_retrieval(
             train.append(TrainExample(query, doc, neg if neg in train_doc_set and neg != doc else None, group=doc))
     rng.shuffle(train)
     return train[:max_train], probe
+
+
+def neighbourhood_order(docs: Sequence[str], neighbours: Mapping[str, str], seed: int,
+                        max_size: int = MAX_NEIGHBOURHOOD) -> list[str]:
+    """Documents grouped by neighbourhood, neighbourhoods in a seeded order.
+
+    A neighbourhood larger than `max_size` (every `python3-*` package) is cut into runs of
+    neighbouring keys, so that no single one fills a probe. A document without a neighbourhood
+    is its own.
+    """
+    members: dict[str, list[str]] = defaultdict(list)
+    for doc in docs:
+        members[neighbours.get(doc, doc)].append(doc)
+    groups: dict[str, list[str]] = {}
+    for key, group in members.items():
+        group = sorted(group)
+        for start in range(0, len(group), max_size):
+            groups[f"{key}\x00{start}"] = group[start : start + max_size]
+    return [doc for key in stable_shuffle(groups, seed) for doc in groups[key]]
 
 
 def split_labelled(

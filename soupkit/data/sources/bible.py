@@ -123,10 +123,13 @@ def bible_paraphrase(options: BuildOptions) -> FamilyData:
     kjv = load_verses(module_data_dir("paraphrase", KJV_MODULE))
     web = load_verses(module_data_dir("paraphrase", WEB_MODULE))
     renderings: dict[str, set[str]] = {}
+    chapter_of: dict[str, str] = {}  # a verse's neighbourhood: its chapter ('Gen.1')
     for ref in sorted(kjv.keys() & web.keys()):
         shorter, longer = sorted((len(kjv[ref].split()), len(web[ref].split())))
         if shorter >= MIN_WORDS and longer <= 2.5 * shorter + 5:
             renderings.setdefault(kjv[ref], set()).add(web[ref])
+            chapter_of.setdefault(web[ref], ref.rsplit(".", 1)[0])
     pairs = [(old, next(iter(new))) for old, new in renderings.items() if len(new) == 1]
-    train, probe = split_retrieval(pairs, options.seed, options.probe_size, options.probe_corpus, options.max_train)
+    train, probe = split_retrieval(pairs, options.seed, options.probe_size, options.probe_corpus, options.max_train,
+                                   neighbours=chapter_of if options.probe_distractors == "neighbours" else None)
     return train, probe

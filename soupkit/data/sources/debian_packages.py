@@ -97,5 +97,14 @@ def debian_package_retrieval(options: BuildOptions) -> FamilyData:
     pairs = one_document_per_query(
         (synopsis, long) for _, synopsis, long in packages if len(long.split()) >= MIN_WORDS
     )
-    train, probe = split_retrieval(pairs, options.seed, options.probe_size, options.probe_corpus, options.max_train)
+    stem_of = {long: package_stem(name) for name, _, long in packages}
+    train, probe = split_retrieval(pairs, options.seed, options.probe_size, options.probe_corpus, options.max_train,
+                                   neighbours=stem_of if options.probe_distractors == "neighbours" else None)
     return train, probe
+
+
+def package_stem(name: str) -> str:
+    """A package's neighbourhood: its name up to the first '-' without trailing version digits
+    ('libgtk-3-dev' -> 'libgtk', 'python3-numpy' -> 'python'), where its siblings and the
+    packages of its ecosystem live."""
+    return name.split("-")[0].rstrip("0123456789.") or name

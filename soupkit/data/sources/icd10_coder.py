@@ -104,8 +104,10 @@ def medical_icd10_names(options: BuildOptions) -> FamilyData:
         others = [name for name in siblings[parent_of[short]] if name != long]
         if others:
             negatives[short] = others[len(short) % len(others)]
+    category_of = {long: code[:3] for code, _, long in codes}  # a name's neighbourhood: its ICD-10 category
     train, probe = split_retrieval(
-        pairs, options.seed, options.probe_size, options.probe_corpus, options.max_train, negatives
+        pairs, options.seed, options.probe_size, options.probe_corpus, options.max_train, negatives,
+        neighbours=category_of if options.probe_distractors == "neighbours" else None,
     )
     return train, probe
 

@@ -88,9 +88,9 @@ def code_without_docstring(lines: list[str], node: ast.FunctionDef | ast.AsyncFu
 
 
 @functools.lru_cache(maxsize=1)
-def load_documented_functions(files: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
-    """(docstring's first paragraph, code) for every public function with a docstring of
-    MIN_DOC_WORDS+ words whose body does more than stand in for an override."""
+def load_documented_functions(files: tuple[str, ...]) -> tuple[tuple[str, str, str], ...]:
+    """(docstring's first paragraph, code, module file) for every public function with a docstring
+    of MIN_DOC_WORDS+ words whose body does more than stand in for an override."""
     functions = []
     for path in files:
         with open(path, encoding="utf-8", errors="replace") as f:
@@ -106,7 +106,7 @@ def load_documented_functions(files: tuple[str, ...]) -> tuple[tuple[str, str], 
                 continue
             summary = " ".join(docstring.split("\n\n")[0].split())
             if len(summary.split()) >= MIN_DOC_WORDS:
-                functions.append((summary, code_without_docstring(lines, node)))
+                functions.append((summary, code_without_docstring(lines, node), path))
     return tuple(functions)
 
 
@@ -115,6 +115,8 @@ def stdlib_code_search(options: BuildOptions) -> FamilyData:
     """A docstring shared by functions with different code ("Return the value.") has no single
     right answer, so such queries are left out."""
     functions = load_documented_functions(stdlib_files("code-search"))
-    pairs = one_document_per_query(functions)
-    train, probe = split_retrieval(pairs, options.seed, options.probe_size, options.probe_corpus, options.max_train)
+    pairs = one_document_per_query((summary, code) for summary, code, _ in functions)
+    module_of = {code: path for _, code, path in functions}  # a function's neighbourhood: its module
+    train, probe = split_retrieval(pairs, options.seed, options.probe_size, options.probe_corpus, options.max_train,
+                                   neighbours=module_of if options.probe_distractors == "neighbours" else None)
     return train, probe
