@@ -127,7 +127,7 @@ class FinetuneSpec(Strict):
     loss: LossSpec = LossSpec()
 
 
-Distractors = Literal["random", "neighbours"]
+Distractors = Literal["random", "neighbours", "lexical"]
 
 
 class ProbeSize(Strict):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+from dataclasses import replace
 
 import pytest
 
@@ -415,9 +416,10 @@ NEIGHBOURS = BuildOptions(probe_size=50, probe_corpus=100, max_train=10**9, prob
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("mode", ["neighbours", "lexical"])
 @pytest.mark.parametrize("name", ["paraphrase", "general-retrieval", "code-search", "medical-icd10-names"])
-def test_neighbourhood_probes_are_new_and_never_trained_on(name):
-    family, random_family = built(name, NEIGHBOURS), built(name, UNCAPPED)
+def test_harder_probes_are_new_and_never_trained_on(name, mode):
+    family, random_family = built(name, replace(NEIGHBOURS, probe_distractors=mode)), built(name, UNCAPPED)
     assert family.probe != random_family.probe
     assert (len(family.probe.queries), len(family.probe.corpus)) == (50, 100)
     targets = {ex.positive for ex in family.train} | {ex.negative for ex in family.train if ex.negative}

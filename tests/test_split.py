@@ -27,7 +27,7 @@ def test_neighbourhoods_stay_together_and_big_ones_are_cut():
 
 def test_a_neighbourhood_probe_takes_whole_chapters_and_trains_on_none_of_them():
     train, probe = split_retrieval(PAIRS, 0, probe_queries=30, probe_corpus=60, max_train=10**6,
-                                   neighbours=CHAPTERS)
+                                   distractors="neighbours", neighbours=CHAPTERS)
     assert (len(probe.queries), len(probe.corpus)) == (30, 60)
     assert all(probe.queries[i] == f"query for {probe.corpus[i]}" and probe.relevant[i] == {i} for i in range(30))
     in_probe = {CHAPTERS[doc] for doc in probe.corpus}
@@ -45,6 +45,28 @@ def test_a_neighbourhood_probe_takes_whole_chapters_and_trains_on_none_of_them()
 
 def test_without_neighbours_the_split_is_unchanged():
     train, probe = split_retrieval(PAIRS, 0, 30, 60, 10**6)
-    again_train, again_probe = split_retrieval(PAIRS, 0, 30, 60, 10**6, neighbours=None)
+    again_train, again_probe = split_retrieval(PAIRS, 0, 30, 60, 10**6, neighbours=CHAPTERS)
     assert (train, probe) == (again_train, again_probe)
     assert len({CHAPTERS[doc] for doc in probe.corpus}) > 20  # random distractors span most chapters
+
+
+def test_lexical_distractors_are_each_answers_nearest_documents():
+    # four topics of ten documents; an answer's nearest documents share its topic's words
+    topics = ["ship sail harbour", "bread flour oven", "court judge appeal", "gene protein cell"]
+    docs = [f"{words} number{i} extra{i % 3}" for words in topics for i in range(10)]
+    pairs = [(f"query {i}", doc) for i, doc in enumerate(docs)]
+    train, probe = split_retrieval(pairs, 0, probe_queries=2, probe_corpus=8, max_train=10**6,
+                                   probe_share=1.0, distractors="lexical")
+    assert (len(probe.queries), len(probe.corpus)) == (2, 8)
+    topic_of = {doc: words for words in topics for doc in docs if doc.startswith(words)}
+    answer_topics = {topic_of[probe.corpus[0]], topic_of[probe.corpus[1]]}
+    assert {topic_of[doc] for doc in probe.corpus} == answer_topics  # every distractor is a near miss
+    assert not {ex.positive for ex in train} & set(probe.corpus)
+    assert len(train) == len(docs) - 8
+    random_train, random_probe = split_retrieval(pairs, 0, 2, 8, 10**6, probe_share=1.0)
+    assert random_probe.queries == probe.queries  # the same answers; only the distractors differ
+    assert len({topic_of[doc] for doc in random_probe.corpus}) > 2
+
+
+def test_neighbours_without_a_neighbourhood_map_is_random():
+    assert split_retrieval(PAIRS, 0, 30, 60, 10**6, distractors="neighbours") == split_retrieval(PAIRS, 0, 30, 60, 10**6)

@@ -42,6 +42,7 @@ def split_retrieval(
     max_train: int,
     negatives: dict[str, str] | None = None,
     probe_share: float = 1 / 3,
+    distractors: str = "random",
     neighbours: Mapping[str, str] | None = None,
 ) -> tuple[list[TrainExample], RetrievalProbeData]:
     """(query, document) pairs -> training examples and a retrieval probe.
@@ -51,22 +52,30 @@ def split_retrieval(
     other documents train. `negatives` maps a
     query to a hard-negative document (kept only when that document is in the training side).
 
-    `neighbours` maps a document to its neighbourhood (a Bible chapter, a Python module, an ICD
-    category). Given, the probe takes whole neighbourhoods, so each answer competes with its
+    `distractors` (the recipe's `probes.distractors`) picks the probe's other documents. "random":
+    a seeded random sample. "neighbours", where the source gives `neighbours` (a document -> its
+    Bible chapter, Python module, ICD category): the probe takes whole neighbourhoods, so each answer competes with its
     neighbours (the same chapter's verses, the same module's functions) instead of random
     documents that differ on every word: a probe a strong model no longer saturates.
+
+    "lexical": each answer's nearest documents by TF-IDF cosine (the distractors a keyword search
+    would return), from the whole source. No distractor ever trains.
     """
     by_doc: dict[str, list[str]] = defaultdict(list)
     for query, doc in pairs:
         if query and doc and query != doc:
             by_doc[doc].append(query)
     docs = stable_shuffle(by_doc, seed)
-    if neighbours is not None:
+    by_neighbourhood = distractors == "neighbours" and neighbours is not None
+    if by_neighbourhood:
         docs = neighbourhood_order(docs, neighbours, seed)
+    elif distractors == "lexical":
+        n_probe = min(probe_corpus, int(len(docs) * probe_share))
+        docs = lexical_order(docs, min(probe_queries, n_probe), n_probe)
     n_probe_docs = min(probe_corpus, int(len(docs) * probe_share))
     probe_docs, train_docs = docs[:n_probe_docs], docs[n_probe_docs:]
     n_queries = min(probe_queries, n_probe_docs)
-    if neighbours is not None:  # answers spread over the neighbourhoods; every other document distracts
+    if by_neighbourhood:  # answers spread over the neighbourhoods; every other document distracts
         answers = set(stable_shuffle(probe_docs, seed)[:n_queries])
         probe_docs = [d for d in probe_docs if d in answers] + [d for d in probe_docs if d not in answers]
 
@@ -104,6 +113,30 @@ def neighbourhood_order(docs: Sequence[str], neighbours: Mapping[str, str], seed
         for start in range(0, len(group), max_size):
             groups[f"{key}\x00{start}"] = group[start : start + max_size]
     return [doc for key in stable_shuffle(groups, seed) for doc in groups[key]]
+
+
+def lexical_order(docs: Sequence[str], n_answers: int, n_probe: int) -> list[str]:
+    """`docs` reordered so that the first `n_probe` are the first `n_answers` (the answers, in
+    order) followed by their nearest other documents by TF-IDF cosine, taken round-robin (each
+    answer's nearest first); the rest keep their order."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    answers = list(docs[:n_answers])
+    if n_probe <= n_answers:
+        return list(docs)
+    matrix = TfidfVectorizer(sublinear_tf=True).fit_transform(docs)
+    similarity = (matrix[:n_answers] @ matrix.T).toarray()
+    similarity[range(n_answers), range(n_answers)] = -1.0  # an answer is not its own distractor
+    ranked = (-similarity).argsort(axis=1, kind="stable")
+    chosen, taken = list(range(n_answers)), set(range(n_answers))
+    depth = 0
+    while len(chosen) < n_probe and depth < len(docs):
+        for row in ranked[:, depth]:
+            if row not in taken and len(chosen) < n_probe:
+                chosen.append(int(row))
+                taken.add(int(row))
+        depth += 1
+    return answers + [docs[i] for i in chosen[n_answers:]] + [d for i, d in enumerate(docs) if i not in taken]
 
 
 def split_labelled(

@@ -131,5 +131,5 @@ def bible_paraphrase(options: BuildOptions) -> FamilyData:
             chapter_of.setdefault(web[ref], ref.rsplit(".", 1)[0])
     pairs = [(old, next(iter(new))) for old, new in renderings.items() if len(new) == 1]
     train, probe = split_retrieval(pairs, options.seed, options.probe_size, options.probe_corpus, options.max_train,
-                                   neighbours=chapter_of if options.probe_distractors == "neighbours" else None)
+                                   distractors=options.probe_distractors, neighbours=chapter_of)
     return train, probe

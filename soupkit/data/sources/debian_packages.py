@@ -99,7 +99,7 @@ def debian_package_retrieval(options: BuildOptions) -> FamilyData:
     )
     stem_of = {long: package_stem(name) for name, _, long in packages}
     train, probe = split_retrieval(pairs, options.seed, options.probe_size, options.probe_corpus, options.max_train,
-                                   neighbours=stem_of if options.probe_distractors == "neighbours" else None)
+                                   distractors=options.probe_distractors, neighbours=stem_of)
     return train, probe
 
 

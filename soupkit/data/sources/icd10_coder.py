@@ -107,7 +107,7 @@ def medical_icd10_names(options: BuildOptions) -> FamilyData:
     category_of = {long: code[:3] for code, _, long in codes}  # a name's neighbourhood: its ICD-10 category
     train, probe = split_retrieval(
         pairs, options.seed, options.probe_size, options.probe_corpus, options.max_train, negatives,
-        neighbours=category_of if options.probe_distractors == "neighbours" else None,
+        distractors=options.probe_distractors, neighbours=category_of,
     )
     return train, probe
 

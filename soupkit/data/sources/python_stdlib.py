@@ -118,5 +118,5 @@ def stdlib_code_search(options: BuildOptions) -> FamilyData:
     pairs = one_document_per_query((summary, code) for summary, code, _ in functions)
     module_of = {code: path for _, code, path in functions}  # a function's neighbourhood: its module
     train, probe = split_retrieval(pairs, options.seed, options.probe_size, options.probe_corpus, options.max_train,
-                                   neighbours=module_of if options.probe_distractors == "neighbours" else None)
+                                   distractors=options.probe_distractors, neighbours=module_of)
     return train, probe
