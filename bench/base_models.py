@@ -6,9 +6,9 @@ Scores both models on the same probes (every built-in family whose source is ins
 width, at the Matryoshka dims asked for (MiniLM's 384 only where smaller) and on int8 / binary
 codes; prints one markdown table, marks the probes where EmbeddingGemma scores >= 0.95 (saturated:
 no room to show a gain), then times encoding of the same texts with each model. A retrieval probe
-whose source knows neighbourhoods is scored twice: with random distractors and, as
-`<probe>+neighbours`, built of whole neighbourhoods (`probes.distractors: neighbours`). Needs the
-fetched weights: soupkit fetch-model embeddinggemma-300m.
+that takes harder distractors is scored with each: random, and as `<probe>+neighbours` and
+`<probe>+lexical` (`probes.distractors`). Needs the fetched weights: soupkit fetch-model
+embeddinggemma-300m.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from dataclasses import replace
 
 MODELS = {"MiniLM": "bundled:all-MiniLM-L6-v2", "EmbeddingGemma": "embeddinggemma-300m"}
 SATURATED = 0.95
+HARDER = ("neighbours", "lexical")  # the probes.distractors modes scored beside random ones
 
 
 def main() -> None:
@@ -46,9 +47,11 @@ def main() -> None:
             continue
         if family.probe is not None:
             families[name] = family
-            hard = registry.get(name).build(replace(options, probe_distractors="neighbours"))
-            if hard.probe != family.probe:
-                families[f"{name}+neighbours"] = hard
+            for mode in HARDER:
+                hard = registry.get(name).build(replace(options, probe_distractors=mode))
+                if hard.probe != family.probe:  # scores are keyed by family name: rename it
+                    hard.name = f"{name}+{mode}"
+                    families[hard.name] = hard
     print(f"{len(families)} probes built in {time.perf_counter() - t0:.0f}s (probe size {args.probe_size})", flush=True)
     texts = [t for f in families.values() for t in getattr(f.probe, "corpus", [])][: args.throughput_texts]
     bf16 = use_bf16("cpu", None)
