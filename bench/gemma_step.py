@@ -3,7 +3,8 @@
     flock /tmp/soupkit-heavy.lock python bench/gemma_step.py [--steps 8] [--variants today,fused,freeze,freeze-ckpt,freeze-bf16]
 
 Each variant runs in its own child process (so its peak RSS is its own), on the same data: the
-medical recipe's seed mixture, batch 32, sequence 64, the recipe's learning rate, soupkit's loop
+medical recipe's seed mixture, batch 32, sequence 64, the recipe's settings for this base
+(`finetune_by_base`: EmbeddingGemma's learning rate 1e-5) under each variant's own, soupkit's loop
 (EmbeddingGemma loss, AdamW, bf16 autocast where the CPU has bf16 units), then a short probe pass
 on five of the recipe's probes. Printed per variant: median s/step (steps 2..N), peak RSS, the
 probe scores after the run, and the ratios against `today` (every parameter trained, AdamW's
@@ -29,17 +30,17 @@ from pathlib import Path
 import yaml
 
 VARIANTS = {  # today = the loop before these options: every parameter, AdamW's per-tensor implementation
-    "today": {"fused_optimizer": False},
-    "fused": {},
+    "today": {"fused_optimizer": False, "freeze_token_embeddings": False},
+    "fused": {"freeze_token_embeddings": False},
     "freeze": {"freeze_token_embeddings": True},
     "freeze-ckpt": {"freeze_token_embeddings": True, "gradient_checkpointing": True},
-    "ckpt": {"gradient_checkpointing": True},
+    "ckpt": {"freeze_token_embeddings": False, "gradient_checkpointing": True},
     "freeze-bf16": {"freeze_token_embeddings": True, "bf16": True},  # autocast even without bf16 units
     "freeze-fp32": {"freeze_token_embeddings": True, "bf16": False},
     "freeze-lr2e-5": {"freeze_token_embeddings": True, "learning_rate": 2e-5},
     "freeze-lr1e-5": {"freeze_token_embeddings": True, "learning_rate": 1e-5},
     "freeze-lr5e-6": {"freeze_token_embeddings": True, "learning_rate": 5e-6},
-    "lr5e-6": {"learning_rate": 5e-6},
+    "lr5e-6": {"freeze_token_embeddings": False, "learning_rate": 5e-6},
 }
 PROBES = ["medical-icd10", "medical-abbreviations", "medical-wordnet", "general-retrieval", "code-search"]
 
@@ -52,7 +53,10 @@ def child(args) -> dict:
     from soupkit.probes.score import ProbeSettings, score_probes
     from soupkit.train.finetune import finetune_on_mixture
 
-    recipe = load_recipe(args.recipe)
+    from soupkit.models.fetch import same_model
+
+    # the recipe's `finetune_by_base` entry for this base applies first (as in a search), the variant on top
+    recipe = load_recipe(args.recipe).model_copy(update={"base": args.base}).for_base(same_model)
     wanted = recipe.probe_names() if args.probes == "all" else args.probes.split(",")
     held_out = {f: {"probe_size": args.held_out_size, "probe_corpus": 2 * args.held_out_size}
                 for f in recipe.probe_names_only() if args.held_out_size}
