@@ -51,9 +51,8 @@ def child(args) -> dict:
     from soupkit.config import load_recipe, seed_mixture_of
     from soupkit.data.load import load_recipe_families
     from soupkit.probes.score import ProbeSettings, score_probes
-    from soupkit.train.finetune import finetune_on_mixture
-
     from soupkit.models.fetch import same_model
+    from soupkit.train.finetune import finetune_on_mixture
 
     # the recipe's `finetune_by_base` entry for this base applies first (as in a search), the variant on top
     recipe = load_recipe(args.recipe).model_copy(update={"base": args.base}).for_base(same_model)

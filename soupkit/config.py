@@ -148,9 +148,10 @@ class ProbeSpec(Strict):
     probe_size: int = Field(200, gt=0, le=MAX_PROBE)
     probe_corpus: int = Field(400, gt=0, le=10 * MAX_PROBE)
     sizes: dict[str, ProbeSize] = {}
-    # `neighbours`: retrieval probes whose source knows neighbourhoods (Bible chapters, Python
-    # modules, ICD-10 categories, Debian package stems) take whole ones, so each answer competes
-    # with near misses; a strong model saturates probes with `random` distractors
+    # what the probes of paraphrase, general-retrieval, code-search and medical-icd10-names compete
+    # with (other families always take random documents): `neighbours` (whole Bible chapters,
+    # stdlib modules, Debian name stems, ICD-10 categories) or `lexical` (each answer's TF-IDF
+    # nearest documents); a strong model saturates them with `random` distractors
     distractors: Distractors = "random"
     max_seq_length: int = Field(128, gt=0, le=MAX_SEQ_LENGTH)
     batch_size: int = Field(64, gt=0, le=MAX_BATCH)

@@ -54,27 +54,24 @@ def split_retrieval(
 
     `distractors` (the recipe's `probes.distractors`) picks the probe's other documents. "random":
     a seeded random sample. "neighbours", where the source gives `neighbours` (a document -> its
-    Bible chapter, Python module, ICD category): the probe takes whole neighbourhoods, so each answer competes with its
-    neighbours (the same chapter's verses, the same module's functions) instead of random
-    documents that differ on every word: a probe a strong model no longer saturates.
-
-    "lexical": each answer's nearest documents by TF-IDF cosine (the distractors a keyword search
-    would return), from the whole source. No distractor ever trains.
+    Bible chapter, Python module, ICD category): the probe takes whole neighbourhoods, so each
+    answer competes with its neighbours instead of random documents that differ on every word, a
+    probe a strong model no longer saturates. "lexical": each answer's nearest documents by TF-IDF
+    cosine (what a keyword search would return), from the whole source. No distractor ever trains.
     """
     by_doc: dict[str, list[str]] = defaultdict(list)
     for query, doc in pairs:
         if query and doc and query != doc:
             by_doc[doc].append(query)
     docs = stable_shuffle(by_doc, seed)
+    n_probe_docs = min(probe_corpus, int(len(docs) * probe_share))
+    n_queries = min(probe_queries, n_probe_docs)
     by_neighbourhood = distractors == "neighbours" and neighbours is not None
     if by_neighbourhood:
         docs = neighbourhood_order(docs, neighbours, seed)
     elif distractors == "lexical":
-        n_probe = min(probe_corpus, int(len(docs) * probe_share))
-        docs = lexical_order(docs, min(probe_queries, n_probe), n_probe)
-    n_probe_docs = min(probe_corpus, int(len(docs) * probe_share))
+        docs = lexical_order(docs, n_queries, n_probe_docs)
     probe_docs, train_docs = docs[:n_probe_docs], docs[n_probe_docs:]
-    n_queries = min(probe_queries, n_probe_docs)
     if by_neighbourhood:  # answers spread over the neighbourhoods; every other document distracts
         answers = set(stable_shuffle(probe_docs, seed)[:n_queries])
         probe_docs = [d for d in probe_docs if d in answers] + [d for d in probe_docs if d not in answers]
@@ -121,7 +118,6 @@ def lexical_order(docs: Sequence[str], n_answers: int, n_probe: int) -> list[str
     answer's nearest first); the rest keep their order."""
     from sklearn.feature_extraction.text import TfidfVectorizer
 
-    answers = list(docs[:n_answers])
     if n_probe <= n_answers:
         return list(docs)
     matrix = TfidfVectorizer(sublinear_tf=True).fit_transform(docs)
@@ -136,7 +132,7 @@ def lexical_order(docs: Sequence[str], n_answers: int, n_probe: int) -> list[str
                 chosen.append(int(row))
                 taken.add(int(row))
         depth += 1
-    return answers + [docs[i] for i in chosen[n_answers:]] + [d for i, d in enumerate(docs) if i not in taken]
+    return [docs[i] for i in chosen] + [d for i, d in enumerate(docs) if i not in taken]
 
 
 def split_labelled(
