@@ -14,7 +14,7 @@ import click
 
 from soupkit.errors import SoupkitError
 from soupkit.merge.methods import METHODS
-from soupkit.search.samplers import SAMPLERS
+from soupkit.search.samplers import PRUNERS, SAMPLERS
 
 DEFAULT_RECIPE = "default"
 MERGE_METHODS = ", ".join(METHODS.names())  # the registries are light: their code is imported when used
@@ -71,6 +71,19 @@ def main() -> None:
     """Adapt a small embedding model to a domain: mixture search, short finetunes, probes, soups."""
 
 
+class StepList(click.ParamType):
+    """Comma-separated finetune steps (`--milestones 8,16`): whole numbers; their bounds and order
+    are the recipe's to check (soupkit.config.SearchSpec)."""
+
+    name = "steps"
+
+    def convert(self, value, param, ctx):
+        try:
+            return [int(part) for part in str(value).split(",")]
+        except ValueError:
+            self.fail(f"{value!r} is not a comma-separated list of whole steps, e.g. 8,16", param, ctx)
+
+
 def _load(recipe_arg: str):
     from soupkit.config import RECIPES_DIR, load_recipe, resolve_named
 
@@ -79,7 +92,8 @@ def _load(recipe_arg: str):
 
 
 @main.command()
-@click.option("--budget", type=int, default=None, help="Completed trials to reach (default: the recipe's).")
+@click.option("--budget", type=int, default=None,
+              help="Trials to reach: completed, or stopped by the pruner (default: the recipe's).")
 @click.option("--recipe", "recipe_arg", default=DEFAULT_RECIPE, show_default=True, help="Recipe name or YAML path.")
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Run folder (default runs/<recipe name>).")
 @click.option("--storage", default=None, help="Optuna storage URL (default sqlite:///<out>/study.db).")
@@ -87,6 +101,12 @@ def _load(recipe_arg: str):
 @click.option("--sampler", type=click.Choice(SAMPLERS.names()), default=None,
               help="Search sampler (default: the recipe's search.sampler).")
 @click.option("--steps", type=int, default=None, help="Finetune steps per trial (default: the recipe's).")
+@click.option("--pruner", type=click.Choice(PRUNERS.names()), default=None,
+              help="Stop unpromising trials at milestone steps; the budget counts them (default: the recipe's "
+                   "search.pruner; none).")
+@click.option("--milestones", type=StepList(), default=None,
+              help="Steps at which a trial scores its probes mid-finetune, e.g. 8,16 (default: the recipe's "
+                   "search.milestones; with a pruner and none given, a third and two thirds of the steps).")
 @click.option("--checkpoints", type=click.Path(path_type=Path), default=None,
               help="Folder for trial models (default <out>/trials); with several machines, one all of them reach.")
 @click.option("--keep-checkpoints", type=int, default=None,
@@ -98,18 +118,20 @@ def _load(recipe_arg: str):
               help="Recompute activations in the backward pass: less memory, more time (default: the recipe's).")
 @click.option("--trust-remote-code", is_flag=True, help="Let the base model run its own Python code (off: safer).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def search(budget, recipe_arg, out, storage, base, sampler, steps, checkpoints, keep_checkpoints, freeze_embeddings,
-           gradient_checkpointing, trust_remote_code, quiet) -> None:
+def search(budget, recipe_arg, out, storage, base, sampler, steps, pruner, milestones, checkpoints, keep_checkpoints,
+           freeze_embeddings, gradient_checkpointing, trust_remote_code, quiet) -> None:
     """Search data mixtures: propose, finetune, probe, record in an Optuna study.
 
     Re-running the same command resumes the study and finishes the budget. Several processes, on
     one or several machines, can share a study: give each the same --storage (PostgreSQL) and a
     shared --out or --checkpoints folder; the budget counts the completed trials of all of them.
+    With --pruner, a trial the pruner stops at a milestone counts towards the budget too.
 
     \b
     Example:
       soupkit search --budget 40
       soupkit search --recipe recipes/medical.yaml --base bundled --budget 20 --out runs/medical
+      soupkit search --budget 40 --pruner hyperband --milestones 8,16
       soupkit worker --budget 40 --storage postgresql://soupkit@db/soupkit --out /shared/runs/default
     """
     from soupkit.config import with_overrides
@@ -123,6 +145,7 @@ def search(budget, recipe_arg, out, storage, base, sampler, steps, checkpoints, 
     recipe = with_overrides(recipe, {
         "search.budget": ("--budget", budget), "search.sampler": ("--sampler", sampler),
         "search.keep_checkpoints": ("--keep-checkpoints", keep_checkpoints), "finetune.steps": ("--steps", steps),
+        "search.pruner": ("--pruner", pruner), "search.milestones": ("--milestones", milestones),
         "finetune.freeze_token_embeddings": ("--freeze-token-embeddings", freeze_embeddings),
         "finetune.gradient_checkpointing": ("--gradient-checkpointing", gradient_checkpointing),
     })
@@ -140,6 +163,9 @@ def search(budget, recipe_arg, out, storage, base, sampler, steps, checkpoints, 
         gain = result.best_value - result.base_value
         click.echo(f"best objective {result.best_value:.4f} vs base {result.base_value:.4f} ({gain:+.4f}); "
                    f"study {redact(result.storage)}")
+    if result.pruned:
+        click.echo(f"{result.pruned} trial{'s' if result.pruned > 1 else ''} stopped early by the pruner "
+                   f"({recipe.search.pruner}), counted in the budget")
 
 
 # `soupkit worker` reads better in a script that starts one search process per machine
@@ -161,8 +187,11 @@ def validate(recipe_arg: str) -> None:
     recipe, path = _load(recipe_arg)
     names = check_recipe(recipe, path)
     seed = seed_mixture_of(recipe, path)
+    milestones = recipe.milestone_steps()
+    fidelity = f", pruner {recipe.search.pruner}" if recipe.search.pruner != "none" else ""
+    fidelity += f", milestones {','.join(map(str, milestones))}" if milestones else ""
     click.echo(f"{path}: ok — recipe '{recipe.name}', {len(names)} families, budget {recipe.search.budget}, "
-               f"sampler {recipe.search.sampler}, seed mixture {'yes' if seed else 'none'}")
+               f"sampler {recipe.search.sampler}{fidelity}, seed mixture {'yes' if seed else 'none'}")
 
 
 @main.command()

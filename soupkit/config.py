@@ -8,6 +8,7 @@ Inside the library only these objects travel, never raw dicts.
 from __future__ import annotations
 
 import importlib.resources
+import itertools
 import math
 import operator
 import re
@@ -34,6 +35,8 @@ NOT_TRIAL_SECTIONS = frozenset({"search", "ingredients"})
 TaskType = Literal["retrieval", "code", "classification", "clustering", "similarity", "paraphrase", "bitext"]
 # An Optuna sampler (soupkit.search.samplers.SAMPLERS).
 SamplerName = Literal["gp", "tpe", "random"]
+# An Optuna pruner (soupkit.search.samplers.PRUNERS): what may stop a trial at a milestone step.
+PrunerName = Literal["none", "median", "successive-halving", "hyperband"]
 # A quantised view of the probe embeddings (soupkit.probes.views.QUANTIZATIONS).
 Quantization = Literal["int8", "binary"]
 # Upper bounds of the numbers a recipe (or a command-line override) may set: far above any real
@@ -186,6 +189,18 @@ class SearchSpec(Strict):
     n_startup_trials: int = Field(10, ge=0, le=MAX_TRIALS)
     # disk budget: only the best K trial checkpoints are kept (and any a recorded soup uses)
     keep_checkpoints: int | None = Field(None, gt=0, le=MAX_TRIALS)
+    # multi-fidelity: the finetune steps at which a trial scores its probes and reports the objective
+    # (Recipe.milestone_steps derives them for a pruner when none are given), and the pruner that may
+    # stop a trial there
+    pruner: PrunerName = "none"
+    milestones: list[Annotated[int, Field(ge=1, le=MAX_STEPS)]] = []
+
+    @field_validator("milestones")
+    @classmethod
+    def _increasing(cls, milestones: list[int]) -> list[int]:
+        if any(later <= earlier for earlier, later in itertools.pairwise(milestones)):
+            raise ValueError("steps must be strictly increasing")
+        return milestones
 
 
 class IngredientSpec(Strict):
@@ -277,6 +292,31 @@ class Recipe(Strict):
         if self.objective.mode == "pareto" and not self.objective.domain:
             raise ValueError("objective.domain: a pareto objective needs the names of its domain probes")
         return self
+
+    @model_validator(mode="after")
+    def _valid_milestones(self) -> Recipe:
+        search, steps = self.search, self.finetune.steps
+        late = [m for m in search.milestones if m >= steps]
+        if late:
+            raise ValueError(f"search.milestones: step {late[0]} is not below finetune.steps ({steps}); a milestone "
+                             "scores the probes during the finetune")
+        if search.pruner == "none":
+            return self
+        if self.objective.mode == "pareto":
+            raise ValueError(f"search.pruner: '{search.pruner}' needs objective.mode weighted; Optuna's pruners "
+                             "compare trials on one objective, a pareto recipe has two")
+        if not self.milestone_steps():
+            raise ValueError(f"search.pruner: '{search.pruner}' has no step to stop a trial at: finetune.steps "
+                             f"({steps}) leaves no milestone below it")
+        return self
+
+    def milestone_steps(self) -> list[int]:
+        """The steps at which a trial scores its probes mid-finetune: `search.milestones`, or, for a
+        pruner given none, a third and two thirds of the way (the only place they are derived)."""
+        if self.search.milestones or self.search.pruner == "none":
+            return list(self.search.milestones)
+        steps = self.finetune.steps
+        return sorted({m for m in (steps // 3, 2 * steps // 3) if m >= 1})
 
     def family_names(self) -> list[str]:
         """Families trained on (the mixture's coordinates)."""
@@ -395,5 +435,11 @@ def with_overrides(recipe: Recipe, overrides: dict[str, tuple[str, Any]]) -> Rec
     except ValidationError as exc:
         err = exc.errors()[0]
         loc = ".".join(str(p) for p in err["loc"])
-        option, value = given.get(loc, (loc, err.get("input")))
-        raise SoupkitError(f"{option}: {err['msg'].removeprefix('Value error, ')}, got {value}") from None
+        msg = err["msg"].removeprefix("Value error, ")
+        if not loc:  # a rule across fields: its message names them and their values; name the option too
+            named = sorted((msg.find(field), option) for field, (option, _) in given.items() if field in msg)
+            raise SoupkitError(f"{named[0][1]}: {msg}" if named else msg) from None
+        # the option of the field, or of the list the field is an item of (--milestones 0,8)
+        field = next((f for f in given if loc == f or loc.startswith(f + ".")), None)
+        option, value = given[field] if field else (loc, err.get("input"))
+        raise SoupkitError(f"{option}: {msg}, got {value}") from None

@@ -24,11 +24,13 @@ WEIGHTS = "weights"  # {checkpoint: weight}, an adapt proposal's soup weights ov
 SCORES = "scores"  # {probe: score}
 OBJECTIVE = "objective"  # the scalar objective: the recipe's weighted mean over every probe
 CHECKPOINT = "checkpoint"  # absolute path of the trial's model folder
-SECONDS = "seconds"  # {"finetune": s, "probe": s}
+SECONDS = "seconds"  # {"finetune": s, "probe": s[, "milestones": s]}
+MILESTONES = "milestones"  # {step: objective} at the milestone steps of the finetune (JSON: step as text)
+PRUNED_AT = "pruned_at"  # the milestone step at which the pruner stopped the trial
 FINAL_LOSS = "final_loss"
 WORKER = "worker"  # {"host": ..., "pid": ...} of the process that ran it
 ERROR = "error"  # why it failed ("interrupted" after Ctrl-C)
-SKIPPED = "skipped"  # why it gave way (pruned) instead of running
+SKIPPED = "skipped"  # why it gave way (state PRUNED, like a trial the pruner stopped) instead of running
 SEEDED = "seeded"  # "recipe" for the recipe's seed mixture, queued before the first trial
 RETRY_OF = "retry_of"  # the number of the failed trial whose mixture it runs again
 BASE = "base"  # an ingredient's base model, when it differs from the study's
@@ -56,6 +58,17 @@ INTERRUPTED = "interrupted"
 WORKER_DIED = "worker process died"
 
 
+def pruned_text(step: int, objective: float) -> str:
+    """What a trial the pruner stopped says of itself, in the log, the error and the report."""
+    return f"pruned at step {step}: objective {objective:.4f}"
+
+
+def stopped_by_pruner(trial) -> bool:
+    """A trial the pruner stopped at a milestone: it did its share of the work, so the budget
+    counts it, unlike a trial that gave way (also PRUNED, with `skipped`) before it trained."""
+    return trial.state.name == "PRUNED" and trial.user_attrs.get(PRUNED_AT) is not None
+
+
 def objective_of(trial) -> float:
     """A completed trial's scalar objective (for a pareto study, not one of its values)."""
     value = trial.user_attrs.get(OBJECTIVE)
@@ -80,6 +93,8 @@ class TrialRecord:
     seeded: str | None
     worker: dict[str, Any]
     base: str | None = None
+    milestones: dict[int, float] = field(default_factory=dict)
+    pruned_at: int | None = None
 
     @classmethod
     def of(cls, trial) -> TrialRecord:
@@ -102,7 +117,15 @@ class TrialRecord:
             seeded=attrs.get(SEEDED),
             worker=dict(attrs.get(WORKER) or {}),
             base=attrs.get(BASE) if isinstance(attrs.get(BASE), str) else None,
+            milestones={int(step): float(v) for step, v in (attrs.get(MILESTONES) or {}).items()},
+            pruned_at=attrs.get(PRUNED_AT),
         )
+
+    def pruned(self) -> str | None:
+        """Where the pruner stopped this trial ("pruned at step 8: objective 0.7412"), or None."""
+        if self.pruned_at is None:
+            return None
+        return pruned_text(self.pruned_at, self.milestones.get(self.pruned_at, float("nan")))
 
     def has_model(self) -> bool:
         """Completed, with its model folder still on disk."""
@@ -140,6 +163,20 @@ def record_proposal(trial, weights: Mapping[str, float], scores: Mapping[str, fl
     for probe, score in scores.items():
         trial.set_user_attr(SCORE_PREFIX + probe, float(score))
     trial.set_user_attr(OBJECTIVE, objective)
+    trial.set_user_attr(SECONDS, dict(seconds))
+
+
+def record_milestone(trial, step: int, objective: float) -> None:
+    """Add one milestone's objective to the trial's curve (Optuna's intermediate values hold the
+    same numbers for a one-objective study; a pareto study has none, this curve it has)."""
+    milestones = dict(trial.user_attrs.get(MILESTONES) or {})
+    milestones[str(step)] = objective
+    trial.set_user_attr(MILESTONES, milestones)
+
+
+def record_pruned(trial, step: int, seconds: Mapping[str, float]) -> None:
+    """The pruner stopped the trial at milestone `step`, after `seconds` of work."""
+    trial.set_user_attr(PRUNED_AT, step)
     trial.set_user_attr(SECONDS, dict(seconds))
 
 

@@ -8,12 +8,12 @@ from typing import get_args
 from click.testing import CliRunner
 
 from soupkit.cli import main
-from soupkit.config import Quantization, SamplerName, TaskType
+from soupkit.config import PrunerName, Quantization, SamplerName, TaskType
 from soupkit.data.load import _registry
 from soupkit.merge.methods import METHODS
 from soupkit.probes.views import QUANTIZATIONS
 from soupkit.prompts import PROMPT_NAMES
-from soupkit.search.samplers import SAMPLERS
+from soupkit.search.samplers import PRUNERS, SAMPLERS
 
 
 def test_every_task_type_has_prompt_names_and_no_other():
@@ -29,6 +29,10 @@ def test_recipe_sampler_names_are_the_registered_samplers():
     assert sorted(get_args(SamplerName)) == SAMPLERS.names()
 
 
+def test_recipe_pruner_names_are_the_registered_pruners():
+    assert sorted(get_args(PrunerName)) == PRUNERS.names()
+
+
 def test_recipe_quantizations_are_the_registered_views():
     assert sorted(get_args(Quantization)) == QUANTIZATIONS.names()
 
@@ -36,6 +40,7 @@ def test_recipe_quantizations_are_the_registered_views():
 def test_cli_choices_and_help_come_from_the_registries():
     search_help = CliRunner().invoke(main, ["search", "--help"]).output
     assert "[" + "|".join(SAMPLERS.names()) + "]" in search_help
+    assert "[" + "|".join(PRUNERS.names()) + "]" in search_help
     merge_help = " ".join(CliRunner().invoke(main, ["merge", "--help"]).output.split())
     soup_help = " ".join(CliRunner().invoke(main, ["soup", "--help"]).output.split())
     for name in METHODS.names():

@@ -14,7 +14,7 @@ from soupkit.report.page import render_page
 from soupkit.report.tables import StudyFrames, collect_study
 
 STATE_WORDS = {"COMPLETE": "complete", "FAIL": "failed", "RUNNING": "running", "WAITING": "waiting",
-               "PRUNED": "skipped"}
+               "PRUNED": "pruned", "SKIPPED": "skipped"}
 
 
 @dataclass

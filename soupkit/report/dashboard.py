@@ -114,7 +114,7 @@ def trial_note(row: dict, frames: StudyFrames) -> str:
             head += f" · domain {row['domain']:.4f} / general {row['general']:.4f}"
             head += " · on the Pareto front" if row["trial"] in frames.front else ""
     else:
-        reason = row.get("error") or row.get("skipped")
+        reason = row.get("error") or row.get("skipped") or row.get("pruned")
         head = f"**{row['state']}**" + (f": {reason}" if reason else "")
     lines = [TRIAL_NOTE_BEGIN, "", head, "", "| family | weight |", "|---|---:|"]
     weights = {f: row.get(f"w:{f}") for f in frames.families if row.get(f"w:{f}") is not None}

@@ -32,8 +32,9 @@ class DrawnFigure:
 
 FIGURES = [
     FigureSpec("objective", "Objective per trial",
-               "Each completed trial's objective, the best so far, and the base model. Failed, running and "
-               "skipped trials are marked in the band at the bottom.", trial_figures.objective_history),
+               "Each completed trial's objective, the best so far, and the base model. Failed, running, "
+               "pruned (stopped at a milestone) and skipped trials are marked in the band at the bottom.",
+               trial_figures.objective_history),
     FigureSpec("mixtures", "Mixture weights of every trial",
                "The data mixture each trial finetuned on, best objective at the top.", trial_figures.mixture_weights),
     FigureSpec("probes", "Per-probe scores: base, top trials, soups",

@@ -17,8 +17,9 @@ from soupkit.study_record import StudyRecord, TrialRecord, metric_names
 
 def trials_frame(study, all_states: bool = False):
     """One row per trial: number, state, objective (and domain/general for a two-objective study),
-    per-probe scores `score:*`, mixture weights `w:*`, seconds, wall time, error. Completed trials
-    only unless `all_states`."""
+    per-probe scores `score:*`, mixture weights `w:*`, seconds, wall time, error, and for a trial
+    the pruner stopped, where (`pruned`; its objective is the milestone's). Completed trials only
+    unless `all_states`."""
     import polars as pl
 
     rows = []
@@ -33,14 +34,24 @@ def trials_frame(study, all_states: bool = False):
         row.update({f"score:{k}": v for k, v in record.scores.items()})
         row.update({f"w:{k}": v for k, v in record.mixture.items()})
         row["finetune_s"], row["probe_s"] = record.seconds.get("finetune"), record.seconds.get("probe")
+        row["milestones_s"] = record.seconds.get("milestones")
         end = t.datetime_complete or (now if t.state.name == "RUNNING" else None)
         row["wall_s"] = (end - t.datetime_start).total_seconds() if end and t.datetime_start else None
         row["error"] = record.error
         if record.skipped:  # a trial the search pruned instead of running (a duplicate mixture)
             row["skipped"] = record.skipped
+        pruned = record.pruned()
+        if pruned:  # a trial the pruner stopped at a milestone
+            row["pruned"] = pruned
         row["retry_of"] = record.retry_of
         rows.append(row)
     return pl.DataFrame(rows, infer_schema_length=None)
+
+
+def row_state(row: dict) -> str:
+    """A trials_frame row's state, PRUNED split in two: PRUNED for a trial the pruner stopped at a
+    milestone, SKIPPED for one that gave way before it trained (a duplicate, a full budget)."""
+    return "SKIPPED" if row["state"] == "PRUNED" and not row.get("pruned") else row["state"]
 
 
 def soups_frame(study):
@@ -87,8 +98,11 @@ class StudyFrames:
         return done if done.is_empty() else done.sort(["objective", "trial"], descending=[True, False])
 
     def counts(self) -> dict[str, int]:
-        states = self.trials["state"].to_list() if not self.trials.is_empty() else []
-        return {s: states.count(s) for s in ("COMPLETE", "FAIL", "RUNNING", "WAITING", "PRUNED")}
+        """Trials by state; of the PRUNED ones, those the pruner stopped (PRUNED) apart from those
+        that gave way before they trained (SKIPPED)."""
+        rows = [] if self.trials.is_empty() else self.trials.iter_rows(named=True)
+        states = [row_state(r) for r in rows]
+        return {s: states.count(s) for s in ("COMPLETE", "FAIL", "RUNNING", "WAITING", "PRUNED", "SKIPPED")}
 
 
 def collect_study(study) -> StudyFrames:

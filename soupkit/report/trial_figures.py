@@ -7,16 +7,22 @@ there is nothing to draw. Failed and running trials are drawn, marked, never dro
 from __future__ import annotations
 
 from soupkit.report.render import BASE, BEST, FAIL, RUNNING, TRIAL, family_colours, new_figure
-from soupkit.report.tables import StudyFrames
+from soupkit.report.tables import StudyFrames, row_state
 
 NOT_DONE = ("FAIL", "RUNNING", "WAITING", "PRUNED")
-WORDS = {"FAIL": "failed", "RUNNING": "running", "WAITING": "waiting", "PRUNED": "skipped"}
+WORDS = {"FAIL": "failed", "RUNNING": "running", "WAITING": "waiting", "PRUNED": "pruned", "SKIPPED": "skipped"}
 
 
 def _rows(frames: StudyFrames, state: str) -> list[dict]:
+    """The rows of one state (soupkit.report.tables.row_state: PRUNED and SKIPPED apart)."""
     if frames.trials.is_empty():
         return []
-    return [r for r in frames.trials.iter_rows(named=True) if r["state"] == state]
+    return [r for r in frames.trials.iter_rows(named=True) if row_state(r) == state]
+
+
+def _worked(row: dict) -> bool:
+    """Whether a trial's recorded seconds are work done: completed, or stopped by the pruner."""
+    return row["state"] == "COMPLETE" or bool(row.get("pruned"))
 
 
 def objective_history(frames: StudyFrames):
@@ -38,7 +44,7 @@ def objective_history(frames: StudyFrames):
         low, high = ax.get_ylim()
         ax.set_ylim(low - 0.15 * (high - low), high)
     for state, marker, colour in (("FAIL", "x", FAIL), ("RUNNING", "^", RUNNING), ("WAITING", "^", RUNNING),
-                                  ("PRUNED", "s", RUNNING)):
+                                  ("PRUNED", "v", RUNNING), ("SKIPPED", "s", RUNNING)):
         rows = _rows(frames, state)
         if rows:
             ax.plot([r["trial"] for r in rows], [0.04] * len(rows), marker, color=colour, ms=8, mew=2,
@@ -90,12 +96,12 @@ def trial_seconds(frames: StudyFrames):
         return "no trials yet"
     rows = sorted(frames.trials.iter_rows(named=True), key=lambda r: r["trial"])
     x = [r["trial"] for r in rows]
-    finetune = [(r["finetune_s"] or 0.0) if r["state"] == "COMPLETE" else 0.0 for r in rows]
-    probe = [(r["probe_s"] or 0.0) if r["state"] == "COMPLETE" else 0.0 for r in rows]
-    # the rest of a completed trial's wall time: resetting the model, saving the checkpoint
-    other = [max(0.0, (r["wall_s"] or 0.0) - f - p) if r["state"] == "COMPLETE" else 0.0
-             for r, f, p in zip(rows, finetune, probe)]
-    unfinished = [(r["wall_s"] or 0.0) if r["state"] != "COMPLETE" else 0.0 for r in rows]
+    finetune = [(r["finetune_s"] or 0.0) if _worked(r) else 0.0 for r in rows]
+    # the probes at the end and at the milestones (a trial the pruner stopped has only the latter)
+    probe = [(r["probe_s"] or 0.0) + (r["milestones_s"] or 0.0) if _worked(r) else 0.0 for r in rows]
+    # the rest of a trial's wall time: resetting the model, saving the checkpoint
+    other = [max(0.0, (r["wall_s"] or 0.0) - f - p) if _worked(r) else 0.0 for r, f, p in zip(rows, finetune, probe)]
+    unfinished = [(r["wall_s"] or 0.0) if not _worked(r) else 0.0 for r in rows]
     fig = new_figure(8, 3.2)
     ax = fig.add_subplot()
     ax.bar(x, finetune, color=TRIAL, label="finetune")

@@ -1,9 +1,10 @@
 """`soupkit search`: build the families once, score the base model once, then run trials until
-the study holds `budget` completed trials (resuming whatever an earlier run left).
+the study holds `budget` trials, completed or stopped by the pruner (resuming whatever an earlier
+run left).
 
 Many workers may run this on one storage (PostgreSQL for several machines): the budget counts the
-completed trials of all of them, and soupkit.search.workers keeps them from training the same
-mixture or running past the budget. Everything that can fail on the user's input (recipe, base
+trials of all of them, and soupkit.search.workers keeps them from training the same mixture or
+running past the budget. Everything that can fail on the user's input (recipe, base
 model, storage URL, data sources) is checked before anything is written.
 """
 
@@ -47,6 +48,7 @@ from soupkit.study_record import (
     record_base_scores,
     record_base_summary,
     seeded_attrs,
+    stopped_by_pruner,
 )
 
 MAX_CONSECUTIVE_FAILURES = 5
@@ -65,6 +67,7 @@ class SearchResult:
     best_value: float | None
     base_value: float
     completed: int
+    pruned: int = 0  # trials the pruner stopped at a milestone (the budget counts them too)
 
 
 def effective_recipe_json(recipe: Recipe) -> str:
@@ -94,7 +97,8 @@ def run_search(
     checkpoints: Path | None = None,
     trust_remote_code: bool = False,
 ) -> SearchResult:
-    """Run trials until the study holds `recipe.search.budget` completed ones. `checkpoints` is the
+    """Run trials until the study holds `recipe.search.budget` trials, completed or stopped by the
+    pruner (soupkit.search.study.trial_counts). `checkpoints` is the
     folder for trial models (default <out>/trials); with workers on several machines, a folder
     all of them reach at the same path.
 
@@ -125,9 +129,9 @@ def _search(recipe, out, storage, recipe_path, command, log, show_progress, max_
     base_value = score_base(search, ctx, log)
     pause_for_test("first_trial")
     run_worker(search, ctx, base_value, max_failures, show_progress, log, progress)
-    completed = trial_counts(search.study)["COMPLETE"]
-    best_value = best_objective(search.study) if completed else None
-    return SearchResult(recipe.name, search.url, out, best_value, base_value, completed)
+    counts = trial_counts(search.study)
+    return SearchResult(recipe.name, search.url, out, best_objective(search.study), base_value, counts["COMPLETE"],
+                        counts["STOPPED"])
 
 
 @dataclass
@@ -180,7 +184,7 @@ def open_search(recipe: Recipe, inputs: CheckedInputs, out: Path, storage: str |
     """Create or resume the study; seed it with the recipe's mixture; tidy up after dead workers."""
     import optuna
 
-    from soupkit.search.samplers import make_sampler
+    from soupkit.search.samplers import make_pruner, make_sampler
 
     progress = progress or _Progress()
     pause_for_test("run_folder")
@@ -197,6 +201,7 @@ def open_search(recipe: Recipe, inputs: CheckedInputs, out: Path, storage: str |
     shared = url != default_storage(out) or any(t.state.name == "RUNNING" for t in trials)
     startup = spec.n_startup_trials + (1 if inputs.seed_mixture else 0)
     study.sampler = make_sampler(spec.sampler, sampler_seed(recipe.seed, n_existing, shared), startup)
+    study.pruner = make_pruner(spec.pruner, recipe.milestone_steps(), recipe.finetune.steps)
     check_same_recipe(study, effective_recipe_json(recipe))
     check_held_out_halves(study, recipe, record=True)
     with warnings.catch_warnings():  # experimental since Optuna 3.2, and what the dashboard shows
@@ -239,23 +244,23 @@ def score_base(search: OpenSearch, ctx: TrialContext, log: Callable[[str], None]
 
 def run_worker(search: OpenSearch, ctx: TrialContext, base_value: float, max_failures: int, show_progress: bool,
                log: Callable[[str], None], progress: _Progress | None = None) -> None:
-    """Ask for trials and run them until the study holds the budget of completed trials (of any
-    worker); stop after `max_failures` failures in a row."""
+    """Ask for trials and run them until the study holds the budget of trials (of any worker),
+    completed or stopped by the pruner; stop after `max_failures` failures in a row."""
     import optuna
 
     study, spec = search.study, ctx.recipe.search
     failures = 0
     while True:
         counts = trial_counts(study)
-        if counts["COMPLETE"] >= spec.budget:
+        if counts["DONE"] >= spec.budget:
             return
-        if counts["COMPLETE"] + counts["RUNNING"] >= spec.budget:
+        if counts["DONE"] + counts["RUNNING"] >= spec.budget:
             # other workers hold the remaining trials; wait for them, failing any that went stale
             time.sleep(WAIT_SECONDS)
             fail_stale_trials(study)
             recover_dead_trials(study, search.store)
             continue
-        n = counts["COMPLETE"] + 1
+        n = counts["DONE"] + 1
         bar = _progress(show_progress, ctx.recipe.finetune.steps, f"trial {n}/{spec.budget}")
         ctx.on_step = (lambda step, loss: (bar.update(1), bar.set_postfix(loss=f"{loss:.3f}"))) if bar else None
         before = time.perf_counter()
@@ -267,7 +272,10 @@ def run_worker(search: OpenSearch, ctx: TrialContext, base_value: float, max_fai
             if bar:
                 bar.close()
         record = TrialRecord.of(last)
-        if last.state == optuna.trial.TrialState.PRUNED:
+        if stopped_by_pruner(last):
+            failures = 0
+            log(f"trial {n}/{spec.budget} (#{last.number}) {record.pruned()}  {_best_so_far(study, base_value)}")
+        elif last.state == optuna.trial.TrialState.PRUNED:
             log(f"trial #{last.number} skipped: {record.skipped or 'pruned'}")
         elif last.state == optuna.trial.TrialState.COMPLETE:
             failures = 0
@@ -382,10 +390,16 @@ def directions(recipe: Recipe) -> list[str]:
     return ["maximize", "maximize"] if recipe.objective.mode == "pareto" else ["maximize"]
 
 
-def best_objective(study) -> float:
-    """The best scalar objective (the weighted mean over all probes) of any completed trial."""
+def best_objective(study) -> float | None:
+    """The best scalar objective (the weighted mean over all probes) of any completed trial; None
+    before the first. A trial the pruner stopped has only a milestone's objective: it is not one."""
     done = [t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]
-    return max(objective_of(t) for t in done)
+    return max((objective_of(t) for t in done), default=None)
+
+
+def _best_so_far(study, base_value: float) -> str:
+    best = best_objective(study)
+    return f"(best {best:.4f}, base {base_value:.4f})" if best is not None else f"(base {base_value:.4f})"
 
 
 def _progress_line(study, last, base_value: float) -> str:

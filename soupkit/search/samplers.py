@@ -1,10 +1,12 @@
-"""Optuna samplers by name. Random startup draws come first (a flat Dirichlet over mixtures)."""
+"""Optuna samplers and pruners by name. Random startup draws come first (a flat Dirichlet over
+mixtures); a pruner decides at a trial's milestone steps (soupkit.search.trial) whether it goes on."""
 
 from __future__ import annotations
 
 from soupkit.registry import Registry
 
 SAMPLERS: Registry = Registry("sampler")
+PRUNERS: Registry = Registry("pruner")
 
 
 @SAMPLERS.register("gp")
@@ -30,3 +32,42 @@ def random_sampler(seed: int, n_startup_trials: int):
 
 def make_sampler(name: str, seed: int, n_startup_trials: int):
     return SAMPLERS.get(name)(seed, n_startup_trials)
+
+
+@PRUNERS.register("none")
+def no_pruner(milestones: list[int], steps: int):
+    import optuna
+
+    return optuna.pruners.NopPruner()
+
+
+@PRUNERS.register("median")
+def median_pruner(milestones: list[int], steps: int):
+    """Stop a trial below the median of the completed trials at the same milestone, once 5 trials
+    completed (fewer give no median worth trusting)."""
+    import optuna
+
+    return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=0)
+
+
+@PRUNERS.register("successive-halving")
+def successive_halving_pruner(milestones: list[int], steps: int):
+    """Keep the best third of the trials at each rung; the first rung is the first milestone."""
+    import optuna
+
+    return optuna.pruners.SuccessiveHalvingPruner(min_resource=milestones[0], reduction_factor=3)
+
+
+@PRUNERS.register("hyperband")
+def hyperband_pruner(milestones: list[int], steps: int):
+    """Successive halving in brackets of different aggressiveness, from the first milestone to the
+    whole finetune."""
+    import optuna
+
+    return optuna.pruners.HyperbandPruner(min_resource=milestones[0], max_resource=steps, reduction_factor=3)
+
+
+def make_pruner(name: str, milestones: list[int], steps: int):
+    """The study's pruner; `milestones` are the recipe's milestone steps (Recipe.milestone_steps),
+    never empty for a pruner other than `none` (the recipe's validation sees to it)."""
+    return PRUNERS.get(name)(milestones, steps)

@@ -24,6 +24,7 @@ from soupkit.study_record import (
     record_held_out_mark,
     record_recipe,
     retry_attrs,
+    stopped_by_pruner,
 )
 
 HEARTBEAT_SECONDS = 30
@@ -254,11 +255,18 @@ def recover_dead_trials(study, storage) -> list[int]:
 
 
 def trial_counts(study) -> dict[str, int]:
+    """Trials by state, and two more counts: STOPPED, the PRUNED trials the pruner stopped at a
+    milestone, and DONE, what the budget counts: completed trials and stopped ones (a user who
+    asks for 40 trials with a pruner gets 40 trials' worth of work, not 40 completed plus any
+    number stopped). Trials that gave way (PRUNED, `skipped`) did no work and count for nothing."""
     from collections import Counter
 
-    counts = Counter(t.state.name for t in study.get_trials(deepcopy=False))
+    trials = study.get_trials(deepcopy=False)
+    counts = Counter(t.state.name for t in trials)
+    stopped = sum(stopped_by_pruner(t) for t in trials)
     return {"COMPLETE": counts["COMPLETE"], "RUNNING": counts["RUNNING"], "FAIL": counts["FAIL"],
-            "WAITING": counts["WAITING"], "PRUNED": counts["PRUNED"]}
+            "WAITING": counts["WAITING"], "PRUNED": counts["PRUNED"], "STOPPED": stopped,
+            "DONE": counts["COMPLETE"] + stopped}
 
 
 def died_on_this_host(worker: dict) -> bool:

@@ -2,6 +2,10 @@
 
 Every trial records its mixture, scores, checkpoint and seconds (soupkit.study_record) and, on
 failure, the error. Its checkpoint folder explains itself: the model, the mixture YAML, the scores.
+
+At the recipe's milestone steps (multi-fidelity search) a trial scores its probes mid-finetune,
+reports the objective to the study and stops there, with no checkpoint, when the study's pruner
+says so.
 """
 
 from __future__ import annotations
@@ -24,9 +28,12 @@ from soupkit.search.study import worker_id
 from soupkit.search.workers import duplicate_of, over_budget, requeue
 from soupkit.study_record import (
     INTERRUPTED,
+    pruned_text,
     record_checkpoint,
     record_error,
+    record_milestone,
     record_mixture,
+    record_pruned,
     record_result,
     record_skipped,
     record_worker,
@@ -104,6 +111,48 @@ def _give_way_to_duplicate(trial, checkpoint: Path | None = None) -> None:
         raise optuna.TrialPruned(f"same mixture as trial {holder}")
 
 
+class Milestones:
+    """The finetune's step callback for one trial: the progress bar (ctx.on_step), and at each
+    milestone step the probes, the objective reported to the study and the pruner's decision.
+
+    The model is scored as it stands mid-finetune with the trial's probe settings, then put back
+    in train mode (encoding switches it to eval), so the finetune goes on as without the milestone
+    and a trial that completes gives the same checkpoint."""
+
+    def __init__(self, trial, ctx: TrialContext):
+        self.trial, self.ctx = trial, ctx
+        self.steps = frozenset(ctx.recipe.milestone_steps())
+        self.seconds = 0.0  # spent scoring milestones
+        self.started = time.perf_counter()
+
+    def on_step(self, step: int, loss: float) -> None:
+        if self.ctx.on_step:
+            self.ctx.on_step(step, loss)
+        if step in self.steps:
+            self.score(step)
+
+    def score(self, step: int) -> None:
+        import optuna
+
+        start = time.perf_counter()
+        scores = score_probes(self.ctx.model, self.ctx.probes, self.ctx.probe_settings)
+        value = objective_value(scores, self.ctx.recipe.objective.weights)
+        self.ctx.model.train()
+        record_milestone(self.trial, step, value)
+        self.seconds += time.perf_counter() - start
+        if self.ctx.recipe.objective.mode == "pareto":  # Optuna reports one objective; the curve is recorded
+            return
+        self.trial.report(value, step)
+        if self.trial.should_prune():
+            elapsed = time.perf_counter() - self.started
+            record_pruned(self.trial, step, {"finetune": round(elapsed - self.seconds, 2), **self.recorded_seconds()})
+            raise optuna.TrialPruned(pruned_text(step, value))
+
+    def recorded_seconds(self) -> dict[str, float]:
+        """{"milestones": seconds} for a trial that scored milestones, else nothing."""
+        return {"milestones": round(self.seconds, 2)} if self.steps else {}
+
+
 def _run_trial(trial, ctx: TrialContext) -> float | list[float]:
     recipe = ctx.recipe
     _give_way_to_budget(trial, ctx)
@@ -115,8 +164,9 @@ def _run_trial(trial, ctx: TrialContext) -> float | list[float]:
 
     ctx.reset_model()
     readme = {"mixture.yaml": mixture.to_yaml()}
+    milestones = Milestones(trial, ctx)
     result = finetune_on_mixture(
-        ctx.model, ctx.families, weights, recipe.finetune, ckpt, recipe.seed, ctx.bf16, readme, ctx.on_step
+        ctx.model, ctx.families, weights, recipe.finetune, ckpt, recipe.seed, ctx.bf16, readme, milestones.on_step
     )
     _give_way_to_duplicate(trial, ckpt)
     record_checkpoint(trial, ckpt)
@@ -128,7 +178,9 @@ def _run_trial(trial, ctx: TrialContext) -> float | list[float]:
     value = objective_value(scores, recipe.objective.weights)
     values = study_values(scores, recipe.objective)
 
-    seconds = {"finetune": round(result.seconds, 2), "probe": round(probe_seconds, 2)}
+    # the finetune's clock ran through the milestones' probes: they are counted apart
+    seconds = {"finetune": round(result.seconds - milestones.seconds, 2), "probe": round(probe_seconds, 2),
+               **milestones.recorded_seconds()}
     record_result(trial, scores, value, seconds, round(result.losses[-1], 6) if result.losses else None)
     record = {
         "trial": trial.number,

@@ -1,4 +1,5 @@
-"""Several workers on one study: distinct draws, no mixture trained twice, exactly `budget` trials.
+"""Several workers on one study: distinct draws, no mixture trained twice, exactly `budget` trials
+(completed, or stopped by the pruner).
 
 Every rule here is decided from the storage alone (trial numbers, states and params), so workers on
 different machines agree without talking to each other. The lower trial number always wins a tie:
@@ -14,7 +15,7 @@ import time
 from collections.abc import Mapping
 
 from soupkit.search.space import PARAM_PREFIX
-from soupkit.study_record import queued_attrs
+from soupkit.study_record import queued_attrs, stopped_by_pruner
 
 
 def sampler_seed(recipe_seed: int, n_existing: int, shared: bool) -> int:
@@ -52,16 +53,17 @@ def duplicate_of(study, number: int, params: Mapping[str, float]) -> int | None:
 
 
 def over_budget(study, number: int, budget: int) -> bool:
-    """Whether trial `number`, just started, would run past the budget: completed trials and the
-    running or queued trials numbered before it fill it already. (A queued trial is popped before
-    any new one, so it is ahead; trial numbers only grow, so the set ahead never gains members.)"""
+    """Whether trial `number`, just started, would run past the budget: the trials it counts
+    (completed, or stopped by the pruner: soupkit.search.study.trial_counts) and the running or
+    queued trials numbered before it fill it already. (A queued trial is popped before any new
+    one, so it is ahead; trial numbers only grow, so the set ahead never gains members.)"""
     from optuna.trial import TrialState
 
-    states = (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING)
+    states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)
     trials = study.get_trials(deepcopy=False, states=states)
-    complete = sum(t.state == TrialState.COMPLETE for t in trials)
-    ahead = sum(t.state != TrialState.COMPLETE and t.number < number for t in trials)
-    return complete + ahead >= budget
+    done = sum(t.state == TrialState.COMPLETE or stopped_by_pruner(t) for t in trials)
+    ahead = sum(t.state in (TrialState.RUNNING, TrialState.WAITING) and t.number < number for t in trials)
+    return done + ahead >= budget
 
 
 def requeue(study, trial) -> None:
