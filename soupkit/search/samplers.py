@@ -13,6 +13,7 @@ PRUNERS: Registry = Registry("pruner")
 def gp_sampler(seed: int, n_startup_trials: int):
     import optuna
 
+    # running trials (other workers') enter its acquisition as pending points (qLogEI)
     return optuna.samplers.GPSampler(seed=seed, n_startup_trials=n_startup_trials)
 
 
@@ -20,7 +21,10 @@ def gp_sampler(seed: int, n_startup_trials: int):
 def tpe_sampler(seed: int, n_startup_trials: int):
     import optuna
 
-    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=n_startup_trials, multivariate=True)
+    # constant liar: a running trial (another worker's) counts as a bad one, so workers sharing a
+    # study do not propose the same mixture; with one worker nothing is running when it asks
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=n_startup_trials, multivariate=True,
+                                      constant_liar=True)
 
 
 @SAMPLERS.register("random")

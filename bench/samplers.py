@@ -1,0 +1,576 @@
+"""Does the Bayesian search earn its cost? soupkit's samplers replayed on a surrogate of real trials.
+
+    python bench/samplers.py --record runs/sampler-table   # rebuild the table: ~200 real trials, hours
+    python bench/samplers.py --table runs/sampler-table    # fit, replay, print Markdown (minutes)
+
+Real trials cost ~40 s each on 2 CPU cores, so samplers are not compared by running each one many
+times for real. Instead:
+
+1. The table: one study of the default recipe holding at least 200 real trials, random Dirichlet
+   mixtures (the first RANDOM_TRIALS) then GP proposals on top of them, so that the table covers
+   the simplex and, densely, the region the GP believes best. Each trial also scores its probes
+   after MILESTONE steps (`--milestones`: the data of the multi-fidelity replay; the finetune goes
+   on unchanged). `--record` rebuilds it with the same two `soupkit search` commands that made it
+   (resumable: run it again after an interruption).
+2. The surrogate: two models of objective(mixture) fitted to the table, a Gaussian process
+   (Matern 5/2 + white noise, whose noise level estimates the probe and training noise of one
+   trial) and Scheffe's quadratic mixture model (ridge regression on w_i and w_i*w_j): different
+   families, so a ranking that holds on both is not an artefact of one. Reported: 5-fold held-out
+   R^2 and Spearman rank correlation.
+3. The replay: every sampler soupkit offers, with its real settings (seed mixture first, the same
+   Dirichlet parametrisation of the simplex, the same start-up trials), proposes mixtures; each is
+   scored by the surrogate's mean plus Gaussian noise of the estimated size, and the sampler sees
+   only the noisy value. Reported per sampler over seeds: the best true (mean) objective after
+   10/20/40 trials with a 95% bootstrap interval of the median, and the trials it takes to reach
+   95% of the best known *gain* over the base model (95% of the objective itself would be reached
+   by the base model: see docs/benchmarks.md).
+
+`--pareto` replays the two-objective form (domain = medical-icd10 and legal-licences, general = the
+other five probes) and compares samplers by the hypervolume they dominate above the base model;
+`--workers 1,2,4` replays several workers on one study (asynchronous: each worker asks for a new
+mixture while the others' trials are still running) and counts near-duplicate proposals.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import subprocess
+import sys
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+RANDOM_TRIALS = 150  # the table's first trials are random Dirichlet mixtures; the rest GP proposals
+TABLE_TRIALS = 200
+MILESTONES = (10, 20, 40)
+DOMAIN = ("medical-icd10", "legal-licences")  # the two-objective form: these against the rest
+MILESTONE = 8  # the table's trials also score their probes after 8 of 24 steps (multi-fidelity data)
+NEAR = 0.05  # two mixtures closer than this in L1 distance are near-duplicates
+
+
+# --- the table -------------------------------------------------------------------------------
+
+
+def record_table(out: Path) -> None:
+    """The two searches that build the table (each resumes where an interrupted run stopped)."""
+    for sampler, budget in (("random", RANDOM_TRIALS), ("gp", TABLE_TRIALS)):
+        command = ["soupkit", "search", "--sampler", sampler, "--budget", str(budget),
+                   "--keep-checkpoints", "4", "--milestones", str(MILESTONE), "--out", str(out), "--quiet"]
+        print("$", " ".join(command), flush=True)
+        subprocess.run(command, check=True)
+
+
+@dataclass
+class Table:
+    families: list[str]
+    probes: list[str]
+    weights: np.ndarray  # trials x families, rows on the simplex
+    objective: np.ndarray  # trials
+    scores: np.ndarray  # trials x probes
+    base_objective: float
+    base_scores: dict[str, float]
+    numbers: np.ndarray
+    seed_weights: dict[str, float]
+    trial_seconds: float
+    steps: int  # finetune steps of a trial
+    step_seconds: float  # median finetune seconds per step
+    probe_seconds: float  # median seconds of one probe pass
+    milestones: dict[int, np.ndarray]  # step -> objective there, NaN for trials that did not record it
+
+
+def load_table(run: Path) -> Table:
+    from soupkit.config import seed_mixture_of
+    from soupkit.search.study import default_storage, open_storage
+    from soupkit.study_record import StudyRecord, TrialRecord
+
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.load_study(study_name="default", storage=open_storage(default_storage(run)))
+    record = StudyRecord.of(study)
+    recipe = record.recipe()
+    families = list(recipe.families)
+    probes = list(record.base_scores)
+    rows = [TrialRecord.of(t) for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]
+    weights = np.array([[r.mixture.get(f, 0.0) for f in families] for r in rows])
+    seconds = [r.seconds.get("finetune", 0) + r.seconds.get("probe", 0) for r in rows]
+    steps = sorted({step for r in rows for step in r.milestones})
+    return Table(
+        families=families,
+        probes=probes,
+        weights=weights / weights.sum(axis=1, keepdims=True),
+        objective=np.array([r.objective for r in rows]),
+        scores=np.array([[r.scores[p] for p in probes] for r in rows]),
+        base_objective=float(record.base_objective),
+        base_scores=dict(record.base_scores),
+        numbers=np.array([r.number for r in rows]),
+        seed_weights=dict(seed_mixture_of(recipe, None).weights),
+        trial_seconds=float(np.median(seconds)),
+        steps=recipe.finetune.steps,
+        step_seconds=float(np.median([r.seconds["finetune"] for r in rows])) / recipe.finetune.steps,
+        probe_seconds=float(np.median([r.seconds["probe"] for r in rows])),
+        milestones={step: np.array([r.milestones.get(step, np.nan) for r in rows]) for step in steps},
+    )
+
+
+# --- surrogates ------------------------------------------------------------------------------
+
+
+class GPSurrogate:
+    """Matern 5/2 GP on the mixture weights with a learned white-noise level."""
+
+    name = "GP"
+
+    def fit(self, x: np.ndarray, y: np.ndarray) -> GPSurrogate:
+        from sklearn.gaussian_process import GaussianProcessRegressor
+        from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
+
+        kernel = (ConstantKernel(1.0, (1e-3, 1e3)) * Matern(np.full(x.shape[1], 0.5), (1e-2, 1e2), nu=2.5)
+                  + WhiteKernel(1e-2, (1e-6, 1.0)))
+        self.model = GaussianProcessRegressor(kernel, normalize_y=True, n_restarts_optimizer=3, random_state=0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            self.model.fit(x, y)
+        return self
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return self.model.predict(np.atleast_2d(x))
+
+    def noise_sd(self) -> float:
+        """The white-noise level in the objective's units (normalize_y scales it by y's spread)."""
+        white = self.model.kernel_.k2.noise_level
+        return float(math.sqrt(white) * self.model._y_train_std)
+
+
+class QuadraticSurrogate:
+    """Scheffe's quadratic mixture model: sum b_i w_i + sum b_ij w_i w_j, ridge-regularised."""
+
+    name = "quadratic"
+
+    @staticmethod
+    def features(x: np.ndarray) -> np.ndarray:
+        x = np.atleast_2d(x)
+        pairs = [x[:, i] * x[:, j] for i in range(x.shape[1]) for j in range(i + 1, x.shape[1])]
+        return np.column_stack([x, *pairs])
+
+    def fit(self, x: np.ndarray, y: np.ndarray) -> QuadraticSurrogate:
+        from sklearn.linear_model import RidgeCV
+
+        self.model = RidgeCV(alphas=np.logspace(-6, 1, 15), fit_intercept=False).fit(self.features(x), y)
+        return self
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return self.model.predict(self.features(x))
+
+
+SURROGATES = (GPSurrogate, QuadraticSurrogate)
+
+
+def cross_validate(make, x: np.ndarray, y: np.ndarray, folds: int = 5) -> tuple[float, float]:
+    """Held-out R^2 and Spearman rank correlation of out-of-fold predictions."""
+    from scipy.stats import spearmanr
+    from sklearn.model_selection import KFold
+
+    predicted = np.empty_like(y)
+    for train, test in KFold(folds, shuffle=True, random_state=0).split(x):
+        predicted[test] = make().fit(x[train], y[train]).predict(x[test])
+    r2 = 1 - np.sum((y - predicted) ** 2) / np.sum((y - y.mean()) ** 2)
+    return float(r2), float(spearmanr(y, predicted).statistic)
+
+
+def best_known(surrogate, table: Table, rng: np.random.Generator) -> tuple[float, np.ndarray]:
+    """The surrogate's maximum over the simplex: the table, 100k Dirichlet draws, then a local
+    search around the best points (Dirichlet draws centred on each, narrowing)."""
+    candidates = np.vstack([table.weights, rng.dirichlet(np.ones(len(table.families)), 100_000)])
+    values = surrogate.predict(candidates)
+    for concentration in (50, 200, 1000, 5000):
+        top = candidates[np.argsort(values)[-20:]]
+        local = np.vstack([rng.dirichlet(concentration * w + 1e-3, 500) for w in top])
+        candidates, values = np.vstack([top, local]), np.concatenate([surrogate.predict(top), surrogate.predict(local)])
+    i = int(np.argmax(values))
+    return float(values[i]), candidates[i]
+
+
+# --- replay ----------------------------------------------------------------------------------
+
+
+def stick_mixture(trial, families: list[str]) -> dict[str, float]:
+    """Stick-breaking: one uniform coordinate per family but the last, each mapped through the
+    Beta(1, K-1-k) quantile so that uniform draws are a flat Dirichlet, as in soupkit's space, but
+    without its redundant scale (K-1 coordinates for a (K-1)-dimensional simplex)."""
+    rest, weights = 1.0, {}
+    for k, family in enumerate(families[:-1]):
+        u = trial.suggest_float("s_" + family, 0.0, 1.0)
+        weights[family] = rest * (1 - (1 - u) ** (1 / (len(families) - 1 - k)))
+        rest -= weights[family]
+    weights[families[-1]] = max(rest, 0.0)
+    return weights
+
+
+def stick_params(weights: dict[str, float], families: list[str]) -> dict[str, float]:
+    total = sum(weights.values())
+    rest, params = 1.0, {}
+    for k, family in enumerate(families[:-1]):
+        v = min(1.0, weights.get(family, 0.0) / total / rest) if rest > 0 else 0.0
+        params["s_" + family] = 1 - (1 - v) ** (len(families) - 1 - k)
+        rest -= weights.get(family, 0.0) / total
+    return params
+
+
+SPAN = 4.0  # log-ratio coordinates lie in [-SPAN, SPAN]: a family weighs e^-8 to e^8 times the last
+
+
+def logratio_mixture(trial, families: list[str]) -> dict[str, float]:
+    """Additive log-ratio: weights = softmax(z_1 .. z_{K-1}, 0), each z uniform in [-SPAN, SPAN]."""
+    z = [trial.suggest_float("z_" + f, -SPAN, SPAN) for f in families[:-1]] + [0.0]
+    e = np.exp(np.array(z) - max(z))
+    return dict(zip(families, (e / e.sum()).tolist()))
+
+
+def logratio_params(weights: dict[str, float], families: list[str]) -> dict[str, float]:
+    last = max(weights.get(families[-1], 0.0), 1e-9)
+    return {"z_" + f: float(np.clip(math.log(max(weights.get(f, 0.0), 1e-9) / last), -SPAN, SPAN))
+            for f in families[:-1]}
+
+
+def space(name: str):
+    """(suggest, params for a given mixture) of a parametrisation of the simplex; `neglog` is soupkit's."""
+    from soupkit.search.space import params_for_mixture, suggest_mixture
+
+    return {"neglog": (suggest_mixture, params_for_mixture), "stick": (stick_mixture, stick_params),
+            "logratio": (logratio_mixture, logratio_params)}[name]
+
+
+@dataclass
+class Replay:
+    true: np.ndarray  # the surrogate mean of each proposal, in proposal order
+    proposals: np.ndarray  # proposals x families
+    near_duplicates: int
+
+
+def replay(sampler: str, seed: int, objective, noise_sd: float, table: Table, n_trials: int,
+           workers: int = 1, directions: int = 1, space_name: str = "neglog", startup: int = 10) -> Replay:
+    """One search on the surrogate, as soupkit runs it: the recipe's seed mixture first, the
+    sampler's start-up draws, then its proposals. `workers` trials run at once (asynchronously)."""
+    import optuna
+
+    from soupkit.search.samplers import make_sampler
+
+    suggest_mixture, params_for_mixture = space(space_name)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    rng = np.random.default_rng(10_000 + seed)
+    # the default recipe's n_startup_trials, plus the seed mixture (run.py counts it the same way)
+    study = optuna.create_study(directions=["maximize"] * directions,
+                                sampler=make_sampler(sampler, seed, startup + 1))
+    study.enqueue_trial(params_for_mixture(table.seed_weights, table.families))
+    running: list[tuple[object, np.ndarray]] = []
+    true, proposals, near = [], [], 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        while len(true) < n_trials:
+            while len(running) < workers and len(true) + len(running) < n_trials:
+                trial = study.ask()
+                mixture = suggest_mixture(trial, table.families)
+                w = np.array([mixture[f] for f in table.families])
+                others = [p for p in proposals] + [r[1] for r in running]
+                if others and np.min(np.abs(np.array(others) - w).sum(axis=1)) < NEAR:
+                    near += 1
+                running.append((trial, w))
+            trial, w = running.pop(0)
+            mean = objective(w)
+            noisy = mean + rng.normal(0, noise_sd, size=np.shape(mean))
+            study.tell(trial, noisy.tolist() if directions > 1 else float(noisy))
+            true.append(mean)
+            proposals.append(w)
+    return Replay(np.array(true), np.array(proposals), near)
+
+
+def median_interval(values: np.ndarray) -> str:
+    """Median over seeds with a 95% bootstrap interval (scipy)."""
+    from scipy.stats import bootstrap
+
+    values = np.asarray(values, dtype=float)
+    if np.ptp(values) == 0:
+        return f"{np.median(values):.4f}"
+    ci = bootstrap((values,), np.median, confidence_level=0.95, random_state=0, method="percentile").confidence_interval
+    return f"{np.median(values):.4f} [{ci.low:.4f}, {ci.high:.4f}]"
+
+
+def trials_to_reach(true: np.ndarray, threshold: float) -> float:
+    hits = np.nonzero(true >= threshold)[0]
+    return float(hits[0] + 1) if len(hits) else math.inf
+
+
+def fmt_trials(values: list[float], n_trials: int) -> str:
+    finite = [v for v in values if math.isfinite(v)]
+    median = np.median([v if math.isfinite(v) else n_trials + 1 for v in values])
+    shown = f"{median:.0f}" if median <= n_trials else f">{n_trials}"
+    return f"{shown} ({len(finite)}/{len(values)} reached)"
+
+
+# --- reports ---------------------------------------------------------------------------------
+
+
+def report_table(table: Table) -> None:
+    random_rows = table.numbers < RANDOM_TRIALS
+    print(f"## The table: {len(table.objective)} real trials of the default recipe\n")
+    print(f"{random_rows.sum()} random Dirichlet mixtures (with the seed mixture, trial 0), "
+          f"{(~random_rows).sum()} GP proposals; median trial {table.trial_seconds:.0f} s (finetune + probes).\n")
+    print("| | base | random trials: median [min, max] | GP proposals: median [min, max] | best |")
+    print("|---|---|---|---|---|")
+    parts = [table.objective[random_rows], table.objective[~random_rows]]
+    cells = [f"{np.median(p):.4f} [{p.min():.4f}, {p.max():.4f}]" if len(p) else "-" for p in parts]
+    print(f"| objective | {table.base_objective:.4f} | {cells[0]} | {cells[1]} | {table.objective.max():.4f} |\n")
+
+
+def report_surrogates(table: Table) -> dict[str, object]:
+    print("## Surrogates of objective(mixture), fitted to the table\n")
+    print("| surrogate | held-out R^2 (5-fold) | held-out Spearman | noise sd of one trial | best known (its max) |")
+    print("|---|---|---|---|---|")
+    fitted = {}
+    rng = np.random.default_rng(0)
+    for make in SURROGATES:
+        r2, rho = cross_validate(make, table.weights, table.objective)
+        model = make().fit(table.weights, table.objective)
+        best, where = best_known(model, table, rng)
+        fitted[make.name] = (model, best, where)
+        noise = f"{model.noise_sd():.4f}" if hasattr(model, "noise_sd") else "-"
+        print(f"| {make.name} | {r2:.3f} | {rho:.3f} | {noise} | {best:.4f} |")
+    print()
+    for name, (_, best, where) in fitted.items():
+        mix = ", ".join(f"{f} {w:.2f}" for f, w in sorted(zip(table.families, where), key=lambda p: -p[1]) if w >= 0.01)
+        print(f"- {name} maximum {best:.4f} at: {mix}")
+    print()
+    return fitted
+
+
+def report_samplers(table: Table, fitted: dict, samplers: list[str], seeds: int, n_trials: int, noise_sd: float) -> None:
+    print(f"## Samplers replayed ({seeds} seeds, {n_trials} trials, noise sd {noise_sd:.4f})\n")
+    for name, (model, best, _) in fitted.items():
+        threshold = table.base_objective + 0.95 * (best - table.base_objective)
+        print(f"### on the {name} surrogate: best known {best:.4f}, base {table.base_objective:.4f}, "
+              f"95% of the gain = {threshold:.4f}\n")
+        print("| sampler | " + " | ".join(f"best after {m}" for m in MILESTONES if m <= n_trials)
+              + " | trials to 95% of the gain (median) | seconds per replay |")
+        print("|---|" + "---|" * (sum(m <= n_trials for m in MILESTONES) + 2))
+        for sampler in samplers:
+            start = time.perf_counter()
+            runs = [replay(sampler, s, lambda w: float(model.predict(w)[0]), noise_sd, table, n_trials) for s in range(seeds)]
+            seconds = (time.perf_counter() - start) / seeds
+            cells = [median_interval([np.max(r.true[:m]) for r in runs]) for m in MILESTONES if m <= n_trials]
+            reach = fmt_trials([trials_to_reach(r.true, threshold) for r in runs], n_trials)
+            print(f"| {sampler} | " + " | ".join(cells) + f" | {reach} | {seconds:.1f} |", flush=True)
+        print()
+
+
+def replay_pruned(sampler: str, pruner: str, seed: int, final, at_milestone: dict, noise_sd: float,
+                  table: Table, max_seconds: float) -> list[tuple[float, float | None]]:
+    """One search on the surrogate with a pruner, until `max_seconds` of modelled compute: each
+    milestone costs its finetune steps and a probe pass, a completed trial the rest. Returns
+    (seconds spent so far, true final objective or None if pruned) per trial."""
+    import optuna
+
+    from soupkit.search.samplers import make_pruner, make_sampler
+    from soupkit.search.space import params_for_mixture, suggest_mixture
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    rng = np.random.default_rng(20_000 + seed)
+    steps = sorted(at_milestone) if pruner != "none" else []
+    study = optuna.create_study(direction="maximize", sampler=make_sampler(sampler, seed, 11),
+                                pruner=make_pruner(pruner, steps, table.steps))
+    study.enqueue_trial(params_for_mixture(table.seed_weights, table.families))
+    spent, out = 0.0, []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        while spent < max_seconds:
+            trial = study.ask()
+            mixture = suggest_mixture(trial, table.families)
+            w = np.array([mixture[f] for f in table.families])
+            done_steps, pruned = 0, False
+            for step in steps:
+                spent += (step - done_steps) * table.step_seconds + table.probe_seconds
+                done_steps = step
+                trial.report(float(at_milestone[step](w) + rng.normal(0, noise_sd)), step)
+                if trial.should_prune():
+                    pruned = True
+                    break
+            if pruned:
+                study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+                out.append((spent, None))
+                continue
+            spent += (table.steps - done_steps) * table.step_seconds + table.probe_seconds
+            true = float(final(w))
+            study.tell(trial, true + rng.normal(0, noise_sd))
+            out.append((spent, true))
+    return out
+
+
+def seconds_to_reach(run: list[tuple[float, float | None]], target: float) -> float:
+    for spent, true in run:
+        if true is not None and true >= target:
+            return spent
+    return math.inf
+
+
+def report_fidelity(table: Table, fitted: dict, samplers: list[str], pruners: list[str], seeds: int,
+                    noise_sd: float) -> None:
+    """Steps as fidelity: pruners against the single-fidelity search, by modelled compute."""
+    recorded = {step: ~np.isnan(v) for step, v in table.milestones.items()}
+    if not recorded:
+        print("## Multi-fidelity: the table holds no milestone scores (record trials with --milestones)\n")
+        return
+    from scipy.stats import spearmanr
+
+    print("## Multi-fidelity: steps as fidelity (pruners replayed on GP surrogates)\n")
+    at_milestone = {}
+    for step, mask in recorded.items():
+        model = GPSurrogate().fit(table.weights[mask], table.milestones[step][mask])
+        rho = spearmanr(table.milestones[step][mask], table.objective[mask]).statistic
+        print(f"- step {step}: {mask.sum()} trials recorded it; rank correlation with the final objective "
+              f"{rho:.3f}")
+        at_milestone[step] = lambda w, m=model: float(m.predict(w)[0])
+    model, _, _ = fitted["GP"]
+    final = lambda w: float(model.predict(w)[0])  # noqa: E731
+    single = table.steps * table.step_seconds + table.probe_seconds
+    budget = 40 * single
+    print(f"\nCost model (this table's medians): {table.step_seconds:.2f} s per step, {table.probe_seconds:.1f} s "
+          f"per probe pass; a single-fidelity trial {single:.0f} s; each run gets {budget / 60:.0f} min "
+          f"(40 single-fidelity trials).\n")
+    print("| sampler | pruner | trials started | best true objective | minutes to the single-fidelity "
+          "search's median best after 40 (median) |")
+    print("|---|---|---|---|---|")
+    for sampler in samplers:
+        runs = {p: [replay_pruned(sampler, p, s, final, at_milestone, noise_sd, table, budget) for s in range(seeds)]
+                for p in ["none", *pruners]}
+        target = float(np.median([max(t for _, t in r if t is not None) for r in runs["none"]]))
+        for pruner, rs in runs.items():
+            best = median_interval([max(t for _, t in r if t is not None) for r in rs])
+            reach = [seconds_to_reach(r, target) / 60 for r in rs]
+            reached = sum(math.isfinite(x) for x in reach)
+            median = np.median([x if math.isfinite(x) else budget / 60 + 1 for x in reach])
+            shown = f"{median:.0f}" if median <= budget / 60 else f">{budget / 60:.0f}"
+            print(f"| {sampler} | {pruner} | {np.median([len(r) for r in rs]):.0f} | {best} | "
+                  f"{shown} ({reached}/{len(rs)} reached) |", flush=True)
+    print()
+
+
+def hypervolume(points: np.ndarray, reference: np.ndarray) -> float:
+    """The area dominated by `points` (both objectives maximised) above `reference`."""
+    above = points[(points > reference).all(axis=1)]
+    area, best_general = 0.0, reference[1]
+    for domain, general in sorted(above.tolist(), key=lambda p: -p[0]):  # sweep down the domain axis
+        if general > best_general:
+            area += (domain - reference[0]) * (general - best_general)
+            best_general = general
+    return area
+
+
+def report_design(table: Table, fitted: dict, spaces: list[str], startups: list[int], seeds: int, n_trials: int,
+                  noise_sd: float) -> None:
+    """The GP sampler under other parametrisations of the simplex and start-up counts."""
+    print(f"## The GP sampler's design: parametrisation and start-up trials ({seeds} seeds, {n_trials} trials)\n")
+    print("| surrogate | space | sampler | start-up | best after 20 | best after 40 | trials to 95% of the gain |")
+    print("|---|---|---|---|---|---|---|")
+    for name, (model, best, _) in fitted.items():
+        threshold = table.base_objective + 0.95 * (best - table.base_objective)
+        for space_name in spaces:
+            for sampler, startup in [("random", 10)] + [("gp", k) for k in startups]:
+                runs = [replay(sampler, s, lambda w: float(model.predict(w)[0]), noise_sd, table, n_trials,
+                               space_name=space_name, startup=startup) for s in range(seeds)]
+                cells = [median_interval([np.max(r.true[:m]) for r in runs]) for m in (20, 40)]
+                reach = fmt_trials([trials_to_reach(r.true, threshold) for r in runs], n_trials)
+                print(f"| {name} | {space_name} | {sampler} | {startup if sampler == 'gp' else '-'} | "
+                      + " | ".join(cells) + f" | {reach} |", flush=True)
+    print()
+
+
+def report_pareto(table: Table, samplers: list[str], seeds: int, n_trials: int) -> None:
+    """Two objectives (DOMAIN probes against the rest): hypervolume above the base model."""
+    domain_cols = [table.probes.index(p) for p in DOMAIN]
+    general_cols = [i for i in range(len(table.probes)) if i not in domain_cols]
+    targets = [table.scores[:, domain_cols].mean(axis=1), table.scores[:, general_cols].mean(axis=1)]
+    models = [GPSurrogate().fit(table.weights, y) for y in targets]
+    noise = np.array([m.noise_sd() for m in models])
+    base = np.array([np.mean([table.base_scores[table.probes[i]] for i in cols]) for cols in (domain_cols, general_cols)])
+    table_hv = hypervolume(np.column_stack(targets), base)
+    print(f"## Two objectives: domain = {' + '.join(DOMAIN)}, general = the other probes "
+          f"({seeds} seeds, {n_trials} trials)\n")
+    print(f"GP surrogate per objective, noise sd {noise[0]:.4f} / {noise[1]:.4f}; reference point = the base model "
+          f"({base[0]:.4f}, {base[1]:.4f}); hypervolume of the whole table's measured front: {table_hv * 1e4:.2f} "
+          "(x 1e-4).\n")
+    checkpoints = [m for m in (20, 40, 60) if m <= n_trials]
+    print("| sampler | " + " | ".join(f"hypervolume after {m} (x 1e-4)" for m in checkpoints) + " |")
+    print("|---|" + "---|" * len(checkpoints))
+
+    def objective(w):
+        return np.array([m.predict(w)[0] for m in models])
+
+    for sampler in samplers:
+        runs = [replay(sampler, s, objective, noise, table, n_trials, directions=2) for s in range(seeds)]
+        cells = [median_interval([hypervolume(r.true[:m], base) * 1e4 for r in runs]) for m in checkpoints]
+        print(f"| {sampler} | " + " | ".join(cells) + " |", flush=True)
+    print()
+
+
+def report_workers(table: Table, fitted: dict, samplers: list[str], workers: list[int], seeds: int,
+                   n_trials: int, noise_sd: float) -> None:
+    """Several workers on one study: each asks while the others' trials run."""
+    model, best, _ = fitted["GP"]
+    threshold = table.base_objective + 0.95 * (best - table.base_objective)
+    print(f"## Workers on one study (GP surrogate, {seeds} seeds, {n_trials} trials in all)\n")
+    print(f"A near-duplicate is a proposal within L1 distance {NEAR} of an earlier or running one.\n")
+    print("| sampler | workers | best after " + str(n_trials) + " | trials to 95% of the gain | near-duplicates per run |")
+    print("|---|---|---|---|---|")
+    for sampler in samplers:
+        for k in workers:
+            runs = [replay(sampler, s, lambda w: float(model.predict(w)[0]), noise_sd, table, n_trials, workers=k)
+                    for s in range(seeds)]
+            reach = fmt_trials([trials_to_reach(r.true, threshold) for r in runs], n_trials)
+            dups = np.mean([r.near_duplicates for r in runs])
+            print(f"| {sampler} | {k} | {median_interval([r.true.max() for r in runs])} | {reach} | {dups:.1f} |",
+                  flush=True)
+    print()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--record", type=Path, help="run (or resume) the searches that build the table in this folder")
+    parser.add_argument("--table", type=Path, help="the run folder that holds the table's study")
+    parser.add_argument("--samplers", default="gp,tpe,random")
+    parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--trials", type=int, default=60)
+    parser.add_argument("--pruners", default="", help="also replay pruners, e.g. successive-halving,hyperband,median")
+    parser.add_argument("--spaces", default="", help="also replay the GP under these parametrisations: neglog,stick,logratio")
+    parser.add_argument("--startups", default="10", help="start-up trials of the GP in the --spaces replay, e.g. 5,10,20")
+    parser.add_argument("--pareto", action="store_true", help="also replay the two-objective form")
+    parser.add_argument("--workers", default="", help="also replay several workers, e.g. 1,2,4")
+    args = parser.parse_args()
+    if args.record:
+        record_table(args.record)
+    if not args.table:
+        return
+    table = load_table(args.table)
+    report_table(table)
+    fitted = report_surrogates(table)
+    noise_sd = fitted["GP"][0].noise_sd()
+    samplers = args.samplers.split(",")
+    report_samplers(table, fitted, samplers, args.seeds, args.trials, noise_sd)
+    if args.spaces:
+        report_design(table, fitted, args.spaces.split(","), [int(k) for k in args.startups.split(",")], args.seeds,
+                      args.trials, noise_sd)
+    if args.pruners:
+        report_fidelity(table, fitted, [s for s in samplers if s != "random"], args.pruners.split(","), args.seeds,
+                        noise_sd)
+    if args.pareto:
+        report_pareto(table, samplers, args.seeds, args.trials)
+    if args.workers:
+        report_workers(table, fitted, [s for s in samplers if s != "random"],
+                       [int(k) for k in args.workers.split(",")], args.seeds, 40, noise_sd)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
