@@ -170,8 +170,8 @@ class QuadraticSurrogate:
 SURROGATES = (GPSurrogate, QuadraticSurrogate)
 
 
-def cross_validate(make, x: np.ndarray, y: np.ndarray, folds: int = 5) -> tuple[float, float]:
-    """Held-out R^2 and Spearman rank correlation of out-of-fold predictions."""
+def cross_validate(make, x: np.ndarray, y: np.ndarray, folds: int = 5) -> tuple[float, float, float]:
+    """Held-out R^2, Spearman rank correlation and RMSE of out-of-fold predictions."""
     from scipy.stats import spearmanr
     from sklearn.model_selection import KFold
 
@@ -179,7 +179,8 @@ def cross_validate(make, x: np.ndarray, y: np.ndarray, folds: int = 5) -> tuple[
     for train, test in KFold(folds, shuffle=True, random_state=0).split(x):
         predicted[test] = make().fit(x[train], y[train]).predict(x[test])
     r2 = 1 - np.sum((y - predicted) ** 2) / np.sum((y - y.mean()) ** 2)
-    return float(r2), float(spearmanr(y, predicted).statistic)
+    rmse = float(np.sqrt(np.mean((y - predicted) ** 2)))
+    return float(r2), float(spearmanr(y, predicted).statistic), rmse
 
 
 def best_known(surrogate, table: Table, rng: np.random.Generator) -> tuple[float, np.ndarray]:
@@ -329,19 +330,20 @@ def report_table(table: Table) -> None:
 
 def report_surrogates(table: Table) -> dict[str, object]:
     print("## Surrogates of objective(mixture), fitted to the table\n")
-    print("| surrogate | held-out R^2 (5-fold) | held-out Spearman | noise sd of one trial | best known (its max) |")
-    print("|---|---|---|---|---|")
+    print("| surrogate | held-out R^2 (5-fold) | held-out Spearman | held-out RMSE | noise sd it fitted | "
+          "best known (its max) |")
+    print("|---|---|---|---|---|---|")
     fitted = {}
     rng = np.random.default_rng(0)
     for make in SURROGATES:
-        r2, rho = cross_validate(make, table.weights, table.objective)
+        r2, rho, rmse = cross_validate(make, table.weights, table.objective)
         model = make().fit(table.weights, table.objective)
         best, where = best_known(model, table, rng)
-        fitted[make.name] = (model, best, where)
+        fitted[make.name] = (model, best, where, rmse)
         noise = f"{model.noise_sd():.4f}" if hasattr(model, "noise_sd") else "-"
-        print(f"| {make.name} | {r2:.3f} | {rho:.3f} | {noise} | {best:.4f} |")
+        print(f"| {make.name} | {r2:.3f} | {rho:.3f} | {rmse:.4f} | {noise} | {best:.4f} |")
     print()
-    for name, (_, best, where) in fitted.items():
+    for name, (_, best, where, _) in fitted.items():
         mix = ", ".join(f"{f} {w:.2f}" for f, w in sorted(zip(table.families, where), key=lambda p: -p[1]) if w >= 0.01)
         print(f"- {name} maximum {best:.4f} at: {mix}")
     print()
@@ -350,7 +352,7 @@ def report_surrogates(table: Table) -> dict[str, object]:
 
 def report_samplers(table: Table, fitted: dict, samplers: list[str], seeds: int, n_trials: int, noise_sd: float) -> None:
     print(f"## Samplers replayed ({seeds} seeds, {n_trials} trials, noise sd {noise_sd:.4f})\n")
-    for name, (model, best, _) in fitted.items():
+    for name, (model, best, _, _) in fitted.items():
         threshold = table.base_objective + 0.95 * (best - table.base_objective)
         print(f"### on the {name} surrogate: best known {best:.4f}, base {table.base_objective:.4f}, "
               f"95% of the gain = {threshold:.4f}\n")
@@ -433,7 +435,7 @@ def report_fidelity(table: Table, fitted: dict, samplers: list[str], pruners: li
         print(f"- step {step}: {mask.sum()} trials recorded it; rank correlation with the final objective "
               f"{rho:.3f}")
         at_milestone[step] = lambda w, m=model: float(m.predict(w)[0])
-    model, _, _ = fitted["GP"]
+    model = fitted["GP"][0]
     final = lambda w: float(model.predict(w)[0])  # noqa: E731
     single = table.steps * table.step_seconds + table.probe_seconds
     budget = 40 * single
@@ -473,15 +475,19 @@ def report_design(table: Table, fitted: dict, spaces: list[str], startups: list[
                   noise_sd: float) -> None:
     """The GP sampler under other parametrisations of the simplex and start-up counts."""
     print(f"## The GP sampler's design: parametrisation and start-up trials ({seeds} seeds, {n_trials} trials)\n")
-    print("| surrogate | space | sampler | start-up | best after 20 | best after 40 | trials to 95% of the gain |")
-    print("|---|---|---|---|---|---|---|")
-    for name, (model, best, _) in fitted.items():
+    columns = [m for m in MILESTONES if m <= n_trials]
+    print("| surrogate | space | sampler | start-up | " + " | ".join(f"best after {m}" for m in columns)
+          + " | trials to 95% of the gain |")
+    print("|---|---|---|---|" + "---|" * (len(columns) + 1))
+    for name, (model, best, _, _) in fitted.items():
         threshold = table.base_objective + 0.95 * (best - table.base_objective)
         for space_name in spaces:
-            for sampler, startup in [("random", 10)] + [("gp", k) for k in startups]:
+            # other start-up counts for soupkit's own space only (each replay of the GP costs seconds)
+            counts = startups if space_name == "neglog" else [10]
+            for sampler, startup in [("random", 10)] + [("gp", k) for k in counts]:
                 runs = [replay(sampler, s, lambda w: float(model.predict(w)[0]), noise_sd, table, n_trials,
                                space_name=space_name, startup=startup) for s in range(seeds)]
-                cells = [median_interval([np.max(r.true[:m]) for r in runs]) for m in (20, 40)]
+                cells = [median_interval([np.max(r.true[:m]) for r in runs]) for m in columns]
                 reach = fmt_trials([trials_to_reach(r.true, threshold) for r in runs], n_trials)
                 print(f"| {name} | {space_name} | {sampler} | {startup if sampler == 'gp' else '-'} | "
                       + " | ".join(cells) + f" | {reach} |", flush=True)
@@ -494,12 +500,12 @@ def report_pareto(table: Table, samplers: list[str], seeds: int, n_trials: int) 
     general_cols = [i for i in range(len(table.probes)) if i not in domain_cols]
     targets = [table.scores[:, domain_cols].mean(axis=1), table.scores[:, general_cols].mean(axis=1)]
     models = [GPSurrogate().fit(table.weights, y) for y in targets]
-    noise = np.array([m.noise_sd() for m in models])
+    noise = np.array([cross_validate(GPSurrogate, table.weights, y)[2] for y in targets])  # what each cannot explain
     base = np.array([np.mean([table.base_scores[table.probes[i]] for i in cols]) for cols in (domain_cols, general_cols)])
     table_hv = hypervolume(np.column_stack(targets), base)
     print(f"## Two objectives: domain = {' + '.join(DOMAIN)}, general = the other probes "
           f"({seeds} seeds, {n_trials} trials)\n")
-    print(f"GP surrogate per objective, noise sd {noise[0]:.4f} / {noise[1]:.4f}; reference point = the base model "
+    print(f"GP surrogate per objective, noise sd (held-out RMSE) {noise[0]:.4f} / {noise[1]:.4f}; reference point = the base model "
           f"({base[0]:.4f}, {base[1]:.4f}); hypervolume of the whole table's measured front: {table_hv * 1e4:.2f} "
           "(x 1e-4).\n")
     checkpoints = [m for m in (20, 40, 60) if m <= n_trials]
@@ -519,7 +525,7 @@ def report_pareto(table: Table, samplers: list[str], seeds: int, n_trials: int) 
 def report_workers(table: Table, fitted: dict, samplers: list[str], workers: list[int], seeds: int,
                    n_trials: int, noise_sd: float) -> None:
     """Several workers on one study: each asks while the others' trials run."""
-    model, best, _ = fitted["GP"]
+    model, best = fitted["GP"][:2]
     threshold = table.base_objective + 0.95 * (best - table.base_objective)
     print(f"## Workers on one study (GP surrogate, {seeds} seeds, {n_trials} trials in all)\n")
     print(f"A near-duplicate is a proposal within L1 distance {NEAR} of an earlier or running one.\n")
@@ -542,6 +548,8 @@ def main() -> None:
     parser.add_argument("--table", type=Path, help="the run folder that holds the table's study")
     parser.add_argument("--samplers", default="gp,tpe,random")
     parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--noise", type=float, help="sd of one trial's objective (bench/trial_noise.py); "
+                        "default: the GP surrogate's held-out RMSE")
     parser.add_argument("--trials", type=int, default=60)
     parser.add_argument("--pruners", default="", help="also replay pruners, e.g. successive-halving,hyperband,median")
     parser.add_argument("--spaces", default="", help="also replay the GP under these parametrisations: neglog,stick,logratio")
@@ -556,7 +564,8 @@ def main() -> None:
     table = load_table(args.table)
     report_table(table)
     fitted = report_surrogates(table)
-    noise_sd = fitted["GP"][0].noise_sd()
+    # one trial's noise: measured by bench/trial_noise.py (--noise), else what the GP cannot explain
+    noise_sd = args.noise if args.noise is not None else fitted["GP"][3]
     samplers = args.samplers.split(",")
     report_samplers(table, fitted, samplers, args.seeds, args.trials, noise_sd)
     if args.spaces:
@@ -566,7 +575,7 @@ def main() -> None:
         report_fidelity(table, fitted, [s for s in samplers if s != "random"], args.pruners.split(","), args.seeds,
                         noise_sd)
     if args.pareto:
-        report_pareto(table, samplers, args.seeds, args.trials)
+        report_pareto(table, samplers, args.seeds, min(args.trials, 40))
     if args.workers:
         report_workers(table, fitted, [s for s in samplers if s != "random"],
                        [int(k) for k in args.workers.split(",")], args.seeds, 40, noise_sd)
