@@ -82,7 +82,9 @@ class Table:
     milestones: dict[int, np.ndarray]  # step -> objective there, NaN for trials that did not record it
 
 
-def load_table(run: Path) -> Table:
+def load_table(run: Path, drop: tuple[str, ...] = ()) -> Table:
+    """The table's completed trials; `drop` leaves probes out of the objective (every probe of the
+    default recipe weighs 1, so the objective is the mean of the rest)."""
     from soupkit.config import seed_mixture_of
     from soupkit.search.study import default_storage, open_storage
     from soupkit.study_record import StudyRecord, TrialRecord
@@ -94,7 +96,7 @@ def load_table(run: Path) -> Table:
     record = StudyRecord.of(study)
     recipe = record.recipe()
     families = list(recipe.families)
-    probes = list(record.base_scores)
+    probes = [p for p in record.base_scores if p not in drop]
     rows = [TrialRecord.of(t) for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]
     weights = np.array([[r.mixture.get(f, 0.0) for f in families] for r in rows])
     seconds = [r.seconds.get("finetune", 0) + r.seconds.get("probe", 0) for r in rows]
@@ -103,10 +105,10 @@ def load_table(run: Path) -> Table:
         families=families,
         probes=probes,
         weights=weights / weights.sum(axis=1, keepdims=True),
-        objective=np.array([r.objective for r in rows]),
+        objective=np.array([np.mean([r.scores[p] for p in probes]) if drop else r.objective for r in rows]),
         scores=np.array([[r.scores[p] for p in probes] for r in rows]),
-        base_objective=float(record.base_objective),
-        base_scores=dict(record.base_scores),
+        base_objective=float(np.mean([record.base_scores[p] for p in probes]) if drop else record.base_objective),
+        base_scores={p: record.base_scores[p] for p in probes},
         numbers=np.array([r.number for r in rows]),
         seed_weights=dict(seed_mixture_of(recipe, None).weights),
         trial_seconds=float(np.median(seconds)),
@@ -121,16 +123,20 @@ def load_table(run: Path) -> Table:
 
 
 class GPSurrogate:
-    """Matern 5/2 GP on the mixture weights with a learned white-noise level."""
+    """Matern 5/2 GP on the mixture weights with a learned white-noise level, never below
+    `noise_floor` (one trial's noise measured by bench/trial_noise.py): left free, maximum
+    likelihood may drive the noise to zero and interpolate the table, spikes and all."""
 
     name = "GP"
+    noise_floor = 0.0  # sd in the objective's units; main() sets it from --noise
 
     def fit(self, x: np.ndarray, y: np.ndarray) -> GPSurrogate:
         from sklearn.gaussian_process import GaussianProcessRegressor
         from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
 
+        floor = max(1e-6, (self.noise_floor / y.std()) ** 2)  # normalize_y: y in units of its sd
         kernel = (ConstantKernel(1.0, (1e-3, 1e3)) * Matern(np.full(x.shape[1], 0.5), (1e-2, 1e2), nu=2.5)
-                  + WhiteKernel(1e-2, (1e-6, 1.0)))
+                  + WhiteKernel(max(1e-2, 2 * floor), (floor, 1.0)))
         self.model = GaussianProcessRegressor(kernel, normalize_y=True, n_restarts_optimizer=3, random_state=0)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -548,8 +554,9 @@ def main() -> None:
     parser.add_argument("--table", type=Path, help="the run folder that holds the table's study")
     parser.add_argument("--samplers", default="gp,tpe,random")
     parser.add_argument("--seeds", type=int, default=10)
-    parser.add_argument("--noise", type=float, help="sd of one trial's objective (bench/trial_noise.py); "
-                        "default: the GP surrogate's held-out RMSE")
+    parser.add_argument("--drop", default="", help="probes left out of the objective, e.g. clustering")
+    parser.add_argument("--noise", type=float, help="sd of one trial's objective (bench/trial_noise.py): the "
+                        "replay's noise and the GP surrogate's noise floor; default: no floor, the GP's held-out RMSE")
     parser.add_argument("--trials", type=int, default=60)
     parser.add_argument("--pruners", default="", help="also replay pruners, e.g. successive-halving,hyperband,median")
     parser.add_argument("--spaces", default="", help="also replay the GP under these parametrisations: neglog,stick,logratio")
@@ -561,7 +568,10 @@ def main() -> None:
         record_table(args.record)
     if not args.table:
         return
-    table = load_table(args.table)
+    GPSurrogate.noise_floor = args.noise or 0.0
+    table = load_table(args.table, tuple(args.drop.split(",")) if args.drop else ())
+    if args.drop:
+        print(f"Objective: the mean of the probes but {args.drop}.\n")
     report_table(table)
     fitted = report_surrogates(table)
     # one trial's noise: measured by bench/trial_noise.py (--noise), else what the GP cannot explain

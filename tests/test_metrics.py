@@ -94,3 +94,15 @@ def test_per_item_scores_average_to_the_probe_score(tiny_model_dir):
         items = per_item_scores(model, family, settings)
         assert len(items) == 25
         assert items.mean() == pytest.approx(score_probes(model, {family.name: family}, settings)[family.name], abs=1e-6)
+
+
+def test_clustering_v_measure_averages_runs_so_the_kmeans_seed_barely_moves_it():
+    # overlapping clusters: one k-means run lands in a different local optimum for each seed
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(10, 16))
+    x = np.vstack([c + rng.normal(scale=1.0, size=(15, 16)) for c in centres]).astype(np.float32)
+    labels = [str(i) for i in range(10) for _ in range(15)]
+    single = [clustering_v_measure(x, labels, seed, runs=1) for seed in range(8)]
+    averaged = [clustering_v_measure(x, labels, seed) for seed in range(8)]
+    assert np.std(averaged) < np.std(single) / 2
+    assert clustering_v_measure(x, labels, 3) == clustering_v_measure(x, labels, 3)  # seeded: reproducible
