@@ -92,7 +92,7 @@ def load_table(run: Path, drop: tuple[str, ...] = ()) -> Table:
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.load_study(study_name="default", storage=open_storage(default_storage(run)))
+    study = optuna.load_study(study_name=None, storage=open_storage(default_storage(run)))
     record = StudyRecord.of(study)
     recipe = record.recipe()
     families = list(recipe.families)
@@ -334,6 +334,24 @@ def report_table(table: Table) -> None:
     print(f"| objective | {table.base_objective:.4f} | {cells[0]} | {cells[1]} | {table.objective.max():.4f} |\n")
 
 
+def report_probes(table: Table) -> None:
+    """Which probe the mixture moves: each probe's spread over the table and how much of it a
+    linear model of the weights explains out of fold (a probe it cannot explain is noise)."""
+    from sklearn.linear_model import RidgeCV
+    from sklearn.model_selection import KFold, cross_val_predict
+
+    print("## Probes: spread over the table and what the mixture explains (ridge, 5-fold held-out R^2)\n")
+    print("| probe | sd over trials | held-out R^2 |")
+    print("|---|---|---|")
+    for i, probe in enumerate(table.probes):
+        y = table.scores[:, i]
+        predicted = cross_val_predict(RidgeCV(alphas=np.logspace(-6, 2, 20)), table.weights, y,
+                                      cv=KFold(5, shuffle=True, random_state=0))
+        r2 = 1 - np.sum((y - predicted) ** 2) / np.sum((y - y.mean()) ** 2)
+        print(f"| {probe} | {y.std():.4f} | {r2:.3f} |")
+    print()
+
+
 def report_surrogates(table: Table) -> dict[str, object]:
     print("## Surrogates of objective(mixture), fitted to the table\n")
     print("| surrogate | held-out R^2 (5-fold) | held-out Spearman | held-out RMSE | noise sd it fitted | "
@@ -573,6 +591,7 @@ def main() -> None:
     if args.drop:
         print(f"Objective: the mean of the probes but {args.drop}.\n")
     report_table(table)
+    report_probes(table)
     fitted = report_surrogates(table)
     # one trial's noise: measured by bench/trial_noise.py (--noise), else what the GP cannot explain
     noise_sd = args.noise if args.noise is not None else fitted["GP"][3]

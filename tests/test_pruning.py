@@ -106,6 +106,17 @@ def test_trials_the_pruner_stops_leave_no_checkpoint_and_fill_the_budget(search,
     assert len(optuna.load_study(study_name="tiny", storage=storage).trials) == 7
 
 
+def add_stopped_and_skipped(study, stopped, objective: float) -> None:
+    """`stopped` ends as the pruner leaves a trial (at step 8 with `objective`); then one trial
+    that gave way to a duplicate mixture: both PRUNED, only the first did work."""
+    record_milestone(stopped, 8, objective)
+    record_pruned(stopped, 8, {"finetune": 0.7, "milestones": 0.5})
+    study.tell(stopped, state=optuna.trial.TrialState.PRUNED)
+    skipped = study.ask()
+    record_skipped(skipped, "same mixture as trial 0")
+    study.tell(skipped, state=optuna.trial.TrialState.PRUNED)
+
+
 # --- the counting, without training ---------------------------------------------------------------
 
 
@@ -113,13 +124,7 @@ def test_the_budget_counts_trials_the_pruner_stopped_and_not_those_that_gave_way
     study = optuna.create_study(direction="maximize")
     for _ in range(2):
         study.tell(study.ask(), 0.5)
-    stopped = study.ask()
-    record_milestone(stopped, 8, 0.4)
-    record_pruned(stopped, 8, {"finetune": 1.0, "milestones": 0.5})
-    study.tell(stopped, state=optuna.trial.TrialState.PRUNED)
-    skipped = study.ask()
-    record_skipped(skipped, "same mixture as trial 0")
-    study.tell(skipped, state=optuna.trial.TrialState.PRUNED)
+    add_stopped_and_skipped(study, study.ask(), 0.4)
     running = study.ask()
 
     counts = trial_counts(study)
@@ -237,12 +242,7 @@ def test_the_report_shows_pruned_trials_apart_from_skipped_ones(tmp_path):
     stopped = study.ask()
     stopped.set_user_attr("mixture", {"fam-a": 0.9, "fam-b": 0.1})
     stopped.report(0.7412, 8)
-    record_milestone(stopped, 8, 0.7412)
-    record_pruned(stopped, 8, {"finetune": 0.7, "milestones": 0.5})
-    study.tell(stopped, state=optuna.trial.TrialState.PRUNED)
-    skipped = study.ask()
-    record_skipped(skipped, "same mixture as trial 0")
-    study.tell(skipped, state=optuna.trial.TrialState.PRUNED)
+    add_stopped_and_skipped(study, stopped, 0.7412)
 
     report = write_report(study, tmp_path / "r.html", tmp_path, storage=storage)
     counts = "2 complete, 0 failed, 1 pruned, 1 skipped trials"

@@ -45,7 +45,7 @@ def clustering_v_measure(x: np.ndarray, labels: list[str], seed: int = 0, runs: 
     each) against the labels. One k-means run lands in another local optimum for a slightly
     different embedding: on the default recipe's 150-text probe the base model's V-measure moved by
     sd 0.035 with the k-means seed alone, as much as it moved between finetuned mixtures, which made
-    the search's objective mostly noise; the mean of 30 runs moves by 0.006 (docs/benchmarks.md)."""
+    the search's objective mostly noise; the mean of 30 runs moves by 0.006 (bench/clustering_noise.py)."""
     from sklearn.cluster import KMeans
     from sklearn.metrics import v_measure_score
 
