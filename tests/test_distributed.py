@@ -8,6 +8,7 @@ worker killed mid-trial loses nothing (another worker re-runs its mixture).
 
 from __future__ import annotations
 
+import functools
 import glob
 import itertools
 import os
@@ -25,7 +26,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from soupkit.search.study import open_study
+from soupkit.search.study import open_storage, open_study
 from soupkit.search.workers import mixture_key
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]  # workers train models
@@ -139,13 +140,24 @@ def finish(worker: subprocess.Popen, timeout: float = 240) -> str:
     return output
 
 
+@functools.cache
+def storage(url: str):
+    """One storage (one connection pool) per database for the test's own polling: a pool per poll
+    filled the server's 50 connections before the garbage collector closed them (CI failure)."""
+    return open_storage(url)
+
+
+def tiny_study(url: str):
+    return open_study(storage(url), "tiny", None, ["maximize"])
+
+
 def completed(url: str) -> int:
-    study = open_study(url, "tiny", None, ["maximize"])
+    study = tiny_study(url)
     return sum(t.state.name == "COMPLETE" for t in study.get_trials(deepcopy=False))
 
 
 def assert_budget_met(url: str, budget: int) -> list:
-    study = open_study(url, "tiny", None, ["maximize"])
+    study = tiny_study(url)
     trials = study.get_trials(deepcopy=False)
     done = [t for t in trials if t.state.name == "COMPLETE"]
     assert len(done) == budget, [(t.number, t.state.name, t.user_attrs.get("skipped")) for t in trials]
@@ -194,7 +206,7 @@ def test_a_killed_worker_loses_nothing(tiny_recipe, tiny_model, tmp_path, postgr
     victim = start_worker(recipe, out, postgres_url, budget=6, pause_at="probe", marker=marker)
     wait_for(marker.exists, "the victim's pause", [victim])
     survivor = start_worker(recipe, out, postgres_url, budget=6)
-    study = open_study(postgres_url, "tiny", None, ["maximize"])  # one connection pool for the polling
+    study = tiny_study(postgres_url)
     wait_for(lambda: any(t.state.name == "COMPLETE" for t in study.get_trials(deepcopy=False)),
              "the survivor's first trial", [survivor])
     victim.send_signal(signal.SIGKILL)
@@ -224,5 +236,5 @@ def test_a_password_in_the_storage_url_reaches_no_file_and_no_terminal(tiny_reci
             assert secret.encode() not in path.read_bytes(), path
     trial_record = yaml.safe_load(next(out.glob("trials/trial-*/soupkit_trial.yaml")).read_text())
     assert f"--storage 'postgresql://{DB_USER}:***@" in trial_record["command"]
-    study = open_study(postgres_url, "tiny", None, ["maximize"])
+    study = tiny_study(postgres_url)
     assert secret not in repr([t.user_attrs for t in study.trials]) + repr(study.user_attrs)

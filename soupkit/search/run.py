@@ -30,6 +30,7 @@ from soupkit.search.space import params_for_mixture
 from soupkit.search.study import (
     check_held_out_halves,
     check_same_recipe,
+    close_storage,
     default_storage,
     open_storage,
     open_study,
@@ -124,14 +125,21 @@ def _search(recipe, out, storage, recipe_path, command, log, show_progress, max_
     if not show_progress:  # --quiet: no bars from the libraries either (loading, saving shards)
         _silence_library_progress_bars()
     inputs = check_inputs(recipe, recipe_path, storage, out, checkpoints)
-    ctx = prepare_trials(recipe, recipe_path, out, command, checkpoints, trust_remote_code, log)
-    search = open_search(recipe, inputs, out, storage, ctx, log, progress)
-    base_value = score_base(search, ctx, log)
-    pause_for_test("first_trial")
-    run_worker(search, ctx, base_value, max_failures, show_progress, log, progress)
-    counts = trial_counts(search.study)
-    return SearchResult(recipe.name, search.url, out, best_objective(search.study), base_value, counts["COMPLETE"],
-                        counts["STOPPED"])
+    try:
+        ctx = prepare_trials(recipe, recipe_path, out, command, checkpoints, trust_remote_code, log)
+        search = open_search(recipe, inputs, out, storage, ctx, log, progress)
+        try:
+            base_value = score_base(search, ctx, log)
+            pause_for_test("first_trial")
+            run_worker(search, ctx, base_value, max_failures, show_progress, log, progress)
+            counts = trial_counts(search.study)
+            return SearchResult(recipe.name, search.url, out, best_objective(search.study), base_value,
+                                counts["COMPLETE"], counts["STOPPED"])
+        finally:
+            close_storage(search.store)
+    finally:
+        if inputs.store is not None:
+            close_storage(inputs.store)
 
 
 @dataclass

@@ -77,6 +77,16 @@ def open_storage(url: str, attempts: int = 3):
             raise SoupkitError(f"cannot open study storage '{redact(url)}': {redact_text(first, url)}") from None
 
 
+def close_storage(storage) -> None:
+    """Close the storage's pooled connections now, not when the garbage collector gets to them: a
+    PostgreSQL server refuses clients past its `max_connections`, and idle pools count."""
+    if hasattr(storage, "remove_session"):
+        storage.remove_session()
+    engine = getattr(storage, "engine", None)
+    if engine is not None:
+        engine.dispose()
+
+
 def _engine_kwargs(url: str) -> dict | None:
     if url.startswith("sqlite"):
         return None
