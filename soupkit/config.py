@@ -34,7 +34,7 @@ NOT_TRIAL_SECTIONS = frozenset({"search", "ingredients"})
 # A family's task type: how it trains and is probed (its prompts: soupkit.prompts.PROMPT_NAMES).
 TaskType = Literal["retrieval", "code", "classification", "clustering", "similarity", "paraphrase", "bitext"]
 # An Optuna sampler (soupkit.search.samplers.SAMPLERS).
-SamplerName = Literal["gp", "tpe", "random"]
+SamplerName = Literal["gp", "tpe", "random", "botorch"]
 # An Optuna pruner (soupkit.search.samplers.PRUNERS): what may stop a trial at a milestone step.
 PrunerName = Literal["none", "median", "successive-halving", "hyperband"]
 # A quantised view of the probe embeddings (soupkit.probes.views.QUANTIZATIONS).

@@ -153,12 +153,14 @@ def check_inputs(recipe: Recipe, recipe_path: Path | None, storage: str | None, 
     """Everything that can fail on the user's input, before anything is written or loaded."""
     from soupkit.base_model import resolve_base
     from soupkit.data.load import check_recipe
+    from soupkit.search.samplers import check_sampler
 
     check_recipe(recipe, recipe_path)
     check_run_folder(out, recipe)
     if checkpoints:
         check_can_write(Path(checkpoints), "--checkpoints folder")
     seed_mixture = seed_mixture_of(recipe, recipe_path)
+    check_sampler(recipe.search.sampler)
     resolve_base(recipe.base)  # the folder exists and holds readable safetensors
     return CheckedInputs(seed_mixture, open_storage(storage) if storage else None)
 

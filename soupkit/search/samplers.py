@@ -3,6 +3,7 @@ mixtures); a pruner decides at a trial's milestone steps (soupkit.search.trial) 
 
 from __future__ import annotations
 
+from soupkit.errors import SoupkitError
 from soupkit.registry import Registry
 
 SAMPLERS: Registry = Registry("sampler")
@@ -34,8 +35,54 @@ def random_sampler(seed: int, n_startup_trials: int):
     return optuna.samplers.RandomSampler(seed=seed)
 
 
+@SAMPLERS.register("botorch")
+def botorch_sampler(seed: int, n_startup_trials: int):
+    """BoTorch's acquisitions through optuna-integration: qLogEI for one objective, qLogEHVI for
+    a pareto recipe's two. Running trials of other workers enter either as pending points
+    (`consider_running_trials`; optuna-integration's default then falls back to plain qEI)."""
+    import warnings
+
+    import optuna
+
+    BoTorchSampler = _botorch_sampler_class()
+    with warnings.catch_warnings():  # experimental since Optuna 2.4; soupkit pins what it relies on
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return BoTorchSampler(candidates_func=_log_acquisition, seed=seed, n_startup_trials=n_startup_trials,
+                              consider_running_trials=True)
+
+
+def _log_acquisition(train_x, train_obj, train_con, bounds, pending_x):
+    """qLogEI (one objective) or qLogEHVI (two), chosen by the number of objective columns. Not
+    qLogNEHVI: one proposal took 65-115 s against qLogEHVI's 50 s (10 trials, 2 CPU cores shared with a
+    finetune)."""
+    import warnings
+
+    import optuna
+    from optuna_integration.botorch import qehvi_candidates_func, qlogei_candidates_func
+
+    acquisition = qlogei_candidates_func if train_obj.size(-1) == 1 else qehvi_candidates_func
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return acquisition(train_x, train_obj, train_con, bounds, pending_x)
+
+
+def _botorch_sampler_class():
+    try:
+        import botorch  # noqa: F401  (optuna-integration imports it lazily, failing mid-search)
+        from optuna_integration import BoTorchSampler
+    except ImportError as exc:
+        raise SoupkitError(f"sampler 'botorch' needs {exc.name or 'botorch'}, which is not installed; "
+                           "install it with: pip install 'soupkit[botorch]'") from None
+    return BoTorchSampler
+
+
 def make_sampler(name: str, seed: int, n_startup_trials: int):
     return SAMPLERS.get(name)(seed, n_startup_trials)
+
+
+def check_sampler(name: str) -> None:
+    """A sampler whose package is missing fails before anything is written, in one line."""
+    make_sampler(name, 0, 1)
 
 
 @PRUNERS.register("none")

@@ -1,0 +1,56 @@
+"""The samplers a recipe may name, beyond the registry's bookkeeping: BoTorch's acquisitions
+through optuna-integration (issue 17), on the tiny model and as one line when it is not installed."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from soupkit.config import Recipe
+from soupkit.errors import SoupkitError
+from soupkit.search.samplers import check_sampler, make_sampler
+from soupkit.search.space import PARAM_PREFIX
+
+
+# qLogEI; qLogEHVI on (domain, general), slow: a proposal takes a minute of 2 cores
+@pytest.mark.parametrize("mode", ["weighted", pytest.param("pareto", marks=pytest.mark.slow)])
+def test_botorch_proposes_mixtures_after_its_startup_trials(load_study, search, tiny_recipe, tiny_model, tmp_path,
+                                                            mode):
+    recipe = tiny_recipe(tiny_model)
+    objective = {"mode": mode, "domain": ["medical-icd10"]} if mode == "pareto" else {}
+    recipe = Recipe.model_validate({**recipe.model_dump(), "objective": objective,
+                                    "search": {**recipe.search.model_dump(), "sampler": "botorch"}})
+    search(recipe, tmp_path / "run", budget=4)  # the seed mixture, one random draw, two BoTorch proposals
+
+    trials = load_study(tmp_path / "run", ("maximize",) * (2 if mode == "pareto" else 1)).trials
+    assert [t.state.name for t in trials] == ["COMPLETE"] * 4
+    mixtures = [t.user_attrs["mixture"] for t in trials]
+    for mixture in mixtures:
+        assert set(mixture) == {"medical-icd10", "medical-icd10-chapters"}
+        assert sum(mixture.values()) == pytest.approx(1.0, abs=1e-6)
+    assert len({tuple(sorted(m.items())) for m in mixtures}) == 4
+    assert all(set(t.params) == {f"{PARAM_PREFIX}medical-icd10", f"{PARAM_PREFIX}medical-icd10-chapters"}
+               for t in trials)
+
+
+def test_botorch_sampler_considers_other_workers_running_trials():
+    sampler = make_sampler("botorch", 0, 3)
+    assert type(sampler).__name__ == "BoTorchSampler"
+    assert sampler._consider_running_trials is True
+    assert sampler._candidates_func.__name__ == "_log_acquisition"  # not the default's plain qEI
+
+
+def test_a_missing_botorch_is_one_line_that_names_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "botorch", None)  # `import botorch` raises ImportError
+    with pytest.raises(SoupkitError, match=r"sampler 'botorch' needs botorch, .*pip install 'soupkit\[botorch\]'"):
+        check_sampler("botorch")
+    check_sampler("gp")  # the others need nothing more
+
+
+def test_search_refuses_a_missing_botorch_before_writing(monkeypatch, one_line_error, tiny_recipe_file, tiny_model,
+                                                          search_command, tmp_path):
+    monkeypatch.setitem(sys.modules, "botorch", None)
+    recipe = tiny_recipe_file(tiny_model, tmp_path / "tiny.yaml")
+    one_line_error(search_command(recipe, tmp_path / "run", "--sampler", "botorch"),
+                   "sampler 'botorch' needs botorch", "soupkit[botorch]", workdir=tmp_path)
