@@ -238,3 +238,27 @@ def test_a_password_in_the_storage_url_reaches_no_file_and_no_terminal(tiny_reci
     assert f"--storage 'postgresql://{DB_USER}:***@" in trial_record["command"]
     study = tiny_study(postgres_url)
     assert secret not in repr([t.user_attrs for t in study.trials]) + repr(study.user_attrs)
+
+
+def test_a_search_leaves_no_connection_open(tiny_recipe, tiny_model, tmp_path, postgres_url):
+    """A search's connection pool is closed when it ends, not when the garbage collector gets to it:
+    the command then opens the study again for its summary, and PostgreSQL refuses clients past
+    max_connections (the CI failure of 2026-11-29)."""
+    import gc
+
+    import sqlalchemy
+
+    from soupkit.search.run import run_search
+
+    counter = sqlalchemy.create_engine(postgres_url.replace("postgresql://", "postgresql+psycopg://"),
+                                       poolclass=sqlalchemy.pool.NullPool)
+    others = sqlalchemy.text("SELECT count(*) FROM pg_stat_activity "
+                             "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+    gc.disable()  # what is left open must be closed by the search, not collected
+    try:
+        run_search(tiny_recipe(tiny_model), tmp_path / "run", postgres_url, log=lambda s: None, show_progress=False)
+        with counter.connect() as conn:
+            assert conn.execute(others).scalar() == 0
+    finally:
+        gc.enable()
+        counter.dispose()
