@@ -39,13 +39,13 @@ def random_sampler(seed: int, n_startup_trials: int):
 def botorch_sampler(seed: int, n_startup_trials: int):
     """BoTorch's acquisitions through optuna-integration: qLogEI for one objective, qLogEHVI for
     a pareto recipe's two. Running trials of other workers enter either as pending points
-    (`consider_running_trials`; optuna-integration's default then falls back to plain qEI)."""
+    (`consider_running_trials`, with which optuna-integration's own default would be plain qEI)."""
     import warnings
 
     import optuna
 
     BoTorchSampler = _botorch_sampler_class()
-    with warnings.catch_warnings():  # experimental since Optuna 2.4; soupkit pins what it relies on
+    with warnings.catch_warnings():  # experimental; tests/test_samplers.py holds what soupkit relies on
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         return BoTorchSampler(candidates_func=_log_acquisition, seed=seed, n_startup_trials=n_startup_trials,
                               consider_running_trials=True)
