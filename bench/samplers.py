@@ -137,7 +137,7 @@ class GPSurrogate:
         floor = max(1e-6, (self.noise_floor / y.std()) ** 2)  # normalize_y: y in units of its sd
         upper = max(1.0, 2 * floor)  # a target whose spread is below the floor (an early milestone) is mostly noise
         kernel = (ConstantKernel(1.0, (1e-3, 1e3)) * Matern(np.full(x.shape[1], 0.5), (1e-2, 1e2), nu=2.5)
-                  + WhiteKernel(min(max(1e-2, 2 * floor), upper), (floor, upper)))
+                  + WhiteKernel(max(1e-2, 2 * floor), (floor, upper)))
         self.model = GaussianProcessRegressor(kernel, normalize_y=True, n_restarts_optimizer=3, random_state=0)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

@@ -125,21 +125,20 @@ def _search(recipe, out, storage, recipe_path, command, log, show_progress, max_
     if not show_progress:  # --quiet: no bars from the libraries either (loading, saving shards)
         _silence_library_progress_bars()
     inputs = check_inputs(recipe, recipe_path, storage, out, checkpoints)
+    opened = [inputs.store] if inputs.store is not None else []  # closed at the end, whatever happens
     try:
         ctx = prepare_trials(recipe, recipe_path, out, command, checkpoints, trust_remote_code, log)
         search = open_search(recipe, inputs, out, storage, ctx, log, progress)
-        try:
-            base_value = score_base(search, ctx, log)
-            pause_for_test("first_trial")
-            run_worker(search, ctx, base_value, max_failures, show_progress, log, progress)
-            counts = trial_counts(search.study)
-            return SearchResult(recipe.name, search.url, out, best_objective(search.study), base_value,
-                                counts["COMPLETE"], counts["STOPPED"])
-        finally:
-            close_storage(search.store)
+        opened.append(search.store)
+        base_value = score_base(search, ctx, log)
+        pause_for_test("first_trial")
+        run_worker(search, ctx, base_value, max_failures, show_progress, log, progress)
+        counts = trial_counts(search.study)
+        return SearchResult(recipe.name, search.url, out, best_objective(search.study), base_value,
+                            counts["COMPLETE"], counts["STOPPED"])
     finally:
-        if inputs.store is not None:
-            close_storage(inputs.store)
+        for store in opened:
+            close_storage(store)
 
 
 @dataclass

@@ -78,13 +78,11 @@ def open_storage(url: str, attempts: int = 3):
 
 
 def close_storage(storage) -> None:
-    """Close the storage's pooled connections now, not when the garbage collector gets to them: a
-    PostgreSQL server refuses clients past its `max_connections`, and idle pools count."""
-    if hasattr(storage, "remove_session"):
-        storage.remove_session()
-    engine = getattr(storage, "engine", None)
-    if engine is not None:
-        engine.dispose()
+    """Close the pooled connections of a storage `open_storage` returned now, not when the garbage
+    collector gets to them: a PostgreSQL server refuses clients past its `max_connections`, and
+    idle pools count. The storage reconnects if it is used again."""
+    storage.remove_session()
+    storage.engine.dispose()
 
 
 def _engine_kwargs(url: str) -> dict | None:
