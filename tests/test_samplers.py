@@ -13,7 +13,7 @@ from soupkit.search.samplers import check_sampler, make_sampler
 from soupkit.search.space import PARAM_PREFIX
 
 
-# qLogEI; qLogEHVI on (domain, general), slow: a proposal takes a minute of 2 cores
+# qLogEI; qLogNEHVI on (domain, general), slow: its two proposals take about 30 s of 2 cores
 @pytest.mark.parametrize("mode", ["weighted", pytest.param("pareto", marks=pytest.mark.slow)])
 def test_botorch_proposes_mixtures_after_its_startup_trials(load_study, search, tiny_recipe, tiny_model, tmp_path,
                                                             mode):

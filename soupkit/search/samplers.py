@@ -37,7 +37,7 @@ def random_sampler(seed: int, n_startup_trials: int):
 
 @SAMPLERS.register("botorch")
 def botorch_sampler(seed: int, n_startup_trials: int):
-    """BoTorch's acquisitions through optuna-integration: qLogEI for one objective, qLogEHVI for
+    """BoTorch's acquisitions through optuna-integration: qLogEI for one objective, qLogNEHVI for
     a pareto recipe's two. Running trials of other workers enter either as pending points
     (`consider_running_trials`, with which optuna-integration's own default would be plain qEI)."""
     import warnings
@@ -52,15 +52,14 @@ def botorch_sampler(seed: int, n_startup_trials: int):
 
 
 def _log_acquisition(train_x, train_obj, train_con, bounds, pending_x):
-    """qLogEI (one objective) or qLogEHVI (two), chosen by the number of objective columns. Not
-    qLogNEHVI: one proposal took 65-115 s against qLogEHVI's 50 s (10 trials, 2 CPU cores shared with a
-    finetune)."""
+    """qLogEI (one objective) or qLogNEHVI (two: a trial's scores are noisy), chosen by the number
+    of objective columns. A proposal costs 1-6 s on 2 CPU cores (bench/acquisition_cost.py)."""
     import warnings
 
     import optuna
-    from optuna_integration.botorch import qehvi_candidates_func, qlogei_candidates_func
+    from optuna_integration.botorch import qlogei_candidates_func, qnehvi_candidates_func
 
-    acquisition = qlogei_candidates_func if train_obj.size(-1) == 1 else qehvi_candidates_func
+    acquisition = qlogei_candidates_func if train_obj.size(-1) == 1 else qnehvi_candidates_func
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         return acquisition(train_x, train_obj, train_con, bounds, pending_x)
