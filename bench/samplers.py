@@ -74,33 +74,55 @@ class Table:
     base_objective: float
     base_scores: dict[str, float]
     numbers: np.ndarray
+    kinds: np.ndarray  # what proposed each trial: "random" (the seed mixture, start-up draws) or the sampler
+    runs: np.ndarray  # which run folder each trial comes from (index into `--table`)
     seed_weights: dict[str, float]
     trial_seconds: float
     steps: int  # finetune steps of a trial
     step_seconds: float  # median finetune seconds per step
     probe_seconds: float  # median seconds of one probe pass
-    milestones: dict[int, np.ndarray]  # step -> objective there, NaN for trials that did not record it
+    # (step, share of the probe items scored) -> objective there, NaN for trials that did not record it
+    milestones: dict[tuple[int, float], np.ndarray]
+    milestone_seconds: dict[tuple[int, float], float]  # median seconds of one milestone probe pass
 
 
-def load_table(run: Path, drop: tuple[str, ...] = ()) -> Table:
-    """The table's completed trials; `drop` leaves probes out of the objective (every probe of the
+def load_table(runs: list[Path], drop: tuple[str, ...] = ()) -> Table:
+    """The completed trials of one or more run folders of the same recipe (the recorded table,
+    real end-to-end searches); `drop` leaves probes out of the objective (every probe of the
     default recipe weighs 1, so the objective is the mean of the rest)."""
     from soupkit.config import seed_mixture_of
-    from soupkit.search.study import default_storage, open_storage
+    from soupkit.search.study import close_storage, default_storage, open_storage
     from soupkit.study_record import StudyRecord, TrialRecord
 
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.load_study(study_name=None, storage=open_storage(default_storage(run)))
-    record = StudyRecord.of(study)
-    recipe = record.recipe()
-    families = list(recipe.families)
+    rows, kinds, sources, fractions = [], [], [], []
+    for index, run in enumerate(runs):
+        storage = open_storage(default_storage(run))
+        study = optuna.load_study(study_name=None, storage=storage)
+        record = StudyRecord.of(study)
+        recipe = record.recipe()
+        search = recipe.search
+        if index == 0:
+            first, families = record, list(recipe.families)
+        elif list(recipe.families) != families or record.base_scores != first.base_scores:
+            raise SystemExit(f"{run}: not the same recipe and base model as {runs[0]}")
+        for t in study.get_trials(deepcopy=False):
+            if t.state.name == "COMPLETE":
+                rows.append(TrialRecord.of(t))
+                # trial 0 is the seed mixture, the next n_startup_trials are the sampler's random draws;
+                # a trial recorded before soupkit kept its sampler was recorded by --record: random first
+                sampler = rows[-1].sampler or ("random" if t.number < RANDOM_TRIALS else "gp")
+                kinds.append("random" if sampler == "random" or t.number <= search.n_startup_trials else sampler)
+                sources.append(index)
+                fractions.append(search.milestone_fraction)
+        close_storage(storage)
+    record, recipe = first, first.recipe()
     probes = [p for p in record.base_scores if p not in drop]
-    rows = [TrialRecord.of(t) for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]
     weights = np.array([[r.mixture.get(f, 0.0) for f in families] for r in rows])
     seconds = [r.seconds.get("finetune", 0) + r.seconds.get("probe", 0) for r in rows]
-    steps = sorted({step for r in rows for step in r.milestones})
+    fidelities = sorted({(step, fraction) for r, fraction in zip(rows, fractions) for step in r.milestones})
     return Table(
         families=families,
         probes=probes,
@@ -110,12 +132,20 @@ def load_table(run: Path, drop: tuple[str, ...] = ()) -> Table:
         base_objective=float(np.mean([record.base_scores[p] for p in probes]) if drop else record.base_objective),
         base_scores={p: record.base_scores[p] for p in probes},
         numbers=np.array([r.number for r in rows]),
+        kinds=np.array(kinds),
+        runs=np.array(sources),
         seed_weights=dict(seed_mixture_of(recipe, None).weights),
         trial_seconds=float(np.median(seconds)),
         steps=recipe.finetune.steps,
         step_seconds=float(np.median([r.seconds["finetune"] for r in rows])) / recipe.finetune.steps,
         probe_seconds=float(np.median([r.seconds["probe"] for r in rows])),
-        milestones={step: np.array([r.milestones.get(step, np.nan) for r in rows]) for step in steps},
+        milestones={(step, fraction): np.array([r.milestones.get(step, np.nan) if f == fraction else np.nan
+                                                for r, f in zip(rows, fractions)])
+                    for step, fraction in fidelities},
+        milestone_seconds={(step, fraction): float(np.median(
+            [r.seconds["milestones"] / len(r.milestones) for r, f in zip(rows, fractions)
+             if f == fraction and step in r.milestones and r.seconds.get("milestones")]))
+            for step, fraction in fidelities},
     )
 
 
@@ -324,15 +354,16 @@ def fmt_trials(values: list[float], n_trials: int) -> str:
 
 
 def report_table(table: Table) -> None:
-    random_rows = table.numbers < RANDOM_TRIALS
-    print(f"## The table: {len(table.objective)} real trials of the default recipe\n")
-    print(f"{random_rows.sum()} random Dirichlet mixtures (with the seed mixture, trial 0), "
-          f"{(~random_rows).sum()} GP proposals; median trial {table.trial_seconds:.0f} s (finetune + probes).\n")
-    print("| | base | random trials: median [min, max] | GP proposals: median [min, max] | best |")
-    print("|---|---|---|---|---|")
-    parts = [table.objective[random_rows], table.objective[~random_rows]]
-    cells = [f"{np.median(p):.4f} [{p.min():.4f}, {p.max():.4f}]" if len(p) else "-" for p in parts]
-    print(f"| objective | {table.base_objective:.4f} | {cells[0]} | {cells[1]} | {table.objective.max():.4f} |\n")
+    kinds = sorted(set(table.kinds), key=lambda k: (k != "random", k))
+    counts = ", ".join(f"{(table.kinds == k).sum()} {'random Dirichlet mixtures (with the seed mixture)' if k == 'random' else k + ' proposals'}"
+                       for k in kinds)
+    print(f"## The table: {len(table.objective)} real trials of the default recipe, from {len(set(table.runs))} "
+          f"run(s)\n")
+    print(f"{counts}; median trial {table.trial_seconds:.0f} s (finetune + probes).\n")
+    print("| | base | " + " | ".join(f"{k} trials: median [min, max]" for k in kinds) + " | best |")
+    print("|---|---|" + "---|" * len(kinds) + "---|")
+    cells = [f"{np.median(p):.4f} [{p.min():.4f}, {p.max():.4f}]" for p in (table.objective[table.kinds == k] for k in kinds)]
+    print(f"| objective | {table.base_objective:.4f} | " + " | ".join(cells) + f" | {table.objective.max():.4f} |\n")
 
 
 def report_probes(table: Table) -> None:
@@ -394,19 +425,82 @@ def report_samplers(table: Table, fitted: dict, samplers: list[str], seeds: int,
         print()
 
 
-def replay_pruned(sampler: str, pruner: str, seed: int, final, at_milestone: dict, noise_sd: float,
+def report_real_runs(table: Table, fitted: dict, orderings: int = 2000) -> None:
+    """The real end-to-end searches of the table (runs whose trials a sampler other than random
+    proposed) against random search made of the table's real random trials: random search's trials
+    are exchangeable, so every ordering of them (the seed mixture first) is a run it could have
+    made. Best *observed* objective after N trials (noise and all, for both), and the GP surrogate's
+    estimate of the mixture each would pick (the observed best overstates itself)."""
+    model, best, _, _ = fitted["GP"]
+    threshold = table.base_objective + 0.95 * (best - table.base_objective)
+    searched = sorted({int(r) for r in table.runs[table.kinds != "random"]})
+    pool = np.nonzero(np.isin(table.runs, [r for r in set(table.runs.tolist()) if r not in searched]))[0]
+    seed_rows = pool[table.numbers[pool] == 0]
+    if not searched or len(pool) < 11:
+        return
+    counts = [n for n in MILESTONES if n <= len(pool)]
+    print(f"## Real searches against random search made of the table's {len(pool)} random trials "
+          f"({orderings} orderings)\n")
+    print(f"Threshold (95% of the gain of the GP surrogate's best known {best:.4f}): {threshold:.4f}.\n")
+    print("| run | " + " | ".join(f"best observed after {n} (surrogate's estimate of it)" for n in counts)
+          + " | trials until an observed objective reached the threshold |")
+    print("|---|" + "---|" * (len(counts) + 1))
+    rng = np.random.default_rng(0)
+    rest = np.setdiff1d(pool, seed_rows[:1])
+    random_runs = [np.concatenate([seed_rows[:1], rng.permutation(rest)]) for _ in range(orderings)]
+
+    def cells(order: np.ndarray) -> tuple[list[float], list[float], float]:
+        observed, estimated = [], []
+        for n in counts:
+            pick = order[:n][np.argmax(table.objective[order[:n]])] if n <= len(order) else None
+            observed.append(table.objective[pick] if pick is not None else math.nan)
+            estimated.append(float(model.predict(table.weights[pick])[0]) if pick is not None else math.nan)
+        return observed, estimated, trials_to_reach(table.objective[order], threshold)
+
+    for run in searched:
+        rows = np.nonzero(table.runs == run)[0]
+        order = rows[np.argsort(table.numbers[rows])]
+        observed, estimated, reach = cells(order)
+        shown = [f"{o:.4f} ({e:.4f})" if math.isfinite(o) else "-" for o, e in zip(observed, estimated)]
+        kind = table.kinds[rows][table.kinds[rows] != "random"][0]
+        reached = f"{reach:.0f}" if math.isfinite(reach) else f">{len(rows)}"
+        print(f"| {kind} (run {run}, {len(rows)} trials) | " + " | ".join(shown) + f" | {reached} |")
+    results = [cells(order) for order in random_runs]
+    shown = []
+    for i in range(len(counts)):
+        obs = np.array([r[0][i] for r in results])
+        est = np.array([r[1][i] for r in results])
+        shown.append(f"{np.median(obs):.4f} [{np.percentile(obs, 2.5):.4f}, {np.percentile(obs, 97.5):.4f}] "
+                     f"({np.median(est):.4f})")
+    reach = [r[2] for r in results]
+    print("| random (median [2.5%, 97.5%] over orderings) | " + " | ".join(shown) + f" | "
+          f"{fmt_trials(reach, len(pool))} |\n")
+
+
+@dataclass
+class Milestone:
+    """What a replayed trial gets at one milestone step: a surrogate of the objective there, its
+    noise, and what scoring it costs (a probe pass over all the items, or a share of them)."""
+
+    mean: object  # weights -> objective at the milestone
+    noise_sd: float
+    seconds: float
+
+
+def replay_pruned(sampler: str, pruner: str, seed: int, final, milestones: dict[int, Milestone], noise_sd: float,
                   table: Table, max_seconds: float) -> list[tuple[float, float | None]]:
     """One search on the surrogate with a pruner, until `max_seconds` of modelled compute: each
-    milestone costs its finetune steps and a probe pass, a completed trial the rest. Returns
+    milestone costs its finetune steps and its probe pass, a completed trial the rest. Returns
     (seconds spent so far, true final objective or None if pruned) per trial."""
     import optuna
 
     from soupkit.search.samplers import make_pruner, make_sampler
+
     from soupkit.search.space import params_for_mixture, suggest_mixture
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     rng = np.random.default_rng(20_000 + seed)
-    steps = sorted(at_milestone) if pruner != "none" else []
+    steps = sorted(milestones) if pruner != "none" else []
     study = optuna.create_study(direction="maximize", sampler=make_sampler(sampler, seed, 11),
                                 pruner=make_pruner(pruner, steps, table.steps))
     study.enqueue_trial(params_for_mixture(table.seed_weights, table.families))
@@ -419,9 +513,10 @@ def replay_pruned(sampler: str, pruner: str, seed: int, final, at_milestone: dic
             w = np.array([mixture[f] for f in table.families])
             done_steps, pruned = 0, False
             for step in steps:
-                spent += (step - done_steps) * table.step_seconds + table.probe_seconds
+                at = milestones[step]
+                spent += (step - done_steps) * table.step_seconds + at.seconds
                 done_steps = step
-                trial.report(float(at_milestone[step](w) + rng.normal(0, noise_sd)), step)
+                trial.report(float(at.mean(w) + rng.normal(0, at.noise_sd)), step)
                 if trial.should_prune():
                     pruned = True
                     break
@@ -445,21 +540,25 @@ def seconds_to_reach(run: list[tuple[float, float | None]], target: float) -> fl
 
 def report_fidelity(table: Table, fitted: dict, samplers: list[str], pruners: list[str], seeds: int,
                     noise_sd: float) -> None:
-    """Steps as fidelity: pruners against the single-fidelity search, by modelled compute."""
-    recorded = {step: ~np.isnan(v) for step, v in table.milestones.items()}
-    if not recorded:
+    """Steps as fidelity: pruners against the single-fidelity search, by modelled compute, for
+    each kind of milestone the table recorded (all probe items, or a share of them)."""
+    if not table.milestones:
         print("## Multi-fidelity: the table holds no milestone scores (record trials with --milestones)\n")
         return
     from scipy.stats import spearmanr
 
     print("## Multi-fidelity: steps as fidelity (pruners replayed on GP surrogates)\n")
-    at_milestone = {}
-    for step, mask in recorded.items():
-        model = GPSurrogate().fit(table.weights[mask], table.milestones[step][mask])
-        rho = spearmanr(table.milestones[step][mask], table.objective[mask]).statistic
-        print(f"- step {step}: {mask.sum()} trials recorded it; rank correlation with the final objective "
-              f"{rho:.3f}")
-        at_milestone[step] = lambda w, m=model: float(m.predict(w)[0])
+    by_fraction: dict[float, dict[int, Milestone]] = {}
+    for (step, fraction), values in table.milestones.items():
+        mask = ~np.isnan(values)
+        model = GPSurrogate().fit(table.weights[mask], values[mask])
+        rho = spearmanr(values[mask], table.objective[mask]).statistic
+        seconds = table.milestone_seconds[(step, fraction)]
+        print(f"- step {step}, {fraction:g} of the probe items: {mask.sum()} trials recorded it; rank correlation "
+              f"with the final objective {rho:.3f}; a milestone probe pass {seconds:.1f} s; noise sd the GP "
+              f"fitted {model.noise_sd():.4f}")
+        by_fraction.setdefault(fraction, {})[step] = Milestone(lambda w, m=model: float(m.predict(w)[0]),
+                                                                max(noise_sd, model.noise_sd()), seconds)
     model = fitted["GP"][0]
     final = lambda w: float(model.predict(w)[0])  # noqa: E731
     single = table.steps * table.step_seconds + table.probe_seconds
@@ -467,20 +566,25 @@ def report_fidelity(table: Table, fitted: dict, samplers: list[str], pruners: li
     print(f"\nCost model (this table's medians): {table.step_seconds:.2f} s per step, {table.probe_seconds:.1f} s "
           f"per probe pass; a single-fidelity trial {single:.0f} s; each run gets {budget / 60:.0f} min "
           f"(40 single-fidelity trials).\n")
-    print("| sampler | pruner | trials started | best true objective | minutes to the single-fidelity "
-          "search's median best after 40 (median) |")
-    print("|---|---|---|---|---|")
+    print("| sampler | pruner | milestone items | trials started | best true objective | minutes to the "
+          "single-fidelity search's median best after 40 (median) |")
+    print("|---|---|---|---|---|---|")
     for sampler in samplers:
-        runs = {p: [replay_pruned(sampler, p, s, final, at_milestone, noise_sd, table, budget) for s in range(seeds)]
-                for p in ["none", *pruners]}
-        target = float(np.median([max(t for _, t in r if t is not None) for r in runs["none"]]))
-        for pruner, rs in runs.items():
+        runs = {("none", None): [replay_pruned(sampler, "none", s, final, {}, noise_sd, table, budget)
+                                 for s in range(seeds)]}
+        for fraction, milestones in sorted(by_fraction.items(), reverse=True):
+            for pruner in pruners:
+                runs[(pruner, fraction)] = [replay_pruned(sampler, pruner, s, final, milestones, noise_sd, table,
+                                                          budget) for s in range(seeds)]
+        target = float(np.median([max(t for _, t in r if t is not None) for r in runs[("none", None)]]))
+        for (pruner, fraction), rs in runs.items():
             best = median_interval([max(t for _, t in r if t is not None) for r in rs])
             reach = [seconds_to_reach(r, target) / 60 for r in rs]
             reached = sum(math.isfinite(x) for x in reach)
             median = np.median([x if math.isfinite(x) else budget / 60 + 1 for x in reach])
             shown = f"{median:.0f}" if median <= budget / 60 else f">{budget / 60:.0f}"
-            print(f"| {sampler} | {pruner} | {np.median([len(r) for r in rs]):.0f} | {best} | "
+            items = "-" if fraction is None else f"{fraction:g}"
+            print(f"| {sampler} | {pruner} | {items} | {np.median([len(r) for r in rs]):.0f} | {best} | "
                   f"{shown} ({reached}/{len(rs)} reached) |", flush=True)
     print()
 
@@ -570,7 +674,8 @@ def report_workers(table: Table, fitted: dict, samplers: list[str], workers: lis
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--record", type=Path, help="run (or resume) the searches that build the table in this folder")
-    parser.add_argument("--table", type=Path, help="the run folder that holds the table's study")
+    parser.add_argument("--table", help="the run folder that holds the table's study; several, comma-separated, "
+                        "pool their trials (the recorded table and real end-to-end searches of the same recipe)")
     parser.add_argument("--samplers", default="gp,tpe,random")
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--drop", default="", help="probes left out of the objective, e.g. clustering")
@@ -588,7 +693,7 @@ def main() -> None:
     if not args.table:
         return
     GPSurrogate.noise_floor = args.noise or 0.0
-    table = load_table(args.table, tuple(args.drop.split(",")) if args.drop else ())
+    table = load_table([Path(run) for run in args.table.split(",")], tuple(args.drop.split(",")) if args.drop else ())
     if args.drop:
         print(f"Objective: the mean of the probes but {args.drop}.\n")
     report_table(table)
@@ -597,6 +702,7 @@ def main() -> None:
     # one trial's noise: measured by bench/trial_noise.py (--noise), else what the GP cannot explain
     noise_sd = args.noise if args.noise is not None else fitted["GP"][3]
     samplers = args.samplers.split(",")
+    report_real_runs(table, fitted)
     report_samplers(table, fitted, samplers, args.seeds, args.trials, noise_sd)
     if args.spaces:
         report_design(table, fitted, args.spaces.split(","), [int(k) for k in args.startups.split(",")], args.seeds,

@@ -107,6 +107,9 @@ def _load(recipe_arg: str):
 @click.option("--milestones", type=StepList(), default=None,
               help="Steps at which a trial scores its probes mid-finetune, e.g. 8,16 (default: the recipe's "
                    "search.milestones; with a pruner and none given, a third and two thirds of the steps).")
+@click.option("--milestone-fraction", type=float, default=None,
+              help="Share of each probe's items a milestone scores, e.g. 0.25: cheaper milestones, the final "
+                   "score unchanged (default: the recipe's search.milestone_fraction; 1).")
 @click.option("--checkpoints", type=click.Path(path_type=Path), default=None,
               help="Folder for trial models (default <out>/trials); with several machines, one all of them reach.")
 @click.option("--keep-checkpoints", type=int, default=None,
@@ -118,8 +121,8 @@ def _load(recipe_arg: str):
               help="Recompute activations in the backward pass: less memory, more time (default: the recipe's).")
 @click.option("--trust-remote-code", is_flag=True, help="Let the base model run its own Python code (off: safer).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def search(budget, recipe_arg, out, storage, base, sampler, steps, pruner, milestones, checkpoints, keep_checkpoints,
-           freeze_embeddings, gradient_checkpointing, trust_remote_code, quiet) -> None:
+def search(budget, recipe_arg, out, storage, base, sampler, steps, pruner, milestones, milestone_fraction, checkpoints,
+           keep_checkpoints, freeze_embeddings, gradient_checkpointing, trust_remote_code, quiet) -> None:
     """Search data mixtures: propose, finetune, probe, record in an Optuna study.
 
     Re-running the same command resumes the study and finishes the budget. Several processes, on
@@ -132,6 +135,7 @@ def search(budget, recipe_arg, out, storage, base, sampler, steps, pruner, miles
       soupkit search --budget 40
       soupkit search --recipe recipes/medical.yaml --base bundled --budget 20 --out runs/medical
       soupkit search --budget 40 --pruner hyperband --milestones 8,16
+      soupkit search --budget 40 --pruner successive-halving --milestones 8 --milestone-fraction 0.25
       soupkit worker --budget 40 --storage postgresql://soupkit@db/soupkit --out /shared/runs/default
     """
     from soupkit.config import with_overrides
@@ -146,6 +150,7 @@ def search(budget, recipe_arg, out, storage, base, sampler, steps, pruner, miles
         "search.budget": ("--budget", budget), "search.sampler": ("--sampler", sampler),
         "search.keep_checkpoints": ("--keep-checkpoints", keep_checkpoints), "finetune.steps": ("--steps", steps),
         "search.pruner": ("--pruner", pruner), "search.milestones": ("--milestones", milestones),
+        "search.milestone_fraction": ("--milestone-fraction", milestone_fraction),
         "finetune.freeze_token_embeddings": ("--freeze-token-embeddings", freeze_embeddings),
         "finetune.gradient_checkpointing": ("--gradient-checkpointing", gradient_checkpointing),
     })

@@ -194,6 +194,9 @@ class SearchSpec(Strict):
     # stop a trial there
     pruner: PrunerName = "none"
     milestones: list[Annotated[int, Field(ge=1, le=MAX_STEPS)]] = []
+    # the share of each probe's items a milestone scores (the same items at every milestone and in
+    # every trial): a cheaper, noisier score for the pruner; the final score uses every item
+    milestone_fraction: float = Field(1.0, gt=0, le=1)
 
     @field_validator("milestones")
     @classmethod
@@ -300,6 +303,9 @@ class Recipe(Strict):
         if late:
             raise ValueError(f"search.milestones: step {late[0]} is not below finetune.steps ({steps}); a milestone "
                              "scores the probes during the finetune")
+        if search.milestone_fraction < 1 and not self.milestone_steps():
+            raise ValueError(f"search.milestone_fraction: {search.milestone_fraction} applies to milestones and the "
+                             "recipe has none; give search.milestones or a pruner")
         if search.pruner == "none":
             return self
         if self.objective.mode == "pareto":

@@ -29,6 +29,7 @@ MILESTONES = "milestones"  # {step: objective} at the milestone steps of the fin
 PRUNED_AT = "pruned_at"  # the milestone step at which the pruner stopped the trial
 FINAL_LOSS = "final_loss"
 WORKER = "worker"  # {"host": ..., "pid": ...} of the process that ran it
+SAMPLER = "sampler"  # the sampler of that process: workers of one study may run different ones
 ERROR = "error"  # why it failed ("interrupted" after Ctrl-C)
 SKIPPED = "skipped"  # why it gave way (state PRUNED, like a trial the pruner stopped) instead of running
 SEEDED = "seeded"  # "recipe" for the recipe's seed mixture, queued before the first trial
@@ -95,6 +96,7 @@ class TrialRecord:
     base: str | None = None
     milestones: dict[int, float] = field(default_factory=dict)
     pruned_at: int | None = None
+    sampler: str | None = None  # None for trials recorded before soupkit kept it
 
     @classmethod
     def of(cls, trial) -> TrialRecord:
@@ -119,6 +121,7 @@ class TrialRecord:
             base=attrs.get(BASE) if isinstance(attrs.get(BASE), str) else None,
             milestones={int(step): float(v) for step, v in (attrs.get(MILESTONES) or {}).items()},
             pruned_at=attrs.get(PRUNED_AT),
+            sampler=attrs.get(SAMPLER),
         )
 
     def pruned(self) -> str | None:
@@ -134,8 +137,10 @@ class TrialRecord:
 
 # writers for a live trial (optuna.Trial)
 
-def record_worker(trial, worker: Mapping[str, Any]) -> None:
+def record_worker(trial, worker: Mapping[str, Any], sampler: str | None = None) -> None:
     trial.set_user_attr(WORKER, dict(worker))
+    if sampler is not None:
+        trial.set_user_attr(SAMPLER, sampler)
 
 
 def record_error(trial, reason: str) -> None:

@@ -52,6 +52,18 @@ def test_milestones_are_reported_and_change_nothing_the_trial_trains(load_study,
 
 
 @pytest.mark.slow
+def test_a_milestone_fraction_scores_fewer_items_and_leaves_the_final_score_alone(load_study, search, tiny_recipe,
+                                                                                  tiny_model, tmp_path):
+    recipe = tiny_recipe(tiny_model)
+    search(with_search(recipe, milestones=[2]), tmp_path / "whole", budget=1)
+    search(with_search(recipe, milestones=[2], milestone_fraction=0.3), tmp_path / "part", budget=1)
+    whole, part = load_study(tmp_path / "whole").trials[0], load_study(tmp_path / "part").trials[0]
+
+    assert whole.user_attrs["scores"] == part.user_attrs["scores"] and whole.value == part.value
+    assert whole.intermediate_values[2] != part.intermediate_values[2]  # other items, another score
+
+
+@pytest.mark.slow
 def test_a_pareto_study_records_the_milestone_curve_without_reporting(search, tiny_recipe, tiny_model, tmp_path):
     recipe = Recipe.model_validate({**tiny_recipe(tiny_model).model_dump(), "search": {"budget": 1, "milestones": [2]},
                                     "objective": {"mode": "pareto", "domain": ["medical-icd10"]}})
@@ -174,6 +186,10 @@ def test_milestones_are_derived_in_one_place():
          "search.pruner: 'hyperband' has no step to stop a trial at: finetune.steps (1) leaves no milestone below it"),
         ("search: {pruner: halving}\n",
          "search.pruner: Input should be 'none', 'median', 'successive-halving' or 'hyperband'"),
+        ("search: {milestone_fraction: 0.25}\n",
+         "search.milestone_fraction: 0.25 applies to milestones and the recipe has none"),
+        ("search: {milestones: [8], milestone_fraction: 1.5}\n",
+         "search.milestone_fraction: Input should be less than or equal to 1"),
     ],
 )
 def test_bad_milestones_and_pruners_are_one_clear_line(tmp_path, text, message):
@@ -203,6 +219,9 @@ def test_validate_shows_the_pruner_and_its_milestones(tmp_path):
         (["--steps", "8", "--milestones", "8"], ("--milestones: search.milestones: step 8 is not below",)),
         (["--pruner", "median", "--steps", "1"], ("--pruner: search.pruner: 'median' has no step to stop a trial at",)),
         (["--pruner", "halving"], ("Invalid value for '--pruner': 'halving' is not one of",)),
+        (["--milestone-fraction", "0.5"], ("--milestone-fraction: search.milestone_fraction: 0.5 applies to "
+                                          "milestones and the recipe has none",)),
+        (["--milestones", "8", "--milestone-fraction", "0"], ("--milestone-fraction: Input should be greater than 0",)),
     ],
 )
 def test_bad_pruning_options_are_one_line_and_write_nothing(one_line_error, tmp_path, options, needles):

@@ -3,11 +3,12 @@
 The sentence-transformers evaluator idea (STYLE.md 6): a probe holds its data, says which texts
 to encode (and as query or document), and turns their embeddings into its primary metric. A new
 probe type is one class here with the members of `Probe` (`text_columns`, `score`, `per_item`,
-`sizes`, `metric`, `itemwise`); `soupkit.probes.score` and the families need no change.
+`sizes`, `subset`, `metric`, `itemwise`); `soupkit.probes.score` and the families need no change.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import ClassVar, Protocol, Union
 
@@ -41,6 +42,16 @@ class Probe(Protocol):
     def sizes(self) -> str:
         """How big it is, in words."""
 
+    def subset(self, fraction: float, seed: int) -> Probe:
+        """The same probe on a random `fraction` of its items (a cheaper, noisier score: what a
+        search's milestones use, `search.milestone_fraction`); the same seed gives the same items."""
+
+
+def _pick(n: int, fraction: float, rng: np.random.Generator, least: int = 2) -> list[int]:
+    """Sorted indexes of round(fraction * n) of n items (at least `least`, at most n)."""
+    k = min(n, max(least, math.ceil(fraction * n)))
+    return sorted(rng.choice(n, size=k, replace=False).tolist())
+
 
 @dataclass
 class RetrievalProbeData:
@@ -66,6 +77,20 @@ class RetrievalProbeData:
 
     def sizes(self) -> str:
         return f"{len(self.queries)} queries / {len(self.corpus)} docs"
+
+    def subset(self, fraction: float, seed: int) -> RetrievalProbeData:
+        """A fraction of the queries against a corpus of the same fraction of the documents: their
+        relevant ones, filled up with others drawn at random (distractors)."""
+        rng = np.random.default_rng(seed)
+        queries = _pick(len(self.queries), fraction, rng)
+        relevant = set().union(*(self.relevant[q] for q in queries))
+        others = [d for d in range(len(self.corpus)) if d not in relevant]
+        room = max(0, math.ceil(fraction * len(self.corpus)) - len(relevant))
+        distractors = rng.choice(others, size=min(room, len(others)), replace=False).tolist() if others else []
+        docs = sorted(relevant | set(distractors))
+        new_index = {d: i for i, d in enumerate(docs)}
+        return RetrievalProbeData([self.queries[q] for q in queries], [self.corpus[d] for d in docs],
+                                  [{new_index[d] for d in self.relevant[q]} for q in queries])
 
 
 @dataclass
@@ -94,6 +119,15 @@ class ClassificationProbeData:
         n_classes = len(set(self.train_labels) | set(self.test_labels))
         return f"{len(self.train_texts)}+{len(self.test_texts)} texts / {n_classes} classes"
 
+    def subset(self, fraction: float, seed: int) -> ClassificationProbeData:
+        """A fraction of the train texts fits the classifier, a fraction of the test texts scores it."""
+        rng = np.random.default_rng(seed)
+        train, test = _pick(len(self.train_texts), fraction, rng), _pick(len(self.test_texts), fraction, rng)
+        if len({self.train_labels[i] for i in train}) < 2:  # a classifier needs two classes to fit
+            train = range(len(self.train_texts))
+        return ClassificationProbeData([self.train_texts[i] for i in train], [self.train_labels[i] for i in train],
+                                       [self.test_texts[i] for i in test], [self.test_labels[i] for i in test])
+
 
 @dataclass
 class ClusteringProbeData:
@@ -116,6 +150,10 @@ class ClusteringProbeData:
 
     def sizes(self) -> str:
         return f"{len(self.texts)} texts / {len(set(self.labels))} clusters"
+
+    def subset(self, fraction: float, seed: int) -> ClusteringProbeData:
+        keep = _pick(len(self.texts), fraction, np.random.default_rng(seed))
+        return ClusteringProbeData([self.texts[i] for i in keep], [self.labels[i] for i in keep])
 
 
 @dataclass
@@ -140,6 +178,11 @@ class SimilarityProbeData:
 
     def sizes(self) -> str:
         return f"{len(self.scores)} pairs"
+
+    def subset(self, fraction: float, seed: int) -> SimilarityProbeData:
+        keep = _pick(len(self.scores), fraction, np.random.default_rng(seed), least=3)
+        return SimilarityProbeData([self.left[i] for i in keep], [self.right[i] for i in keep],
+                                   [self.scores[i] for i in keep])
 
 
 ProbeData = Union[RetrievalProbeData, ClassificationProbeData, ClusteringProbeData, SimilarityProbeData]

@@ -3,13 +3,15 @@
 Every trial records its mixture, scores, checkpoint and seconds (soupkit.study_record) and, on
 failure, the error. Its checkpoint folder explains itself: the model, the mixture YAML, the scores.
 
-At the recipe's milestone steps (multi-fidelity search) a trial scores its probes mid-finetune,
-reports the objective to the study and stops there, with no checkpoint, when the study's pruner
+At the recipe's milestone steps (multi-fidelity search) a trial scores its probes mid-finetune
+(all their items, or `search.milestone_fraction` of them), reports the objective to the study and stops there, with no checkpoint, when the study's pruner
 says so.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -65,6 +67,16 @@ class TrialContext:
     def probe_settings(self) -> ProbeSettings:
         return ProbeSettings.from_recipe(self.recipe, self.bf16)
 
+    @functools.cached_property
+    def milestone_probes(self) -> Mapping[str, TaskFamily]:
+        """The probes a milestone scores: `search.milestone_fraction` of each probe's items, drawn
+        with the recipe's seed, so every trial's milestones score the same items."""
+        fraction = self.recipe.search.milestone_fraction
+        if fraction >= 1:
+            return self.probes
+        return {name: dataclasses.replace(fam, probe=fam.probe.subset(fraction, self.recipe.seed))
+                if fam.probe is not None else fam for name, fam in self.probes.items()}
+
     def reset_model(self) -> None:
         self.model.load_state_dict(self.base_state)
 
@@ -73,7 +85,7 @@ def run_trial(trial, ctx: TrialContext) -> float | list[float]:
     """The Optuna objective. Failures are recorded with their reason and re-raised."""
     import optuna
 
-    record_worker(trial, worker_id())
+    record_worker(trial, worker_id(), ctx.recipe.search.sampler)
     try:
         return _run_trial(trial, ctx)
     except optuna.TrialPruned:
@@ -135,7 +147,7 @@ class Milestones:
         import optuna
 
         start = time.perf_counter()
-        scores = score_probes(self.ctx.model, self.ctx.probes, self.ctx.probe_settings)
+        scores = score_probes(self.ctx.model, self.ctx.milestone_probes, self.ctx.probe_settings)
         value = objective_value(scores, self.ctx.recipe.objective.weights)
         self.ctx.model.train()
         record_milestone(self.trial, step, value)
