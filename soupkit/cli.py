@@ -195,6 +195,8 @@ def validate(recipe_arg: str) -> None:
     milestones = recipe.milestone_steps()
     fidelity = f", pruner {recipe.search.pruner}" if recipe.search.pruner != "none" else ""
     fidelity += f", milestones {','.join(map(str, milestones))}" if milestones else ""
+    fraction = recipe.search.milestone_fraction
+    fidelity += f" on {fraction:g} of the probe items" if milestones and fraction < 1 else ""
     click.echo(f"{path}: ok — recipe '{recipe.name}', {len(names)} families, budget {recipe.search.budget}, "
                f"sampler {recipe.search.sampler}{fidelity}, seed mixture {'yes' if seed else 'none'}")
 

@@ -207,6 +207,9 @@ def test_validate_shows_the_pruner_and_its_milestones(tmp_path):
     result = CliRunner().invoke(main, ["validate", str(path)])
     assert result.exit_code == 0, result.output
     assert "sampler gp, pruner successive-halving, milestones 8,16, seed mixture none" in result.output
+    path.write_text(BASE + "finetune: {steps: 24}\nsearch: {milestones: [8], milestone_fraction: 0.25}\n")
+    result = CliRunner().invoke(main, ["validate", str(path)])
+    assert "sampler gp, milestones 8 on 0.25 of the probe items, seed mixture none" in result.output, result.output
 
 
 @pytest.mark.parametrize(

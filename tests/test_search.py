@@ -31,6 +31,7 @@ def test_search_records_every_trial_and_resumes(load_study, search, tiny_recipe,
     assert trials[0].user_attrs["mixture"] == {"medical-icd10": 0.75, "medical-icd10-chapters": 0.25}
     for t in trials:
         assert set(t.user_attrs) >= {"mixture", "scores", "checkpoint", "seconds", "worker"}
+        assert t.user_attrs["sampler"] == "tpe"  # what proposed it: workers of one study may differ
         assert set(t.user_attrs["scores"]) == set(FAMILIES)
         assert set(t.user_attrs["seconds"]) == {"finetune", "probe"}
         ckpt = Path(t.user_attrs["checkpoint"])
