@@ -116,7 +116,7 @@ def load_table(runs: list[Path], drop: tuple[str, ...] = ()) -> Table:
                 sampler = rows[-1].sampler or ("random" if t.number < RANDOM_TRIALS else "gp")
                 kinds.append("random" if sampler == "random" or t.number <= search.n_startup_trials else sampler)
                 sources.append(index)
-                fractions.append(search.milestone_fraction)
+                fractions.append(rows[-1].milestone_fraction)
         close_storage(storage)
     record, recipe = first, first.recipe()
     probes = [p for p in record.base_scores if p not in drop]

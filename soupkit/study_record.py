@@ -26,6 +26,7 @@ OBJECTIVE = "objective"  # the scalar objective: the recipe's weighted mean over
 CHECKPOINT = "checkpoint"  # absolute path of the trial's model folder
 SECONDS = "seconds"  # {"finetune": s, "probe": s[, "milestones": s]}
 MILESTONES = "milestones"  # {step: objective} at the milestone steps of the finetune (JSON: step as text)
+MILESTONE_FRACTION = "milestone_fraction"  # the share of the probe items they scored, when not all
 PRUNED_AT = "pruned_at"  # the milestone step at which the pruner stopped the trial
 FINAL_LOSS = "final_loss"
 WORKER = "worker"  # {"host": ..., "pid": ...} of the process that ran it
@@ -97,6 +98,7 @@ class TrialRecord:
     milestones: dict[int, float] = field(default_factory=dict)
     pruned_at: int | None = None
     sampler: str | None = None  # None for trials recorded before soupkit kept it
+    milestone_fraction: float = 1.0
 
     @classmethod
     def of(cls, trial) -> TrialRecord:
@@ -122,6 +124,7 @@ class TrialRecord:
             milestones={int(step): float(v) for step, v in (attrs.get(MILESTONES) or {}).items()},
             pruned_at=attrs.get(PRUNED_AT),
             sampler=attrs.get(SAMPLER),
+            milestone_fraction=float(attrs.get(MILESTONE_FRACTION, 1.0)),
         )
 
     def pruned(self) -> str | None:
@@ -171,12 +174,15 @@ def record_proposal(trial, weights: Mapping[str, float], scores: Mapping[str, fl
     trial.set_user_attr(SECONDS, dict(seconds))
 
 
-def record_milestone(trial, step: int, objective: float) -> None:
+def record_milestone(trial, step: int, objective: float, fraction: float = 1.0) -> None:
     """Add one milestone's objective to the trial's curve (Optuna's intermediate values hold the
-    same numbers for a one-objective study; a pareto study has none, this curve it has)."""
+    same numbers for a one-objective study; a pareto study has none, this curve it has), and the
+    share of the probe items it scored when not all (`search.milestone_fraction`)."""
     milestones = dict(trial.user_attrs.get(MILESTONES) or {})
     milestones[str(step)] = objective
     trial.set_user_attr(MILESTONES, milestones)
+    if fraction < 1:
+        trial.set_user_attr(MILESTONE_FRACTION, fraction)
 
 
 def record_pruned(trial, step: int, seconds: Mapping[str, float]) -> None:

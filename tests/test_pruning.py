@@ -61,6 +61,7 @@ def test_a_milestone_fraction_scores_fewer_items_and_leaves_the_final_score_alon
 
     assert whole.user_attrs["scores"] == part.user_attrs["scores"] and whole.value == part.value
     assert whole.intermediate_values[2] != part.intermediate_values[2]  # other items, another score
+    assert part.user_attrs["milestone_fraction"] == 0.3 and "milestone_fraction" not in whole.user_attrs
 
 
 @pytest.mark.slow

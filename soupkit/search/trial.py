@@ -150,7 +150,7 @@ class Milestones:
         scores = score_probes(self.ctx.model, self.ctx.milestone_probes, self.ctx.probe_settings)
         value = objective_value(scores, self.ctx.recipe.objective.weights)
         self.ctx.model.train()
-        record_milestone(self.trial, step, value)
+        record_milestone(self.trial, step, value, self.ctx.recipe.search.milestone_fraction)
         self.seconds += time.perf_counter() - start
         if self.ctx.recipe.objective.mode == "pareto":  # Optuna reports one objective; the curve is recorded
             return
