@@ -120,12 +120,10 @@ class ClassificationProbeData:
         return f"{len(self.train_texts)}+{len(self.test_texts)} texts / {n_classes} classes"
 
     def subset(self, fraction: float, seed: int) -> ClassificationProbeData:
-        """A fraction of the train texts fits the classifier, a fraction of the test texts scores it."""
-        rng = np.random.default_rng(seed)
-        train, test = _pick(len(self.train_texts), fraction, rng), _pick(len(self.test_texts), fraction, rng)
-        if len({self.train_labels[i] for i in train}) < 2:  # a classifier needs two classes to fit
-            train = range(len(self.train_texts))
-        return ClassificationProbeData([self.train_texts[i] for i in train], [self.train_labels[i] for i in train],
+        """All the train texts fit the classifier (they set how good it can be: a quarter of them
+        leaves one example per class on the topic probe), a fraction of the test texts scores it."""
+        test = _pick(len(self.test_texts), fraction, np.random.default_rng(seed))
+        return ClassificationProbeData(self.train_texts, self.train_labels,
                                        [self.test_texts[i] for i in test], [self.test_labels[i] for i in test])
 
 
