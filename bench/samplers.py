@@ -686,6 +686,7 @@ def main() -> None:
     parser.add_argument("--spaces", default="", help="also replay the GP under these parametrisations: neglog,stick,logratio")
     parser.add_argument("--startups", default="10", help="start-up trials of the GP in the --spaces replay, e.g. 5,10,20")
     parser.add_argument("--pareto", action="store_true", help="also replay the two-objective form")
+    parser.add_argument("--pareto-only", action="store_true", help="replay only the two-objective form")
     parser.add_argument("--workers", default="", help="also replay several workers, e.g. 1,2,4")
     args = parser.parse_args()
     if args.record:
@@ -697,6 +698,9 @@ def main() -> None:
     if args.drop:
         print(f"Objective: the mean of the probes but {args.drop}.\n")
     report_table(table)
+    if args.pareto_only:
+        report_pareto(table, args.samplers.split(","), args.seeds, min(args.trials, 40))
+        return
     report_probes(table)
     fitted = report_surrogates(table)
     # one trial's noise: measured by bench/trial_noise.py (--noise), else what the GP cannot explain
