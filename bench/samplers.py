@@ -477,6 +477,60 @@ def report_real_runs(table: Table, fitted: dict, orderings: int = 2000) -> None:
           f"{fmt_trials(reach, len(pool))} |\n")
 
 
+def run_compute(run: Path) -> tuple[bool, list[tuple[float, float, float | None]]]:
+    """A real search's trials in the order their results came in (several workers finish out of
+    order): (whether a pruner stopped any, [(worker-seconds spent so far as a single-fidelity search
+    would spend them, as this search spent them, the observed objective or None if pruned)]).
+    Worker-seconds add up every trial's recorded finetune, probe and milestone seconds, so two
+    workers sharing the cores count as they would in sequence; a single-fidelity search spends no
+    milestone seconds."""
+    import optuna
+
+    from soupkit.search.study import close_storage, default_storage, open_storage
+    from soupkit.study_record import TrialRecord, stopped_by_pruner
+
+    storage = open_storage(default_storage(run))
+    trials = [t for t in optuna.load_study(study_name=None, storage=storage).get_trials(deepcopy=False)
+              if t.state.name == "COMPLETE" or stopped_by_pruner(t)]
+    close_storage(storage)
+    pruned = any(t.state.name == "PRUNED" for t in trials)
+    single = spent = 0.0
+    out = []
+    for t in sorted(trials, key=lambda t: t.datetime_complete):
+        record = TrialRecord.of(t)
+        seconds = record.seconds
+        spent += sum(seconds.get(k, 0.0) for k in ("finetune", "probe", "milestones"))
+        single += seconds.get("finetune", 0.0) + seconds.get("probe", 0.0)
+        out.append((single, spent, record.objective if t.state.name == "COMPLETE" else None))
+    return pruned, out
+
+
+def report_real_fidelity(table: Table, runs: list[Path]) -> None:
+    """Real searches with a pruner against the real single-fidelity search of the same sampler:
+    worker-minutes until an observed objective reaches the single-fidelity search's best."""
+    searched = [runs[i] for i in sorted({int(r) for r in table.runs[table.kinds != "random"]})]
+    computed = {run: run_compute(run) for run in searched}
+    singles = [run for run, (pruned, _) in computed.items() if not pruned]
+    multis = [run for run, (pruned, _) in computed.items() if pruned]
+    if not singles or not multis:
+        return
+    target = max(o for _, _, o in computed[singles[0]][1] if o is not None)
+    print(f"## Real searches with a pruner against the real single-fidelity search (worker-minutes to its best, "
+          f"{target:.4f})\n")
+    print("| run | trials (pruned) | best observed | worker-minutes spent | worker-minutes to the single-fidelity "
+          "best |")
+    print("|---|---|---|---|---|")
+    for run in singles[:1] + multis:
+        pruned, rows = computed[run]
+        column = 1 if pruned else 0  # what this search spent, or what it would spend without milestones
+        reach = next((r[column] / 60 for r in rows if r[2] is not None and r[2] >= target), math.inf)
+        best = max(o for _, _, o in rows if o is not None)
+        shown = f"{reach:.0f}" if math.isfinite(reach) else "not reached"
+        print(f"| {run.name} | {len(rows)} ({sum(o is None for _, _, o in rows)}) | {best:.4f} | "
+              f"{rows[-1][column] / 60:.0f} | {shown} |")
+    print()
+
+
 @dataclass
 class Milestone:
     """What a replayed trial gets at one milestone step: a surrogate of the objective there, its
@@ -707,6 +761,7 @@ def main() -> None:
     noise_sd = args.noise if args.noise is not None else fitted["GP"][3]
     samplers = args.samplers.split(",")
     report_real_runs(table, fitted)
+    report_real_fidelity(table, [Path(run) for run in args.table.split(",")])
     report_samplers(table, fitted, samplers, args.seeds, args.trials, noise_sd)
     if args.spaces:
         report_design(table, fitted, args.spaces.split(","), [int(k) for k in args.startups.split(",")], args.seeds,
