@@ -13,7 +13,7 @@ from soupkit.search.samplers import check_sampler, make_sampler
 from soupkit.search.space import PARAM_PREFIX
 
 
-# qLogEI; qLogNEHVI on (domain, general), slow: its two proposals take about 30 s of 2 cores
+# qLogNEI; qLogNEHVI on (domain, general), slow: its two proposals take about 30 s of 2 cores
 @pytest.mark.parametrize("mode", ["weighted", pytest.param("pareto", marks=pytest.mark.slow)])
 def test_botorch_proposes_mixtures_after_its_startup_trials(load_study, search, tiny_recipe, tiny_model, tmp_path,
                                                             mode):
@@ -38,7 +38,20 @@ def test_botorch_sampler_considers_other_workers_running_trials():
     sampler = make_sampler("botorch", 0, 3)
     assert type(sampler).__name__ == "BoTorchSampler"
     assert sampler._consider_running_trials is True
-    assert sampler._candidates_func.__name__ == "_log_acquisition"  # not the default's plain qEI
+    assert sampler._candidates_func.__name__ == "_noisy_acquisition"  # not the default's plain qEI
+
+
+def test_the_noisy_acquisition_looks_where_the_model_believes_not_at_a_lucky_draw():
+    torch = pytest.importorskip("torch")
+    from soupkit.search.samplers import _noisy_acquisition
+
+    torch.manual_seed(0)
+    x = torch.linspace(0, 1, 15, dtype=torch.float64).unsqueeze(-1)
+    y = -((x - 0.3) ** 2) + 0.01 * torch.randn_like(x)
+    y[-1] = y.max() + 0.03  # one lucky draw far from the optimum: plain EI would search around it
+    bounds = torch.tensor([[0.0], [1.0]], dtype=torch.float64)
+    candidate = _noisy_acquisition(x, y, None, bounds, None)
+    assert candidate.shape == (1, 1) and abs(float(candidate) - 0.3) < 0.2
 
 
 def test_a_missing_botorch_is_one_line_that_names_the_extra(monkeypatch):
