@@ -29,8 +29,11 @@ def main() -> None:
         qnehvi_candidates_func,
     )
 
+    from soupkit.search.samplers import _noisy_acquisition
+
     warnings.simplefilter("ignore")
     acquisitions = [("qLogEI (one objective)", qlogei_candidates_func, 1),
+                    ("qLogNEI (one objective, soupkit's)", _noisy_acquisition, 1),
                     ("qLogEHVI (two objectives)", qehvi_candidates_func, 2),
                     ("qLogNEHVI (two objectives, soupkit's)", qnehvi_candidates_func, 2)]
     bounds = torch.stack([torch.zeros(args.families), torch.ones(args.families)]).double()
