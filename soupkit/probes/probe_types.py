@@ -48,7 +48,7 @@ class Probe(Protocol):
 
 
 def _pick(n: int, fraction: float, rng: np.random.Generator, least: int = 2) -> list[int]:
-    """Sorted indexes of round(fraction * n) of n items (at least `least`, at most n)."""
+    """Sorted indexes of ceil(fraction * n) of n items drawn at random (at least `least`, at most n)."""
     k = min(n, max(least, math.ceil(fraction * n)))
     return sorted(rng.choice(n, size=k, replace=False).tolist())
 

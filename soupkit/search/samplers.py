@@ -53,7 +53,7 @@ def botorch_sampler(seed: int, n_startup_trials: int):
 
 def _noisy_acquisition(train_x, train_obj, train_con, bounds, pending_x):
     """qLogNEI (one objective) or qLogNEHVI (two), chosen by the number of objective columns: a
-    trial's objective is one noisy draw (sd 0.0012 on the default recipe, bench/trial_noise.py), so
+    trial's objective is one noisy draw (sd 0.0011 on the default recipe, bench/trial_noise.py), so
     improvement is measured against the model's belief about the trials run, not their best
     observed value, which a lucky draw inflates and plain EI then searches around (what Optuna's
     GPSampler did in a real 40-trial search, docs/benchmarks.md). A proposal costs 1-6 s on 2 CPU

@@ -4,8 +4,8 @@ Every trial records its mixture, scores, checkpoint and seconds (soupkit.study_r
 failure, the error. Its checkpoint folder explains itself: the model, the mixture YAML, the scores.
 
 At the recipe's milestone steps (multi-fidelity search) a trial scores its probes mid-finetune
-(all their items, or `search.milestone_fraction` of them), reports the objective to the study and stops there, with no checkpoint, when the study's pruner
-says so.
+(all their items, or `search.milestone_fraction` of them), reports the objective to the study and
+stops there, with no checkpoint, when the study's pruner says so.
 """
 
 from __future__ import annotations
