@@ -428,6 +428,37 @@ def report_samplers(table: Table, fitted: dict, samplers: list[str], seeds: int,
         print()
 
 
+def searched_runs(table: Table) -> list[int]:
+    """The runs a sampler other than random proposed trials in: real end-to-end searches."""
+    return sorted({int(r) for r in table.runs[table.kinds != "random"]})
+
+
+def report_proposals(table: Table) -> None:
+    """What each real search proposed after its start-up draws, against the random trials of the
+    other runs (the seed mixture left out): one-sided Mann-Whitney tests (scipy)."""
+    from scipy.stats import mannwhitneyu
+
+    searched = searched_runs(table)
+    draws = table.objective[~np.isin(table.runs, searched) & (table.kinds == "random") & (table.numbers > 0)]
+    if not searched or len(draws) < 2:
+        return
+    high = float(np.percentile(draws, 75))
+    groups = {"random draws": draws}
+    for run in searched:
+        mask = (table.runs == run) & (table.kinds != "random")
+        groups[f"{table.kinds[mask][0]} (run {run})"] = table.objective[mask][np.argsort(table.numbers[mask])]
+    print(f"## What each real search proposed after its start-up draws (share above the random draws' upper "
+          f"quartile, {high:.4f})\n")
+    print("| proposals | trials | median | mean | mean of the last 10 | share above the quartile | "
+          "Mann-Whitney p, greater than random |")
+    print("|---|---|---|---|---|---|---|")
+    for name, values in groups.items():
+        p = "-" if name == "random draws" else f"{mannwhitneyu(values, draws, alternative='greater').pvalue:.2f}"
+        print(f"| {name} | {len(values)} | {np.median(values):.4f} | {values.mean():.4f} | {values[-10:].mean():.4f} | "
+              f"{np.mean(values > high):.2f} | {p} |")
+    print()
+
+
 def report_real_runs(table: Table, fitted: dict, orderings: int = 2000) -> None:
     """The real end-to-end searches of the table (runs whose trials a sampler other than random
     proposed) against random search made of the table's real random trials: random search's trials
@@ -436,7 +467,7 @@ def report_real_runs(table: Table, fitted: dict, orderings: int = 2000) -> None:
     estimate of the mixture each would pick (the observed best overstates itself)."""
     model, best, _, _ = fitted["GP"]
     threshold = table.base_objective + 0.95 * (best - table.base_objective)
-    searched = sorted({int(r) for r in table.runs[table.kinds != "random"]})
+    searched = searched_runs(table)
     pool = np.nonzero(np.isin(table.runs, [r for r in set(table.runs.tolist()) if r not in searched]))[0]
     seed_rows = pool[table.numbers[pool] == 0]
     if not searched or len(pool) < 11:
@@ -511,7 +542,7 @@ def run_compute(run: Path) -> tuple[bool, list[tuple[float, float, float | None]
 def report_real_fidelity(table: Table, runs: list[Path]) -> None:
     """Real searches with a pruner against the real single-fidelity search of the same sampler:
     worker-minutes until an observed objective reaches the single-fidelity search's best."""
-    searched = [runs[i] for i in sorted({int(r) for r in table.runs[table.kinds != "random"]})]
+    searched = [runs[i] for i in searched_runs(table)]
     computed = {run: run_compute(run) for run in searched}
     singles = [run for run, (pruned, _) in computed.items() if not pruned]
     multis = [run for run, (pruned, _) in computed.items() if pruned]
@@ -552,7 +583,6 @@ def replay_pruned(sampler: str, pruner: str, seed: int, final, milestones: dict[
     import optuna
 
     from soupkit.search.samplers import make_pruner, make_sampler
-
     from soupkit.search.space import params_for_mixture, suggest_mixture
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
@@ -744,7 +774,6 @@ def main() -> None:
     parser.add_argument("--startups", default="10", help="start-up trials of the GP in the --spaces replay, e.g. 5,10,20")
     parser.add_argument("--pareto", action="store_true", help="also replay the two-objective form")
     parser.add_argument("--surrogates", default="GP,quadratic", help="replay the samplers on these surrogates")
-    parser.add_argument("--pareto-only", action="store_true", help="replay only the two-objective form")
     parser.add_argument("--workers", default="", help="also replay several workers, e.g. 1,2,4")
     args = parser.parse_args()
     if args.record:
@@ -756,14 +785,12 @@ def main() -> None:
     if args.drop:
         print(f"Objective: the mean of the probes but {args.drop}.\n")
     report_table(table)
-    if args.pareto_only:
-        report_pareto(table, args.samplers.split(","), args.seeds, min(args.trials, 40))
-        return
     report_probes(table)
     fitted = report_surrogates(table)
     # one trial's noise: measured by bench/trial_noise.py (--noise), else what the GP cannot explain
     noise_sd = args.noise if args.noise is not None else fitted["GP"][3]
     samplers = args.samplers.split(",")
+    report_proposals(table)
     report_real_runs(table, fitted)
     report_real_fidelity(table, [Path(run) for run in args.table.split(",")])
     report_samplers(table, fitted, samplers, args.seeds, args.trials, noise_sd, args.surrogates.split(","))
