@@ -39,7 +39,7 @@ import subprocess
 import sys
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -84,20 +84,21 @@ class Table:
     # (step, share of the probe items scored) -> objective there, NaN for trials that did not record it
     milestones: dict[tuple[int, float], np.ndarray]
     milestone_seconds: dict[tuple[int, float], float]  # median seconds of one milestone probe pass
+    pruned_runs: set[int]  # runs in which a pruner stopped trials: their completed trials are its survivors
 
 
 def load_table(runs: list[Path], drop: tuple[str, ...] = ()) -> Table:
     """The completed trials of one or more run folders of the same recipe (the recorded table,
     real end-to-end searches); `drop` leaves probes out of the objective (every probe of the
     default recipe weighs 1, so the objective is the mean of the rest)."""
-    from soupkit.config import seed_mixture_of
-    from soupkit.search.study import close_storage, default_storage, open_storage
-    from soupkit.study_record import StudyRecord, TrialRecord
-
     import optuna
 
+    from soupkit.config import seed_mixture_of
+    from soupkit.search.study import close_storage, default_storage, open_storage
+    from soupkit.study_record import StudyRecord, TrialRecord, stopped_by_pruner
+
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    rows, kinds, sources, fractions = [], [], [], []
+    rows, kinds, sources, fractions, pruned_runs = [], [], [], [], set()
     for index, run in enumerate(runs):
         storage = open_storage(default_storage(run))
         study = optuna.load_study(study_name=None, storage=storage)
@@ -109,6 +110,8 @@ def load_table(runs: list[Path], drop: tuple[str, ...] = ()) -> Table:
         elif list(recipe.families) != families or record.base_scores != first.base_scores:
             raise SystemExit(f"{run}: not the same recipe and base model as {runs[0]}")
         for t in study.get_trials(deepcopy=False):
+            if stopped_by_pruner(t):
+                pruned_runs.add(index)
             if t.state.name == "COMPLETE":
                 rows.append(TrialRecord.of(t))
                 # trial 0 is the seed mixture, the next n_startup_trials are the sampler's random draws;
@@ -146,6 +149,7 @@ def load_table(runs: list[Path], drop: tuple[str, ...] = ()) -> Table:
             [r.seconds["milestones"] / len(r.milestones) for r, f in zip(rows, fractions)
              if f == fraction and step in r.milestones and r.seconds.get("milestones")]))
             for step, fraction in fidelities},
+        pruned_runs=pruned_runs,
     )
 
 
@@ -408,6 +412,8 @@ def report_surrogates(table: Table) -> dict[str, object]:
 
 def report_samplers(table: Table, fitted: dict, samplers: list[str], seeds: int, n_trials: int, noise_sd: float,
                     surrogates: list[str]) -> None:
+    if not set(fitted) & set(surrogates):  # --surrogates none: only the other reports
+        return
     print(f"## Samplers replayed ({seeds} seeds, {n_trials} trials, noise sd {noise_sd:.4f})\n")
     for name, (model, best, _, _) in fitted.items():
         if name not in surrogates:
@@ -445,6 +451,8 @@ def report_proposals(table: Table) -> None:
     high = float(np.percentile(draws, 75))
     groups = {"random draws": draws}
     for run in searched:
+        if run in table.pruned_runs:  # its completed trials are the pruner's survivors, not its proposals
+            continue
         mask = (table.runs == run) & (table.kinds != "random")
         groups[f"{table.kinds[mask][0]} (run {run})"] = table.objective[mask][np.argsort(table.numbers[mask])]
     print(f"## What each real search proposed after its start-up draws (share above the random draws' upper "
@@ -492,6 +500,8 @@ def report_real_runs(table: Table, fitted: dict, orderings: int = 2000) -> None:
         return observed, estimated, trials_to_reach(table.objective[order], threshold)
 
     for run in searched:
+        if run in table.pruned_runs:  # compared with its single-fidelity search in report_real_fidelity
+            continue
         rows = np.nonzero(table.runs == run)[0]
         order = rows[np.argsort(table.numbers[rows])]
         observed, estimated, reach = cells(order)
@@ -511,13 +521,21 @@ def report_real_runs(table: Table, fitted: dict, orderings: int = 2000) -> None:
           f"{fmt_trials(reach, len(pool))} |\n")
 
 
-def run_compute(run: Path) -> tuple[bool, list[tuple[float, float, float | None]]]:
+@dataclass
+class Finished:
+    """One trial of a real search as its result came in."""
+
+    single_seconds: float  # worker-seconds so far as a single-fidelity search would spend them
+    spent_seconds: float  # worker-seconds so far as this search spent them
+    objective: float | None  # None: the pruner stopped it
+    weights: np.ndarray | None
+
+
+def run_compute(run: Path, families: list[str]) -> list[Finished]:
     """A real search's trials in the order their results came in (several workers finish out of
-    order): (whether a pruner stopped any, [(worker-seconds spent so far as a single-fidelity search
-    would spend them, as this search spent them, the observed objective or None if pruned)]).
-    Worker-seconds add up every trial's recorded finetune, probe and milestone seconds, so two
-    workers sharing the cores count as they would in sequence; a single-fidelity search spends no
-    milestone seconds."""
+    order). Worker-seconds add up every trial's recorded finetune, probe and milestone seconds, so
+    two workers sharing the cores count as they would in sequence; a single-fidelity search spends
+    no milestone seconds."""
     import optuna
 
     from soupkit.search.study import close_storage, default_storage, open_storage
@@ -527,7 +545,6 @@ def run_compute(run: Path) -> tuple[bool, list[tuple[float, float, float | None]
     trials = [t for t in optuna.load_study(study_name=None, storage=storage).get_trials(deepcopy=False)
               if t.state.name == "COMPLETE" or stopped_by_pruner(t)]
     close_storage(storage)
-    pruned = any(t.state.name == "PRUNED" for t in trials)
     single = spent = 0.0
     out = []
     for t in sorted(trials, key=lambda t: t.datetime_complete):
@@ -535,33 +552,61 @@ def run_compute(run: Path) -> tuple[bool, list[tuple[float, float, float | None]
         seconds = record.seconds
         spent += sum(seconds.get(k, 0.0) for k in ("finetune", "probe", "milestones"))
         single += seconds.get("finetune", 0.0) + seconds.get("probe", 0.0)
-        out.append((single, spent, record.objective if t.state.name == "COMPLETE" else None))
-    return pruned, out
+        complete = t.state.name == "COMPLETE"
+        weights = np.array([record.mixture.get(f, 0.0) for f in families]) if complete else None
+        out.append(Finished(single, spent, record.objective if complete else None,
+                            weights / weights.sum() if complete else None))
+    return out
 
 
-def report_real_fidelity(table: Table, runs: list[Path]) -> None:
-    """Real searches with a pruner against the real single-fidelity search of the same sampler:
-    worker-minutes until an observed objective reaches the single-fidelity search's best."""
-    searched = [runs[i] for i in searched_runs(table)]
-    computed = {run: run_compute(run) for run in searched}
-    singles = [run for run, (pruned, _) in computed.items() if not pruned]
-    multis = [run for run, (pruned, _) in computed.items() if pruned]
-    if not singles or not multis:
+def picks(finished: list[Finished], model) -> list[tuple[float, float, float]]:
+    """After each trial: (worker-seconds spent, best observed objective so far, the GP surrogate's
+    estimate of that mixture): what the search would hand over if stopped there."""
+    out, best, estimate = [], -math.inf, math.nan
+    for f in finished:
+        if f.objective is not None and f.objective > best:
+            best, estimate = f.objective, float(model.predict(f.weights)[0])
+        out.append((f.spent_seconds, best, estimate))
+    return out
+
+
+def report_real_fidelity(table: Table, fitted: dict, runs: list[Path]) -> None:
+    """Each real search with a pruner against the real single-fidelity search of the same sampler
+    (same recipe, seed and start-up draws): worker-minutes until it reaches that search's result,
+    read two ways: its best observed objective, and the GP surrogate's estimate of the mixture it
+    picked (the observed best overstates itself: winner's curse)."""
+    model = fitted["GP"][0]
+    searched = searched_runs(table)
+    singles = [r for r in searched if r not in table.pruned_runs]
+    if not singles or not table.pruned_runs:
         return
-    target = max(o for _, _, o in computed[singles[0]][1] if o is not None)
-    print(f"## Real searches with a pruner against the real single-fidelity search (worker-minutes to its best, "
-          f"{target:.4f})\n")
-    print("| run | trials (pruned) | best observed | worker-minutes spent | worker-minutes to the single-fidelity "
-          "best |")
-    print("|---|---|---|---|---|")
-    for run in singles[:1] + multis:
-        pruned, rows = computed[run]
-        column = 1 if pruned else 0  # what this search spent, or what it would spend without milestones
-        reach = next((r[column] / 60 for r in rows if r[2] is not None and r[2] >= target), math.inf)
-        best = max(o for _, _, o in rows if o is not None)
-        shown = f"{reach:.0f}" if math.isfinite(reach) else "not reached"
-        print(f"| {run.name} | {len(rows)} ({sum(o is None for _, _, o in rows)}) | {best:.4f} | "
-              f"{rows[-1][column] / 60:.0f} | {shown} |")
+    print("## Real searches with a pruner against the real single-fidelity search of their sampler\n")
+    print("Worker-minutes: every trial's finetune, milestone and probe seconds added up (two workers count as in "
+          "sequence); the single-fidelity search's own milestone passes are left out of its minutes.\n")
+    print("| run | trials (stopped by the pruner) | worker-minutes spent | best observed (surrogate's estimate of it) | "
+          "minutes to the single-fidelity best observed | minutes to the single-fidelity pick's estimate |")
+    print("|---|---|---|---|---|---|")
+
+    def reach(trace: list[tuple[float, float, float]], column: int, target: float) -> str:
+        minutes = next((row[0] / 60 for row in trace if row[column] >= target - 1e-12), math.inf)
+        return f"{minutes:.0f}" if math.isfinite(minutes) else "not reached"
+
+    for run in sorted(table.pruned_runs):
+        kind = table.kinds[(table.runs == run) & (table.kinds != "random")][0]
+        single = next((r for r in singles if table.kinds[(table.runs == r) & (table.kinds != "random")][0] == kind),
+                      singles[0])
+        base = [replace(f, spent_seconds=f.single_seconds) for f in run_compute(runs[single], table.families)]
+        traces = {single: (base, picks(base, model))}
+        finished = run_compute(runs[run], table.families)
+        traces[run] = (finished, picks(finished, model))
+        _, target_observed, target_estimate = traces[single][1][-1]
+        for r in (single, run):
+            rows, trace = traces[r]
+            label = f"{table.kinds[(table.runs == r) & (table.kinds != 'random')][0]} (run {r}"
+            label += ", with the pruner)" if r in table.pruned_runs else ", single fidelity)"
+            print(f"| {label} | {len(rows)} ({sum(f.objective is None for f in rows)}) | {trace[-1][0] / 60:.0f} | "
+                  f"{trace[-1][1]:.4f} ({trace[-1][2]:.4f}) | {reach(trace, 1, target_observed)} | "
+                  f"{reach(trace, 2, target_estimate)} |")
     print()
 
 
@@ -773,7 +818,7 @@ def main() -> None:
     parser.add_argument("--spaces", default="", help="also replay the GP under these parametrisations: neglog,stick,logratio")
     parser.add_argument("--startups", default="10", help="start-up trials of the GP in the --spaces replay, e.g. 5,10,20")
     parser.add_argument("--pareto", action="store_true", help="also replay the two-objective form")
-    parser.add_argument("--surrogates", default="GP,quadratic", help="replay the samplers on these surrogates")
+    parser.add_argument("--surrogates", default="GP,quadratic", help="replay the samplers on these surrogates (none: skip that replay)")
     parser.add_argument("--workers", default="", help="also replay several workers, e.g. 1,2,4")
     args = parser.parse_args()
     if args.record:
@@ -792,7 +837,7 @@ def main() -> None:
     samplers = args.samplers.split(",")
     report_proposals(table)
     report_real_runs(table, fitted)
-    report_real_fidelity(table, [Path(run) for run in args.table.split(",")])
+    report_real_fidelity(table, fitted, [Path(run) for run in args.table.split(",")])
     report_samplers(table, fitted, samplers, args.seeds, args.trials, noise_sd, args.surrogates.split(","))
     if args.spaces:
         report_design(table, fitted, args.spaces.split(","), [int(k) for k in args.startups.split(",")], args.seeds,

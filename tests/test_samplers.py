@@ -35,7 +35,7 @@ def test_botorch_proposes_mixtures_after_its_startup_trials(load_study, search, 
 
 
 def test_botorch_sampler_considers_other_workers_running_trials():
-    sampler = make_sampler("botorch", 0, 3)
+    sampler = make_sampler("botorch", 0, 3).inner  # inside the wrapper that shows it pruned trials
     assert type(sampler).__name__ == "BoTorchSampler"
     assert sampler._consider_running_trials is True
     assert sampler._candidates_func.__name__ == "_noisy_acquisition"  # not the default's plain qEI

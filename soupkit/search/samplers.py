@@ -14,8 +14,11 @@ PRUNERS: Registry = Registry("pruner")
 def gp_sampler(seed: int, n_startup_trials: int):
     import optuna
 
-    # running trials (other workers') enter its acquisition as pending points (qLogEI)
-    return optuna.samplers.GPSampler(seed=seed, n_startup_trials=n_startup_trials)
+    from soupkit.search.pruned_trials import ObservingStoppedTrials
+
+    # running trials (other workers') enter its acquisition as pending points (qLogEI); trials a
+    # pruner stopped enter with the objective their milestone predicts
+    return ObservingStoppedTrials(optuna.samplers.GPSampler(seed=seed, n_startup_trials=n_startup_trials))
 
 
 @SAMPLERS.register("tpe")
@@ -39,16 +42,19 @@ def random_sampler(seed: int, n_startup_trials: int):
 def botorch_sampler(seed: int, n_startup_trials: int):
     """BoTorch's noisy acquisitions through optuna-integration: qLogNEI for one objective,
     qLogNEHVI for a pareto recipe's two. Running trials of other workers enter either as pending
-    points (`consider_running_trials`, with which optuna-integration's own default would be plain qEI)."""
+    points (`consider_running_trials`, with which optuna-integration's own default would be plain qEI),
+    trials a pruner stopped with the objective their milestone predicts (soupkit.search.pruned_trials)."""
     import warnings
 
     import optuna
 
+    from soupkit.search.pruned_trials import ObservingStoppedTrials
+
     BoTorchSampler = _botorch_sampler_class()
     with warnings.catch_warnings():  # experimental; tests/test_samplers.py holds what soupkit relies on
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return BoTorchSampler(candidates_func=_noisy_acquisition, seed=seed, n_startup_trials=n_startup_trials,
-                              consider_running_trials=True)
+        return ObservingStoppedTrials(BoTorchSampler(candidates_func=_noisy_acquisition, seed=seed,
+                                                     n_startup_trials=n_startup_trials, consider_running_trials=True))
 
 
 def _noisy_acquisition(train_x, train_obj, train_con, bounds, pending_x):

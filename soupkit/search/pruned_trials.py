@@ -1,0 +1,103 @@
+"""Trials a pruner stopped, shown to a model-based sampler as the final objective their milestone
+predicts.
+
+Optuna's GPSampler and optuna-integration's BoTorchSampler fit their model to COMPLETE trials only
+(running ones enter as pending points); a PRUNED trial teaches them nothing. A mixture stopped at a
+milestone stays as attractive as before, so the sampler proposes it again, and since a trial is
+deterministic for a given mixture and seed it is stopped again at the same score. In a real search
+(docs/benchmarks.md) two workers alternated two such mixtures for 26 trials. Here each stopped trial
+counts as completed with the final objective a straight line through the completed trials'
+(milestone score, final objective) pairs predicts; TPE needs none of this (it ranks pruned trials
+by their milestone scores itself).
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import numpy as np
+import optuna
+from optuna.trial import TrialState
+
+MIN_PAIRS = 3  # completed trials with a score at the same milestone before a line is fitted
+
+
+def predicted_objectives(trials: list) -> dict[int, float]:
+    """Trial number -> the final objective predicted for each trial a pruner stopped at a milestone:
+    least squares through the completed trials' (score at that milestone, objective), the slope at
+    least 0 (a better milestone score never predicts a worse end); with fewer than MIN_PAIRS
+    completed trials at that milestone, the lowest completed objective (a stopped trial looked bad)."""
+    complete = [t for t in trials if t.state == TrialState.COMPLETE and t.values and len(t.values) == 1]
+    stopped = [t for t in trials if t.state == TrialState.PRUNED and t.intermediate_values]
+    if not complete or not stopped:
+        return {}
+    lowest = min(t.values[0] for t in complete)
+    out = {}
+    for t in stopped:
+        step = max(t.intermediate_values)
+        pairs = np.array([(c.intermediate_values[step], c.values[0]) for c in complete if step in c.intermediate_values])
+        if len(pairs) < MIN_PAIRS or np.ptp(pairs[:, 0]) == 0:
+            out[t.number] = lowest
+            continue
+        slope, intercept = np.polyfit(pairs[:, 0], pairs[:, 1], 1)
+        if slope <= 0:
+            slope, intercept = 0.0, float(pairs[:, 1].mean())
+        out[t.number] = float(intercept + slope * t.intermediate_values[step])
+    return out
+
+
+class _StudyWithStoppedTrials:
+    """The study as the inner sampler reads it: stopped trials appear as completed ones carrying
+    their predicted objective; everything else is the study's own."""
+
+    def __init__(self, study) -> None:
+        self._study = study
+        trials = {t.number: t for t in study._get_trials(deepcopy=False, states=None, use_cache=False)}
+        self._shown = {}
+        for number, value in predicted_objectives(list(trials.values())).items():
+            shown = copy.copy(trials[number])
+            shown.state = TrialState.COMPLETE
+            shown.values = [value]
+            self._shown[number] = shown
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._study, name)
+
+    def get_trials(self, deepcopy: bool = True, states=None):
+        return self._get_trials(deepcopy=deepcopy, states=states)
+
+    def _get_trials(self, deepcopy: bool = True, states=None, use_cache: bool = False):
+        trials = self._study._get_trials(deepcopy=deepcopy, states=None, use_cache=use_cache)
+        trials = [self._shown.get(t.number, t) for t in trials]
+        return [t for t in trials if states is None or t.state in states]
+
+
+class ObservingStoppedTrials(optuna.samplers.BaseSampler):
+    """`inner` (a GPSampler or BoTorchSampler) with every trial a pruner stopped shown to its model
+    (predicted_objectives). Optuna's pruners need one objective, so a pareto study has no stopped
+    trials and reaches `inner` unchanged."""
+
+    def __init__(self, inner: optuna.samplers.BaseSampler) -> None:
+        self.inner = inner
+
+    def _view(self, study):
+        return study if len(study.directions) > 1 else _StudyWithStoppedTrials(study)
+
+    def infer_relative_search_space(self, study, trial):
+        return self.inner.infer_relative_search_space(self._view(study), trial)
+
+    def sample_relative(self, study, trial, search_space):
+        return self.inner.sample_relative(self._view(study), trial, search_space)
+
+    def sample_independent(self, study, trial, param_name, param_distribution):
+        return self.inner.sample_independent(study, trial, param_name, param_distribution)
+
+    def before_trial(self, study, trial) -> None:
+        self.inner.before_trial(study, trial)
+
+    def after_trial(self, study, trial, state, values) -> None:
+        self.inner.after_trial(study, trial, state, values)
+
+    def reseed_rng(self) -> None:
+        self.inner.reseed_rng()
