@@ -591,6 +591,7 @@ def report_real_fidelity(table: Table, fitted: dict, runs: list[Path]) -> None:
         minutes = next((row[0] / 60 for row in trace if row[column] >= target - 1e-12), math.inf)
         return f"{minutes:.0f}" if math.isfinite(minutes) else "not reached"
 
+    shown = set()
     for run in sorted(table.pruned_runs):
         kind = table.kinds[(table.runs == run) & (table.kinds != "random")][0]
         single = next((r for r in singles if table.kinds[(table.runs == r) & (table.kinds != "random")][0] == kind),
@@ -601,6 +602,9 @@ def report_real_fidelity(table: Table, fitted: dict, runs: list[Path]) -> None:
         traces[run] = (finished, picks(finished, model))
         _, target_observed, target_estimate = traces[single][1][-1]
         for r in (single, run):
+            if r in shown:
+                continue
+            shown.add(r)
             rows, trace = traces[r]
             label = f"{table.kinds[(table.runs == r) & (table.kinds != 'random')][0]} (run {r}"
             label += ", with the pruner)" if r in table.pruned_runs else ", single fidelity)"
