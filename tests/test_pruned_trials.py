@@ -68,7 +68,8 @@ def test_the_sampler_reads_stopped_trials_as_completed_and_the_study_is_untouche
 def test_a_stopped_mixture_is_not_proposed_again(name):
     """What the real search did, in one dimension: the sampler's proposal is stopped at its milestone;
     the bare sampler proposes it again, the wrapped one looks elsewhere."""
-    pytest.importorskip("botorch") if name == "botorch" else None
+    if name == "botorch":
+        pytest.importorskip("botorch")
     sampler = make_sampler(name, 0, 3)
     assert isinstance(sampler, ObservingStoppedTrials)
     xs = [0.0, 0.15, 0.3, 0.7, 0.85, 1.0]

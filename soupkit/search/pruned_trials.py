@@ -85,7 +85,8 @@ class ObservingStoppedTrials(optuna.samplers.BaseSampler):
         return study if len(study.directions) > 1 else _StudyWithStoppedTrials(study)
 
     def infer_relative_search_space(self, study, trial):
-        return self.inner.infer_relative_search_space(self._view(study), trial)
+        # a stopped trial has the same parameters as a completed one: no view needed to find them
+        return self.inner.infer_relative_search_space(study, trial)
 
     def sample_relative(self, study, trial, search_space):
         return self.inner.sample_relative(self._view(study), trial, search_space)
