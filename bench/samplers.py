@@ -439,6 +439,11 @@ def searched_runs(table: Table) -> list[int]:
     return sorted({int(r) for r in table.runs[table.kinds != "random"]})
 
 
+def sampler_of(table: Table, run: int) -> str:
+    """The sampler that proposed a searched run's trials after its start-up draws."""
+    return str(table.kinds[(table.runs == run) & (table.kinds != "random")][0])
+
+
 def report_proposals(table: Table) -> None:
     """What each real search proposed after its start-up draws, against the random trials of the
     other runs (the seed mixture left out): one-sided Mann-Whitney tests (scipy)."""
@@ -454,7 +459,7 @@ def report_proposals(table: Table) -> None:
         if run in table.pruned_runs:  # its completed trials are the pruner's survivors, not its proposals
             continue
         mask = (table.runs == run) & (table.kinds != "random")
-        groups[f"{table.kinds[mask][0]} (run {run})"] = table.objective[mask][np.argsort(table.numbers[mask])]
+        groups[f"{sampler_of(table, run)} (run {run})"] = table.objective[mask][np.argsort(table.numbers[mask])]
     print(f"## What each real search proposed after its start-up draws (share above the random draws' upper "
           f"quartile, {high:.4f})\n")
     print("| proposals | trials | median | mean | mean of the last 10 | share above the quartile | "
@@ -506,9 +511,8 @@ def report_real_runs(table: Table, fitted: dict, orderings: int = 2000) -> None:
         order = rows[np.argsort(table.numbers[rows])]
         observed, estimated, reach = cells(order)
         shown = [f"{o:.4f} ({e:.4f})" if math.isfinite(o) else "-" for o, e in zip(observed, estimated)]
-        kind = table.kinds[rows][table.kinds[rows] != "random"][0]
         reached = f"{reach:.0f}" if math.isfinite(reach) else f">{len(rows)}"
-        print(f"| {kind} (run {run}, {len(rows)} trials) | " + " | ".join(shown) + f" | {reached} |")
+        print(f"| {sampler_of(table, run)} (run {run}, {len(rows)} trials) | " + " | ".join(shown) + f" | {reached} |")
     results = [cells(order) for order in random_runs]
     shown = []
     for i in range(len(counts)):
@@ -527,6 +531,7 @@ class Finished:
 
     single_seconds: float  # worker-seconds so far as a single-fidelity search would spend them
     spent_seconds: float  # worker-seconds so far as this search spent them
+    seconds: float  # this trial's finetune, milestone and probe seconds
     objective: float | None  # None: the pruner stopped it
     weights: np.ndarray | None
 
@@ -550,11 +555,12 @@ def run_compute(run: Path, families: list[str]) -> list[Finished]:
     for t in sorted(trials, key=lambda t: t.datetime_complete):
         record = TrialRecord.of(t)
         seconds = record.seconds
-        spent += sum(seconds.get(k, 0.0) for k in ("finetune", "probe", "milestones"))
+        own = sum(seconds.get(k, 0.0) for k in ("finetune", "probe", "milestones"))
+        spent += own
         single += seconds.get("finetune", 0.0) + seconds.get("probe", 0.0)
         complete = t.state.name == "COMPLETE"
         weights = np.array([record.mixture.get(f, 0.0) for f in families]) if complete else None
-        out.append(Finished(single, spent, record.objective if complete else None,
+        out.append(Finished(single, spent, own, record.objective if complete else None,
                             weights / weights.sum() if complete else None))
     return out
 
@@ -574,43 +580,51 @@ def report_real_fidelity(table: Table, fitted: dict, runs: list[Path]) -> None:
     """Each real search with a pruner against the real single-fidelity search of the same sampler
     (same recipe, seed and start-up draws): worker-minutes until it reaches that search's result,
     read two ways: its best observed objective, and the GP surrogate's estimate of the mixture it
-    picked (the observed best overstates itself: winner's curse)."""
+    picked (the observed best overstates itself: winner's curse). Then when each run's best rose."""
     model = fitted["GP"][0]
-    searched = searched_runs(table)
-    singles = [r for r in searched if r not in table.pruned_runs]
+    singles = [r for r in searched_runs(table) if r not in table.pruned_runs]
     if not singles or not table.pruned_runs:
         return
-    print("## Real searches with a pruner against the real single-fidelity search of their sampler\n")
-    print("Worker-minutes: every trial's finetune, milestone and probe seconds added up (two workers count as in "
-          "sequence); the single-fidelity search's own milestone passes are left out of its minutes.\n")
-    print("| run | trials (stopped by the pruner) | worker-minutes spent | best observed (surrogate's estimate of it) | "
-          "minutes to the single-fidelity best observed | minutes to the single-fidelity pick's estimate |")
-    print("|---|---|---|---|---|---|")
+    pairs = [(next((r for r in singles if sampler_of(table, r) == sampler_of(table, run)), singles[0]), run)
+             for run in sorted(table.pruned_runs)]
+    finished = {}
+    for run in dict.fromkeys(r for pair in pairs for r in pair):
+        rows = run_compute(runs[run], table.families)
+        # a single-fidelity search is charged what it would spend without its milestone passes
+        finished[run] = rows if run in table.pruned_runs else [replace(f, spent_seconds=f.single_seconds) for f in rows]
+    traces = {run: picks(rows, model) for run, rows in finished.items()}
+
+    def label(run: int) -> str:
+        return f"{sampler_of(table, run)} (run {run}, {'with the pruner' if run in table.pruned_runs else 'single fidelity'})"
 
     def reach(trace: list[tuple[float, float, float]], column: int, target: float) -> str:
         minutes = next((row[0] / 60 for row in trace if row[column] >= target - 1e-12), math.inf)
         return f"{minutes:.0f}" if math.isfinite(minutes) else "not reached"
 
-    shown = set()
-    for run in sorted(table.pruned_runs):
-        kind = table.kinds[(table.runs == run) & (table.kinds != "random")][0]
-        single = next((r for r in singles if table.kinds[(table.runs == r) & (table.kinds != "random")][0] == kind),
-                      singles[0])
-        base = [replace(f, spent_seconds=f.single_seconds) for f in run_compute(runs[single], table.families)]
-        traces = {single: (base, picks(base, model))}
-        finished = run_compute(runs[run], table.families)
-        traces[run] = (finished, picks(finished, model))
-        _, target_observed, target_estimate = traces[single][1][-1]
-        for r in (single, run):
-            if r in shown:
-                continue
-            shown.add(r)
-            rows, trace = traces[r]
-            label = f"{table.kinds[(table.runs == r) & (table.kinds != 'random')][0]} (run {r}"
-            label += ", with the pruner)" if r in table.pruned_runs else ", single fidelity)"
-            print(f"| {label} | {len(rows)} ({sum(f.objective is None for f in rows)}) | {trace[-1][0] / 60:.0f} | "
-                  f"{trace[-1][1]:.4f} ({trace[-1][2]:.4f}) | {reach(trace, 1, target_observed)} | "
-                  f"{reach(trace, 2, target_estimate)} |")
+    def median_seconds(rows: list[Finished], stopped: bool) -> str:
+        values = [f.seconds for f in rows if (f.objective is None) == stopped]
+        return f"{np.median(values):.0f} [{min(values):.0f}, {max(values):.0f}]" if values else "-"
+
+    print("## Real searches with a pruner against the real single-fidelity search of their sampler\n")
+    print("Worker-minutes: every trial's finetune, milestone and probe seconds added up (two workers count as in "
+          "sequence); the single-fidelity search's own milestone passes are left out of its minutes.\n")
+    print("| run | trials (stopped by the pruner) | seconds per stopped trial, median [min, max] | seconds per "
+          "completed trial | worker-minutes spent | best observed (surrogate's estimate of it) | minutes to the "
+          "single-fidelity best observed | minutes to the single-fidelity pick's estimate |")
+    print("|---|---|---|---|---|---|---|---|")
+    for run in dict.fromkeys(r for pair in pairs for r in pair):
+        single = next(s for s, r in pairs if run in (s, r))
+        _, target_observed, target_estimate = traces[single][-1]
+        rows, trace = finished[run], traces[run]
+        print(f"| {label(run)} | {len(rows)} ({sum(f.objective is None for f in rows)}) | "
+              f"{median_seconds(rows, True)} | {median_seconds(rows, False)} | {trace[-1][0] / 60:.0f} | "
+              f"{trace[-1][1]:.4f} ({trace[-1][2]:.4f}) | {reach(trace, 1, target_observed)} | "
+              f"{reach(trace, 2, target_estimate)} |")
+    print("\n| run | best observed (surrogate's estimate) at the worker-minute it was first reached |")
+    print("|---|---|")
+    for run, trace in traces.items():
+        rises = [row for i, row in enumerate(trace) if math.isfinite(row[1]) and (i == 0 or row[1] > trace[i - 1][1])]
+        print(f"| {label(run)} | " + ", ".join(f"{b:.4f} ({e:.4f}) at {m / 60:.0f}" for m, b, e in rises) + " |")
     print()
 
 
