@@ -638,20 +638,43 @@ class Milestone:
     seconds: float
 
 
+STOPPED_TRIALS = ("shown", "as-values", "unseen")  # --stopped: what a sampler learns from a stopped trial
+
+
+def pruned_replay_sampler(sampler: str, seed: int, stopped: str):
+    """The sampler as `soupkit search` makes it ("shown": a stopped trial's predicted objective,
+    with its extra variance where the model takes one), or for comparison with stopped trials shown
+    as finished values ("as-values", the GPSampler's only way) or not at all ("unseen", the bare
+    Optuna or optuna-integration sampler)."""
+    from soupkit.search.pruned_trials import ObservingStoppedTrials
+    from soupkit.search.samplers import make_sampler
+
+    made = make_sampler(sampler, seed, 11)
+    if stopped == "shown" or not isinstance(made, ObservingStoppedTrials):
+        return made
+    return made.inner if stopped == "unseen" else ObservingStoppedTrials(made.inner)
+
+
+def same_mixture_same_draw(seed: int, w: np.ndarray, what: int) -> float:
+    """One standard normal draw, fixed for a mixture (to 0.01 in every weight), a replay seed and
+    what is scored: a real trial is deterministic for its mixture and seed, so a mixture proposed
+    again gets the same score again, as in a real search (not a fresh draw that may survive a pruner)."""
+    return float(np.random.default_rng([seed, what, *np.round(w * 100).astype(int)]).standard_normal())
+
+
 def replay_pruned(sampler: str, pruner: str, seed: int, final, milestones: dict[int, Milestone], noise_sd: float,
-                  table: Table, max_seconds: float) -> list[tuple[float, float | None]]:
+                  table: Table, max_seconds: float, stopped: str = "shown") -> list[tuple[float, float | None]]:
     """One search on the surrogate with a pruner, until `max_seconds` of modelled compute: each
     milestone costs its finetune steps and its probe pass, a completed trial the rest. Returns
     (seconds spent so far, true final objective or None if pruned) per trial."""
     import optuna
 
-    from soupkit.search.samplers import make_pruner, make_sampler
+    from soupkit.search.samplers import make_pruner
     from soupkit.search.space import params_for_mixture, suggest_mixture
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    rng = np.random.default_rng(20_000 + seed)
     steps = sorted(milestones) if pruner != "none" else []
-    study = optuna.create_study(direction="maximize", sampler=make_sampler(sampler, seed, 11),
+    study = optuna.create_study(direction="maximize", sampler=pruned_replay_sampler(sampler, seed, stopped),
                                 pruner=make_pruner(pruner, steps, table.steps))
     study.enqueue_trial(params_for_mixture(table.seed_weights, table.families))
     spent, out = 0.0, []
@@ -666,7 +689,7 @@ def replay_pruned(sampler: str, pruner: str, seed: int, final, milestones: dict[
                 at = milestones[step]
                 spent += (step - done_steps) * table.step_seconds + at.seconds
                 done_steps = step
-                trial.report(float(at.mean(w) + rng.normal(0, at.noise_sd)), step)
+                trial.report(float(at.mean(w) + at.noise_sd * same_mixture_same_draw(20_000 + seed, w, step)), step)
                 if trial.should_prune():
                     pruned = True
                     break
@@ -676,7 +699,7 @@ def replay_pruned(sampler: str, pruner: str, seed: int, final, milestones: dict[
                 continue
             spent += (table.steps - done_steps) * table.step_seconds + table.probe_seconds
             true = float(final(w))
-            study.tell(trial, true + rng.normal(0, noise_sd))
+            study.tell(trial, true + noise_sd * same_mixture_same_draw(20_000 + seed, w, 0))
             out.append((spent, true))
     return out
 
@@ -689,9 +712,11 @@ def seconds_to_reach(run: list[tuple[float, float | None]], target: float) -> fl
 
 
 def report_fidelity(table: Table, fitted: dict, samplers: list[str], pruners: list[str], seeds: int,
-                    noise_sd: float) -> None:
+                    noise_sd: float, stopped: list[str] = ("shown",), fractions: list[float] | None = None) -> None:
     """Steps as fidelity: pruners against the single-fidelity search, by modelled compute, for
-    each kind of milestone the table recorded (all probe items, or a share of them)."""
+    each kind of milestone the table recorded (all probe items, or a share of them) and each way
+    of showing stopped trials to the sampler (`stopped`, STOPPED_TRIALS); `fractions` keeps only
+    the milestones that scored these shares of the items."""
     if not table.milestones:
         print("## Multi-fidelity: the table holds no milestone scores (record trials with --milestones)\n")
         return
@@ -716,26 +741,31 @@ def report_fidelity(table: Table, fitted: dict, samplers: list[str], pruners: li
     print(f"\nCost model (this table's medians): {table.step_seconds:.2f} s per step, {table.probe_seconds:.1f} s "
           f"per probe pass; a single-fidelity trial {single:.0f} s; each run gets {budget / 60:.0f} min "
           f"(40 single-fidelity trials).\n")
-    print("| sampler | pruner | milestone items | trials started | best true objective | minutes to the "
-          "single-fidelity search's median best after 40 (median) |")
-    print("|---|---|---|---|---|---|")
+    print("A repeated mixture draws the same noise as before (same_mixture_same_draw), as in a real search.\n")
+    print("| sampler | pruner | milestone items | stopped trials reach the sampler | trials started | stopped | "
+          "best true objective | minutes to the single-fidelity search's median best after 40 (median) |")
+    print("|---|---|---|---|---|---|---|---|")
     for sampler in samplers:
-        runs = {("none", None): [replay_pruned(sampler, "none", s, final, {}, noise_sd, table, budget)
-                                 for s in range(seeds)]}
+        runs = {("none", None, "-"): [replay_pruned(sampler, "none", s, final, {}, noise_sd, table, budget)
+                                      for s in range(seeds)]}
         for fraction, milestones in sorted(by_fraction.items(), reverse=True):
+            if fractions and fraction not in fractions:
+                continue
             for pruner in pruners:
-                runs[(pruner, fraction)] = [replay_pruned(sampler, pruner, s, final, milestones, noise_sd, table,
-                                                          budget) for s in range(seeds)]
-        target = float(np.median([max(t for _, t in r if t is not None) for r in runs[("none", None)]]))
-        for (pruner, fraction), rs in runs.items():
+                for how in stopped:
+                    runs[(pruner, fraction, how)] = [replay_pruned(sampler, pruner, s, final, milestones, noise_sd,
+                                                                   table, budget, how) for s in range(seeds)]
+        target = float(np.median([max(t for _, t in r if t is not None) for r in runs[("none", None, "-")]]))
+        for (pruner, fraction, how), rs in runs.items():
             best = median_interval([max(t for _, t in r if t is not None) for r in rs])
             reach = [seconds_to_reach(r, target) / 60 for r in rs]
             reached = sum(math.isfinite(x) for x in reach)
             median = np.median([x if math.isfinite(x) else budget / 60 + 1 for x in reach])
             shown = f"{median:.0f}" if median <= budget / 60 else f">{budget / 60:.0f}"
             items = "-" if fraction is None else f"{fraction:g}"
-            print(f"| {sampler} | {pruner} | {items} | {np.median([len(r) for r in rs]):.0f} | {best} | "
-                  f"{shown} ({reached}/{len(rs)} reached) |", flush=True)
+            stops = np.median([sum(t is None for _, t in r) for r in rs])
+            print(f"| {sampler} | {pruner} | {items} | {how} | {np.median([len(r) for r in rs]):.0f} | {stops:.0f} | "
+                  f"{best} | {shown} ({reached}/{len(rs)} reached) |", flush=True)
     print()
 
 
@@ -833,12 +863,19 @@ def main() -> None:
                         "replay's noise and the GP surrogate's noise floor; default: no floor, the GP's held-out RMSE")
     parser.add_argument("--trials", type=int, default=60)
     parser.add_argument("--pruners", default="", help="also replay pruners, e.g. successive-halving,hyperband,median")
+    parser.add_argument("--stopped", default="shown", help="in the --pruners replay, what the sampler learns "
+                        "from a stopped trial: shown (as soupkit search does), as-values, unseen; comma-separated")
+    parser.add_argument("--milestone-items", default="", help="in the --pruners replay, only the milestones "
+                        "that scored these shares of the probe items, e.g. 0.25 (default: every kind the table holds)")
     parser.add_argument("--spaces", default="", help="also replay the GP under these parametrisations: neglog,stick,logratio")
     parser.add_argument("--startups", default="10", help="start-up trials of the GP in the --spaces replay, e.g. 5,10,20")
     parser.add_argument("--pareto", action="store_true", help="also replay the two-objective form")
     parser.add_argument("--surrogates", default="GP,quadratic", help="replay the samplers on these surrogates (none: skip that replay)")
     parser.add_argument("--workers", default="", help="also replay several workers, e.g. 1,2,4")
     args = parser.parse_args()
+    unknown = sorted(set(args.stopped.split(",")) - set(STOPPED_TRIALS))
+    if unknown:
+        parser.error(f"--stopped: {', '.join(unknown)} is not one of {', '.join(STOPPED_TRIALS)}")
     if args.record:
         record_table(args.record)
     if not args.table:
@@ -862,7 +899,8 @@ def main() -> None:
                       args.trials, noise_sd)
     if args.pruners:
         report_fidelity(table, fitted, [s for s in samplers if s != "random"], args.pruners.split(","), args.seeds,
-                        noise_sd)
+                        noise_sd, args.stopped.split(","),
+                        [float(f) for f in args.milestone_items.split(",")] if args.milestone_items else None)
     if args.pareto:
         report_pareto(table, samplers, args.seeds, min(args.trials, 40))
     if args.workers:

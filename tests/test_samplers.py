@@ -38,7 +38,7 @@ def test_botorch_sampler_considers_other_workers_running_trials():
     sampler = make_sampler("botorch", 0, 3).inner  # inside the wrapper that shows it pruned trials
     assert type(sampler).__name__ == "BoTorchSampler"
     assert sampler._consider_running_trials is True
-    assert sampler._candidates_func.__name__ == "_noisy_acquisition"  # not the default's plain qEI
+    assert type(sampler._candidates_func).__name__ == "_WithStoppedTrialNoise"  # not the default's plain qEI
 
 
 def test_the_noisy_acquisition_looks_where_the_model_believes_not_at_a_lucky_draw():

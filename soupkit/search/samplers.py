@@ -43,7 +43,8 @@ def botorch_sampler(seed: int, n_startup_trials: int):
     """BoTorch's noisy acquisitions through optuna-integration: qLogNEI for one objective,
     qLogNEHVI for a pareto recipe's two. Running trials of other workers enter either as pending
     points (`consider_running_trials`, with which optuna-integration's own default would be plain qEI),
-    trials a pruner stopped with the objective their milestone predicts (soupkit.search.pruned_trials)."""
+    trials a pruner stopped with the objective their milestone predicts and that prediction's extra
+    variance (soupkit.search.pruned_trials)."""
     import warnings
 
     import optuna
@@ -53,11 +54,30 @@ def botorch_sampler(seed: int, n_startup_trials: int):
     BoTorchSampler = _botorch_sampler_class()
     with warnings.catch_warnings():  # experimental; tests/test_samplers.py holds what soupkit relies on
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return ObservingStoppedTrials(BoTorchSampler(candidates_func=_noisy_acquisition, seed=seed,
-                                                     n_startup_trials=n_startup_trials, consider_running_trials=True))
+        acquisition = _WithStoppedTrialNoise()
+        return ObservingStoppedTrials(BoTorchSampler(candidates_func=acquisition, seed=seed,
+                                                     n_startup_trials=n_startup_trials, consider_running_trials=True),
+                                      observe=acquisition.observe)
 
 
-def _noisy_acquisition(train_x, train_obj, train_con, bounds, pending_x):
+class _WithStoppedTrialNoise:
+    """The candidates function BoTorchSampler calls: _noisy_acquisition, given the extra variance of
+    each trial it fits (ObservingStoppedTrials tells it before each proposal)."""
+
+    def __init__(self) -> None:
+        self.extra_variance = None
+
+    def observe(self, extra_variance) -> None:
+        self.extra_variance = extra_variance
+
+    def __call__(self, train_x, train_obj, train_con, bounds, pending_x):
+        extra = self.extra_variance
+        if extra is not None and len(extra) != len(train_obj):
+            raise RuntimeError(f"{len(extra)} extra variances for {len(train_obj)} trials")
+        return _noisy_acquisition(train_x, train_obj, train_con, bounds, pending_x, extra_variance=extra)
+
+
+def _noisy_acquisition(train_x, train_obj, train_con, bounds, pending_x, extra_variance=None):
     """qLogNEI (one objective) or qLogNEHVI (two), chosen by the number of objective columns: a
     trial's objective is one noisy draw (sd 0.0011 on the default recipe, bench/trial_noise.py), so
     improvement is measured against the model's belief about the trials run, not their best
@@ -72,13 +92,15 @@ def _noisy_acquisition(train_x, train_obj, train_con, bounds, pending_x):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         if train_obj.size(-1) == 1:  # soupkit passes no constraints
-            return _qlognei_candidates(train_x, train_obj, bounds, pending_x)
+            return _qlognei_candidates(train_x, train_obj, bounds, pending_x, extra_variance)
         return qnehvi_candidates_func(train_x, train_obj, train_con, bounds, pending_x)
 
 
-def _qlognei_candidates(train_x, train_obj, bounds, pending_x):
+def _qlognei_candidates(train_x, train_obj, bounds, pending_x, extra_variance=None):
     """One candidate maximising BoTorch's qLogNoisyExpectedImprovement of a GP fitted to the trials
-    (inputs scaled to the unit cube, outcomes standardised; the GP learns the noise level)."""
+    (inputs scaled to the unit cube, outcomes standardised; the GP learns the noise level). A trial
+    with `extra_variance` above 0 (a stopped trial's predicted objective) is observed with that
+    much more noise than the learned level: a hint about its region, not a finished measurement."""
     import torch
     from botorch.acquisition.logei import qLogNoisyExpectedImprovement
     from botorch.fit import fit_gpytorch_mll
@@ -90,7 +112,8 @@ def _qlognei_candidates(train_x, train_obj, bounds, pending_x):
     from gpytorch.mlls import ExactMarginalLogLikelihood
 
     x = normalize(train_x, bounds=bounds)
-    model = SingleTaskGP(x, train_obj, outcome_transform=Standardize(m=1))
+    model = SingleTaskGP(x, train_obj, outcome_transform=Standardize(m=1),
+                         likelihood=_with_extra_noise(train_obj, extra_variance))
     fit_gpytorch_mll(ExactMarginalLogLikelihood(model.likelihood, model))
     acquisition = qLogNoisyExpectedImprovement(
         model, X_baseline=x, sampler=SobolQMCNormalSampler(torch.Size([256])), prune_baseline=True,
@@ -99,6 +122,25 @@ def _qlognei_candidates(train_x, train_obj, bounds, pending_x):
     candidate, _ = optimize_acqf(acquisition, bounds=unit, q=1, num_restarts=10, raw_samples=512,
                                  options={"batch_limit": 5, "maxiter": 200})
     return unnormalize(candidate.detach(), bounds=bounds)
+
+
+def _with_extra_noise(train_obj, extra_variance):
+    """None (SingleTaskGP's own likelihood: one learned noise level, with its LogNormal prior) when
+    no trial has extra variance; else per-trial fixed noise, the extra variance in the standardised
+    units the model fits, plus that same learned level."""
+    if extra_variance is None or not (extra_variance > 0).any():
+        return None
+    import torch
+    from botorch.models.utils.gpytorch_modules import MIN_INFERRED_NOISE_LEVEL
+    from gpytorch.constraints import GreaterThan
+    from gpytorch.likelihoods import FixedNoiseGaussianLikelihood
+    from gpytorch.priors import LogNormalPrior
+
+    prior = LogNormalPrior(loc=-4.0, scale=1.0)
+    standardised = torch.as_tensor(extra_variance).to(train_obj) / train_obj.var()
+    return FixedNoiseGaussianLikelihood(
+        noise=standardised.clamp_min(MIN_INFERRED_NOISE_LEVEL), learn_additional_noise=True, noise_prior=prior,
+        noise_constraint=GreaterThan(MIN_INFERRED_NOISE_LEVEL, transform=None, initial_value=prior.mode))
 
 
 def _botorch_sampler_class():
