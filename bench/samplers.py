@@ -711,6 +711,24 @@ def seconds_to_reach(run: list[tuple[float, float | None]], target: float) -> fl
     return math.inf
 
 
+def top_trials_kept(milestone: np.ndarray, final: np.ndarray, step: int, seconds: float,
+                    table: Table) -> tuple[str, float, float]:
+    """Why a pruner can or cannot pay here, from the table alone: of the trials whose final
+    objective is in the top decile, how many a cut to the best third at this milestone (successive
+    halving's first rung, reduction factor 3) would keep, and how fast such a cut finds top-decile
+    trials against running every trial to the end (same proposals; a stopped trial costs its steps
+    and the milestone pass, a kept one the whole finetune, the milestone pass and the final probes).
+    Halving the wall time needs about 2x; the third value is the most any milestone this costly
+    could give (one that kept every top-decile trial)."""
+    top = final >= np.quantile(final, 0.9)
+    keep = milestone >= np.quantile(milestone, 2 / 3)
+    single = table.steps * table.step_seconds + table.probe_seconds
+    stopped = step * table.step_seconds + seconds
+    pruned = 2 / 3 * stopped + 1 / 3 * (single + seconds)
+    share = (top & keep).sum() / top.sum()
+    return f"{(top & keep).sum()} of {top.sum()}", float(share * single / pruned), float(single / pruned)
+
+
 def report_fidelity(table: Table, fitted: dict, samplers: list[str], pruners: list[str], seeds: int,
                     noise_sd: float, stopped: list[str] = ("shown",), fractions: list[float] | None = None) -> None:
     """Steps as fidelity: pruners against the single-fidelity search, by modelled compute, for
@@ -729,9 +747,12 @@ def report_fidelity(table: Table, fitted: dict, samplers: list[str], pruners: li
         model = GPSurrogate().fit(table.weights[mask], values[mask])
         rho = spearmanr(values[mask], table.objective[mask]).statistic
         seconds = table.milestone_seconds[(step, fraction)]
+        kept, rate, most = top_trials_kept(values[mask], table.objective[mask], step, seconds, table)
         print(f"- step {step}, {fraction:g} of the probe items: {mask.sum()} trials recorded it; rank correlation "
               f"with the final objective {rho:.3f}; a milestone probe pass {seconds:.1f} s; noise sd the GP "
-              f"fitted {model.noise_sd():.4f}")
+              f"fitted {model.noise_sd():.4f}; a cut to the best third there keeps {kept}; top-decile trials "
+              f"found per minute with that cut, against single fidelity: {rate:.2f}x (a perfect ranking at that cost: "
+              f"{most:.2f}x)")
         by_fraction.setdefault(fraction, {})[step] = Milestone(lambda w, m=model: float(m.predict(w)[0]),
                                                                 max(noise_sd, model.noise_sd()), seconds)
     model = fitted["GP"][0]
