@@ -752,6 +752,11 @@ def report_fidelity(table: Table, fitted: dict, samplers: list[str], pruners: li
         return
     from scipy.stats import spearmanr
 
+    recorded = {fraction for _, fraction in table.milestones}
+    if fractions and not set(fractions) <= recorded:
+        print(f"--milestone-items: the table's milestones scored {', '.join(f'{f:g}' for f in sorted(recorded))} "
+              f"of the probe items, not {', '.join(f'{f:g}' for f in sorted(set(fractions) - recorded))}", file=sys.stderr)
+        sys.exit(2)
     print("## Multi-fidelity: steps as fidelity (pruners replayed on GP surrogates)\n")
     by_fraction: dict[float, dict[int, Milestone]] = {}
     for (step, fraction), values in table.milestones.items():

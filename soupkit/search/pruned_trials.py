@@ -59,7 +59,7 @@ def predicted_objectives(trials: list) -> dict[int, Prediction]:
 def _on_the_line(x: np.ndarray, y: np.ndarray, at: float) -> Prediction:
     """Ordinary least squares of y on x, read at `at`: the value and the variance of a new
     observation there, s^2 (1 + 1/n + (at - mean x)^2 / Sxx); a falling line is replaced by the
-    mean of y (slope 0) and s^2 (1 + 1/n)."""
+    mean of y (slope 0), with y's own sample variance in place of s^2: var(y) (1 + 1/n)."""
     n, centred = len(x), x - x.mean()
     slope = float(centred @ (y - y.mean()) / (centred @ centred))
     if slope <= 0:

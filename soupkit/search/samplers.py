@@ -137,7 +137,8 @@ def _with_extra_noise(train_obj, extra_variance):
     from gpytorch.priors import LogNormalPrior
 
     prior = LogNormalPrior(loc=-4.0, scale=1.0)
-    standardised = torch.as_tensor(extra_variance).to(train_obj) / train_obj.var()
+    spread = train_obj.var()  # Standardize divides by the sd; all-equal objectives leave them as they are
+    standardised = torch.as_tensor(extra_variance).to(train_obj) / (spread if spread > 0 else 1.0)
     return FixedNoiseGaussianLikelihood(
         noise=standardised.clamp_min(MIN_INFERRED_NOISE_LEVEL), learn_additional_noise=True, noise_prior=prior,
         noise_constraint=GreaterThan(MIN_INFERRED_NOISE_LEVEL, transform=None, initial_value=prior.mode))
