@@ -724,19 +724,19 @@ def seconds_to_reach(run: list[tuple[float, float | None]], target: float) -> fl
 
 
 def top_trials_kept(milestone: np.ndarray, final: np.ndarray, step: int, seconds: float,
-                    table: Table) -> tuple[str, float, float]:
+                    table: Table, keep_share: float = 1 / 3) -> tuple[str, float, float]:
     """Why a pruner can or cannot pay here, from the table alone: of the trials whose final
-    objective is in the top decile, how many a cut to the best third at this milestone (successive
-    halving's first rung, reduction factor 3) would keep, and how fast such a cut finds top-decile
-    trials against running every trial to the end (same proposals; a stopped trial costs its steps
+    objective is in the top decile, how many a cut to the best `keep_share` at this milestone
+    (successive halving's first rung: a third with reduction factor 3) would keep, and how fast
+    such a cut finds top-decile trials against running every trial to the end (same proposals; a stopped trial costs its steps
     and the milestone pass, a kept one the whole finetune, the milestone pass and the final probes).
     Halving the wall time needs about 2x; the third value is the most any milestone this costly
     could give (one that kept every top-decile trial)."""
     top = final >= np.quantile(final, 0.9)
-    keep = milestone >= np.quantile(milestone, 2 / 3)
+    keep = milestone >= np.quantile(milestone, 1 - keep_share)
     single = table.steps * table.step_seconds + table.probe_seconds
     stopped = step * table.step_seconds + seconds
-    pruned = 2 / 3 * stopped + 1 / 3 * (single + seconds)
+    pruned = (1 - keep_share) * stopped + keep_share * (single + seconds)
     share = (top & keep).sum() / top.sum()
     return f"{(top & keep).sum()} of {top.sum()}", float(share * single / pruned), float(single / pruned)
 

@@ -1,0 +1,195 @@
+"""Would an earlier, cheaper milestone let a pruner halve the search's time? Real trials' mixtures
+finetuned again, scored at early steps, against the final objectives those trials recorded.
+
+    T=runs/gp-search,runs/botorch-search,runs/sh-search,runs/sh-search-2
+    python bench/early_milestones.py --table $T --steps 2,4 --fraction 0.25 --scores runs/early.jsonl --shard 0/2 &
+    python bench/early_milestones.py --table $T --steps 2,4 --fraction 0.25 --scores runs/early.jsonl --shard 1/2
+    python bench/early_milestones.py --table $T --scores runs/early.jsonl          # the report (seconds)
+
+A trial is deterministic for its mixture and the recipe's seed (the same batches in the same
+order; a milestone puts the model back as it found it), so the score a re-run gives at step s is
+the milestone the original trial passed through on its way to its recorded final objective. A
+re-run stops after its last milestone step: it costs those steps and their probe passes, not a
+trial. Recording is resumable (mixtures already in --scores are skipped) and splits over
+processes with --shard i/n.
+
+The report: per milestone (the re-run steps, and the step the table's trials recorded
+themselves), its rank correlation with the final objective, and for a successive-halving cut
+keeping the best half, third or quarter there, how many of the top-decile trials it keeps and
+how fast it finds them against running every trial to the end (`top_trials_kept` in
+bench/samplers.py, which this reads the table and the cost model from): halving the wall time
+needs 2x, and the share of top-decile trials a milestone must keep for that is printed beside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+from samplers import Table, load_table, top_trials_kept
+
+KEEPS = (1 / 2, 1 / 3, 1 / 4)  # the share of trials a cut keeps (successive halving: 1 / reduction factor)
+
+
+class _Enough(Exception):
+    """Raised from the step callback after the last milestone: the rest of the finetune is not needed."""
+
+
+def trial_key(run: Path, number: int) -> str:
+    return f"{run}#{number}"
+
+
+def completed_trials(runs: list[Path]) -> list[tuple[Path, int, dict[str, float]]]:
+    """(run folder, trial number, mixture) of every completed trial, in load_table's order."""
+    import optuna
+
+    from soupkit.search.study import close_storage, default_storage, open_storage
+    from soupkit.study_record import TrialRecord
+
+    out = []
+    for run in runs:
+        storage = open_storage(default_storage(run))
+        for t in optuna.load_study(study_name=None, storage=storage).get_trials(deepcopy=False):
+            if t.state.name == "COMPLETE":
+                out.append((run, t.number, TrialRecord.of(t).mixture))
+        close_storage(storage)
+    return out
+
+
+def recorded_keys(path: Path) -> set[str]:
+    if not path.exists():
+        return set()
+    return {json.loads(line)["trial"] for line in path.read_text().splitlines() if line.strip()}
+
+
+def record(runs: list[Path], steps: list[int], fraction: float, scores: Path, shard: int, shards: int) -> None:
+    """Finetune this shard's mixtures to the last of `steps`, scoring `fraction` of the probe items at each."""
+    import optuna
+
+    from soupkit.base_model import load_model, pick_device, use_bf16
+    from soupkit.data.load import load_recipe_families
+    from soupkit.probes.score import objective_value, score_probes
+    from soupkit.search.study import close_storage, default_storage, open_storage
+    from soupkit.search.trial import TrialContext
+    from soupkit.study_record import StudyRecord
+    from soupkit.train.finetune import base_weights, finetune_on_mixture
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = open_storage(default_storage(runs[0]))
+    recipe = StudyRecord.of(optuna.load_study(study_name=None, storage=storage)).recipe()
+    close_storage(storage)
+    recipe = recipe.model_copy(update={"search": recipe.search.model_copy(update={"milestone_fraction": fraction})})
+    trials = completed_trials(runs)
+    order = np.random.default_rng(0).permutation(len(trials))  # any prefix of the work is a fair sample
+    done = recorded_keys(scores)
+    todo = [trials[i] for i in order[shard::shards] if trial_key(*trials[i][:2]) not in done]
+    print(f"shard {shard}/{shards}: {len(todo)} mixtures to re-run to step {max(steps)}", flush=True)
+
+    device = pick_device()
+    model = load_model(recipe.base, device)
+    families, probes = load_recipe_families(recipe, None, log=lambda _: None)
+    bf16 = use_bf16(device, recipe.finetune.bf16)
+    ctx = TrialContext(recipe, families, probes, model, base_weights(model, recipe.finetune), Path("."), bf16, "")
+    for run, number, mixture in todo:
+        values, seconds = {}, {}
+        start = time.perf_counter()
+
+        def on_step(step: int, _loss: float, values=values, seconds=seconds) -> None:
+            if step in steps:
+                t0 = time.perf_counter()
+                values[step] = objective_value(score_probes(model, ctx.milestone_probes, ctx.probe_settings),
+                                               recipe.objective.weights)
+                model.train()
+                seconds[step] = round(time.perf_counter() - t0, 2)
+            if step == max(steps):
+                raise _Enough
+
+        ctx.reset_model()
+        with tempfile.TemporaryDirectory() as tmp:
+            try:
+                finetune_on_mixture(model, families, mixture, recipe.finetune, Path(tmp) / "m", recipe.seed, bf16,
+                                    on_step=on_step)
+            except _Enough:
+                pass
+        line = {"trial": trial_key(run, number), "fraction": fraction, "milestones": values,
+                "milestone_seconds": seconds, "seconds": round(time.perf_counter() - start, 2)}
+        with scores.open("a") as f:
+            f.write(json.dumps(line) + "\n")
+        print(f"{trial_key(run, number)}: " + ", ".join(f"step {s} {v:.4f}" for s, v in values.items())
+              + f" ({line['seconds']:.0f} s)", flush=True)
+
+
+def report(runs: list[Path], scores: Path) -> None:
+    from scipy.stats import spearmanr
+
+    table: Table = load_table(runs)
+    keys = [trial_key(run, number) for run, number, _ in completed_trials(runs)]
+    lines = [json.loads(line) for line in scores.read_text().splitlines() if line.strip()]
+    by_key = {line["trial"]: line for line in lines}
+    rows = [i for i, k in enumerate(keys) if k in by_key]
+    fractions = {line["fraction"] for line in lines}
+    if len(fractions) != 1:
+        raise SystemExit(f"{scores}: milestones of several item shares {sorted(fractions)}: one file per share")
+    fraction = fractions.pop()
+    final = table.objective[rows]
+    single = table.steps * table.step_seconds + table.probe_seconds
+    print(f"{len(rows)} mixtures re-run ({scores}); {fraction:g} of the probe items per milestone. Cost model "
+          f"(the table's medians): {table.step_seconds:.2f} s per step, a final probe pass {table.probe_seconds:.1f} s, "
+          f"a single-fidelity trial {single:.0f} s.\n")
+
+    milestones: dict[str, tuple[int, np.ndarray, float]] = {}
+    steps = sorted({int(s) for line in lines for s in line["milestones"]})
+    for step in steps:
+        values = np.array([by_key[keys[i]]["milestones"].get(str(step), np.nan) for i in rows])
+        seconds = float(np.median([line["milestone_seconds"][str(step)] for line in lines
+                                   if str(step) in line["milestone_seconds"]]))
+        milestones[f"step {step} (re-run)"] = (step, values, seconds)
+    for (step, share), values in table.milestones.items():
+        if share == fraction:
+            milestones[f"step {step} (recorded by the trial)"] = (step, values[rows], table.milestone_seconds[(step, share)])
+            rerun = milestones.get(f"step {step} (re-run)")
+            if rerun is not None:
+                both = ~np.isnan(rerun[1]) & ~np.isnan(values[rows])
+                diff = np.abs(rerun[1][both] - values[rows][both])
+                print(f"Determinism: step {step} re-run against recorded on {both.sum()} trials: largest difference "
+                      f"{diff.max():.2g}, median {np.median(diff):.2g}.\n")
+
+    print("| milestone | trials | Spearman with the final objective | milestone pass (s) | keep | top-decile kept | "
+          "found per minute against single fidelity | with a perfect ranking | share needed for 2x |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for name, (step, values, seconds) in milestones.items():
+        ok = ~np.isnan(values)
+        rho = spearmanr(values[ok], final[ok]).statistic
+        for keep in KEEPS:
+            kept, rate, most = top_trials_kept(values[ok], final[ok], step, seconds, table, keep)
+            needed = f"{2 / most:.2f}" if most >= 2 else "more than all"
+            print(f"| {name} | {ok.sum()} | {rho:.2f} | {seconds:.1f} | {keep:.2f} | {kept} | {rate:.2f}x | "
+                  f"{most:.2f}x | {needed} |")
+    print()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--table", required=True, help="run folders of the same recipe, comma-separated")
+    parser.add_argument("--scores", type=Path, required=True, help="JSON lines: the re-runs' milestone scores")
+    parser.add_argument("--steps", help="record: milestone steps to re-run to, e.g. 2,4 (without: report)")
+    parser.add_argument("--fraction", type=float, default=0.25, help="record: share of each probe's items scored")
+    parser.add_argument("--shard", default="0/1", help="record: this process's share of the mixtures, i/n")
+    args = parser.parse_args()
+    runs = [Path(p) for p in args.table.split(",")]
+    if args.steps:
+        shard, shards = (int(x) for x in args.shard.split("/"))
+        record(runs, sorted(int(s) for s in args.steps.split(",")), args.fraction, args.scores, shard, shards)
+    else:
+        report(runs, args.scores)
+
+
+if __name__ == "__main__":
+    main()
