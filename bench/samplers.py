@@ -411,10 +411,14 @@ def report_surrogates(table: Table) -> dict[str, object]:
 
 
 def report_samplers(table: Table, fitted: dict, samplers: list[str], seeds: int, n_trials: int, noise_sd: float,
-                    surrogates: list[str]) -> None:
+                    surrogates: list[str], first_seed: int = 0) -> None:
+    """Each sampler replayed with seeds first_seed .. first_seed + seeds - 1 (so that processes can
+    share the seeds of one comparison); the trials each seed took to 95% of the gain are printed
+    after the table, for pooling such runs."""
     if not set(fitted) & set(surrogates):  # --surrogates none: only the other reports
         return
-    print(f"## Samplers replayed ({seeds} seeds, {n_trials} trials, noise sd {noise_sd:.4f})\n")
+    seed_range = range(first_seed, first_seed + seeds)
+    print(f"## Samplers replayed ({seeds} seeds from {first_seed}, {n_trials} trials, noise sd {noise_sd:.4f})\n")
     for name, (model, best, _, _) in fitted.items():
         if name not in surrogates:
             continue
@@ -424,13 +428,18 @@ def report_samplers(table: Table, fitted: dict, samplers: list[str], seeds: int,
         print("| sampler | " + " | ".join(f"best after {m}" for m in MILESTONES if m <= n_trials)
               + " | trials to 95% of the gain (median) | seconds per replay |")
         print("|---|" + "---|" * (sum(m <= n_trials for m in MILESTONES) + 2))
+        per_seed = {}
         for sampler in samplers:
             start = time.perf_counter()
-            runs = [replay(sampler, s, lambda w: float(model.predict(w)[0]), noise_sd, table, n_trials) for s in range(seeds)]
+            runs = [replay(sampler, s, lambda w: float(model.predict(w)[0]), noise_sd, table, n_trials) for s in seed_range]
             seconds = (time.perf_counter() - start) / seeds
             cells = [median_interval([np.max(r.true[:m]) for r in runs]) for m in MILESTONES if m <= n_trials]
-            reach = fmt_trials([trials_to_reach(r.true, threshold) for r in runs], n_trials)
+            per_seed[sampler] = [trials_to_reach(r.true, threshold) for r in runs]
+            reach = fmt_trials(per_seed[sampler], n_trials)
             print(f"| {sampler} | " + " | ".join(cells) + f" | {reach} | {seconds:.1f} |", flush=True)
+        print("\nTrials to 95% of the gain, seed by seed (- : not within the replay): " + "; ".join(
+            f"{sampler} " + ", ".join(f"{v:.0f}" if math.isfinite(v) else "-" for v in values)
+            for sampler, values in per_seed.items()))
         share, median = random_search_reach(model, table, threshold)
         print(f"\nRandom search without replaying it: a flat Dirichlet draw lands above {threshold:.4f} with "
               f"probability {share:.5f} (400k draws on the surrogate), so random search's median trials to get "
@@ -896,6 +905,8 @@ def main() -> None:
                         "pool their trials (the recorded table and real end-to-end searches of the same recipe)")
     parser.add_argument("--samplers", default="gp,tpe,random")
     parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--first-seed", type=int, default=0, help="the samplers replay's first seed (split the "
+                        "seeds of one comparison over processes)")
     parser.add_argument("--drop", default="", help="probes left out of the objective, e.g. clustering")
     parser.add_argument("--noise", type=float, help="sd of one trial's objective (bench/trial_noise.py): the "
                         "replay's noise and the GP surrogate's noise floor; default: no floor, the GP's held-out RMSE")
@@ -931,7 +942,8 @@ def main() -> None:
     report_proposals(table)
     report_real_runs(table, fitted)
     report_real_fidelity(table, fitted, [Path(run) for run in args.table.split(",")])
-    report_samplers(table, fitted, samplers, args.seeds, args.trials, noise_sd, args.surrogates.split(","))
+    report_samplers(table, fitted, samplers, args.seeds, args.trials, noise_sd, args.surrogates.split(","),
+                    args.first_seed)
     if args.spaces:
         report_design(table, fitted, args.spaces.split(","), [int(k) for k in args.startups.split(",")], args.seeds,
                       args.trials, noise_sd)
