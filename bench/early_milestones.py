@@ -1,10 +1,10 @@
 """Would an earlier, cheaper milestone let a pruner halve the search's time? Real trials' mixtures
 finetuned again, scored at early steps, against the final objectives those trials recorded.
 
-    T=runs/gp-search,runs/botorch-search,runs/sh-search,runs/sh-search-2
-    python bench/early_milestones.py --table $T --steps 2,4 --fraction 0.25 --scores runs/early.jsonl --shard 0/2 &
-    python bench/early_milestones.py --table $T --steps 2,4 --fraction 0.25 --scores runs/early.jsonl --shard 1/2
-    python bench/early_milestones.py --table $T --scores runs/early.jsonl          # the report (seconds)
+    T=runs/gp-search,runs/botorch-search,runs/sh-search,runs/sh-search-2      # trials with quarter-item milestones
+    python bench/early_milestones.py --table $T --steps 2,4,6 --scores runs/early.jsonl --shard 0/2 &
+    python bench/early_milestones.py --table $T --steps 2,4,6 --scores runs/early.jsonl --shard 1/2
+    python bench/early_milestones.py --table runs/sampler-table-2,$T --scores runs/early.jsonl --replay gp
 
 A trial is deterministic for its mixture and the recipe's seed (the same batches in the same
 order; a milestone puts the model back as it found it), so the score a re-run gives at step s is
@@ -19,6 +19,9 @@ keeping the best half, third or quarter there, how many of the top-decile trials
 how fast it finds them against running every trial to the end (`top_trials_kept` in
 bench/samplers.py, which this reads the table and the cost model from): halving the wall time
 needs 2x, and the share of top-decile trials a milestone must keep for that is printed beside it.
+Trials of --table that were not re-run (the first folder above: its milestones scored all the
+items) only join the GP surrogates of `--replay`, which replays each milestone as successive
+halving's one rung against single fidelity, as bench/samplers.py --pruners does for step 8.
 """
 
 from __future__ import annotations
@@ -29,12 +32,13 @@ import math
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from samplers import Table, load_table, top_trials_kept
+from samplers import GPSurrogate, Table, load_table, report_fidelity, top_trials_kept
 
 # the share of trials a cut keeps: successive halving's first rung with reduction factor 2, 3, 4; 1/9 is two rungs of 3
 KEEPS = (1 / 2, 1 / 3, 1 / 4, 1 / 9)
@@ -128,7 +132,10 @@ def record(runs: list[Path], steps: list[int], fraction: float, scores: Path, sh
               + f" ({line['seconds']:.0f} s)", flush=True)
 
 
-def report(runs: list[Path], scores: Path) -> None:
+def report(runs: list[Path], scores: Path, samplers: list[str], seeds: int, noise_sd: float) -> None:
+    """The cut table over the re-run trials; with `samplers`, each milestone also replayed as
+    successive halving's only rung against single fidelity (bench/samplers.py's replay, on a GP
+    surrogate of every trial in `runs`)."""
     from scipy.stats import spearmanr
 
     table: Table = load_table(runs)
@@ -142,24 +149,24 @@ def report(runs: list[Path], scores: Path) -> None:
     fraction = fractions.pop()
     final = table.objective[rows]
     single = table.steps * table.step_seconds + table.probe_seconds
-    print(f"{len(rows)} mixtures re-run ({scores}); {fraction:g} of the probe items per milestone. Cost model "
-          f"(the table's medians): {table.step_seconds:.2f} s per step, a final probe pass {table.probe_seconds:.1f} s, "
-          f"a single-fidelity trial {single:.0f} s.\n")
+    print(f"{len(rows)} of the table's {len(keys)} trials re-run ({scores}); {fraction:g} of the probe items per "
+          f"milestone. Cost model (the table's medians): {table.step_seconds:.2f} s per step, a final probe pass "
+          f"{table.probe_seconds:.1f} s, a single-fidelity trial {single:.0f} s.\n")
 
+    # name -> (step, the milestone's objective for every trial of the table, NaN where not scored, seconds of a pass)
     milestones: dict[str, tuple[int, np.ndarray, float]] = {}
-    steps = sorted({int(s) for line in lines for s in line["milestones"]})
-    for step in steps:
-        values = np.array([by_key[keys[i]]["milestones"].get(str(step), np.nan) for i in rows])
+    for step in sorted({int(s) for line in lines for s in line["milestones"]}):
+        values = np.array([by_key[k]["milestones"].get(str(step), np.nan) if k in by_key else np.nan for k in keys])
         seconds = float(np.median([line["milestone_seconds"][str(step)] for line in lines
                                    if str(step) in line["milestone_seconds"]]))
         milestones[f"step {step} (re-run)"] = (step, values, seconds)
     for (step, share), values in table.milestones.items():
         if share == fraction:
-            milestones[f"step {step} (recorded by the trial)"] = (step, values[rows], table.milestone_seconds[(step, share)])
+            milestones[f"step {step} (recorded by the trial)"] = (step, values, table.milestone_seconds[(step, share)])
             rerun = milestones.get(f"step {step} (re-run)")
             if rerun is not None:
-                both = ~np.isnan(rerun[1]) & ~np.isnan(values[rows])
-                diff = np.abs(rerun[1][both] - values[rows][both])
+                both = ~np.isnan(rerun[1]) & ~np.isnan(values)
+                diff = np.abs(rerun[1][both] - values[both])
                 print(f"Determinism: step {step} re-run against recorded on {both.sum()} trials: largest difference "
                       f"{diff.max():.2g}, median {np.median(diff):.2g}.\n")
 
@@ -170,15 +177,24 @@ def report(runs: list[Path], scores: Path) -> None:
           + " | ".join(f"keep 1/{round(1 / keep)}" for keep in KEEPS) + " |")
     print("|---|---|---|---|" + "---|" * len(KEEPS))
     for name, (step, values, seconds) in milestones.items():
-        ok = ~np.isnan(values)
-        rho = spearmanr(values[ok], final[ok]).statistic
+        at = values[rows]
+        ok = ~np.isnan(at)
+        rho = spearmanr(at[ok], final[ok]).statistic
         cells = []
         for keep in KEEPS:
-            kept, rate, most = top_trials_kept(values[ok], final[ok], step, seconds, table, keep)
+            kept, rate, most = top_trials_kept(at[ok], final[ok], step, seconds, table, keep)
             reach = f"2x needs {math.ceil(2 / most * top)}" if most >= 2 else "2x out of reach"
             cells.append(f"{kept.split(' of ')[0]}: {rate:.2f}x of {most:.2f}x ({reach})")
         print(f"| {name} | {ok.sum()} | {rho:.2f} | {seconds:.1f} | " + " | ".join(cells) + " |")
     print()
+    if not samplers:
+        return
+    GPSurrogate.noise_floor = noise_sd
+    fitted = {"GP": (GPSurrogate().fit(table.weights, table.objective),)}
+    for name, (step, values, seconds) in milestones.items():
+        print(f"### Replayed: successive halving with its one rung at {name}\n")
+        one = replace(table, milestones={(step, fraction): values}, milestone_seconds={(step, fraction): seconds})
+        report_fidelity(one, fitted, samplers, ["successive-halving"], seeds, noise_sd)
 
 
 def main() -> None:
@@ -188,13 +204,18 @@ def main() -> None:
     parser.add_argument("--steps", help="record: milestone steps to re-run to, e.g. 2,4 (without: report)")
     parser.add_argument("--fraction", type=float, default=0.25, help="record: share of each probe's items scored")
     parser.add_argument("--shard", default="0/1", help="record: this process's share of the mixtures, i/n")
+    parser.add_argument("--replay", default="", help="report: also replay each milestone as successive halving's "
+                        "rung with these samplers, e.g. gp (on a GP surrogate of every trial of --table)")
+    parser.add_argument("--seeds", type=int, default=8, help="report: seeds of the --replay")
+    parser.add_argument("--noise", type=float, default=0.0012, help="report: sd of one trial's objective in the --replay "
+                        "(bench/trial_noise.py)")
     args = parser.parse_args()
     runs = [Path(p) for p in args.table.split(",")]
     if args.steps:
         shard, shards = (int(x) for x in args.shard.split("/"))
         record(runs, sorted(int(s) for s in args.steps.split(",")), args.fraction, args.scores, shard, shards)
     else:
-        report(runs, args.scores)
+        report(runs, args.scores, [x for x in args.replay.split(",") if x], args.seeds, args.noise)
 
 
 if __name__ == "__main__":
