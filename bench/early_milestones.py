@@ -138,6 +138,9 @@ def report(runs: list[Path], scores: Path, samplers: list[str], seeds: int, nois
     surrogate of every trial in `runs`)."""
     from scipy.stats import spearmanr
 
+    if not scores.is_file():
+        print(f"--scores {scores}: no such file (record the re-runs first, with --steps)", file=sys.stderr)
+        sys.exit(2)
     table: Table = load_table(runs)
     keys = [trial_key(run, number) for run, number, _ in completed_trials(runs)]
     lines = [json.loads(line) for line in scores.read_text().splitlines() if line.strip()]
@@ -145,7 +148,9 @@ def report(runs: list[Path], scores: Path, samplers: list[str], seeds: int, nois
     rows = [i for i, k in enumerate(keys) if k in by_key]
     fractions = {line["fraction"] for line in lines}
     if len(fractions) != 1:
-        raise SystemExit(f"{scores}: milestones of several item shares {sorted(fractions)}: one file per share")
+        print(f"--scores {scores}: milestones of several item shares {sorted(fractions)}: one file per share",
+              file=sys.stderr)
+        sys.exit(2)
     fraction = fractions.pop()
     final = table.objective[rows]
     single = table.steps * table.step_seconds + table.probe_seconds
