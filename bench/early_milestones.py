@@ -141,19 +141,19 @@ def report(runs: list[Path], scores: Path, samplers: list[str], seeds: int, nois
     if not scores.is_file():
         print(f"--scores {scores}: no such file (record the re-runs first, with --steps)", file=sys.stderr)
         sys.exit(2)
-    table: Table = load_table(runs)
-    keys = [trial_key(run, number) for run, number, _ in completed_trials(runs)]
     lines = [json.loads(line) for line in scores.read_text().splitlines() if line.strip()]
-    by_key = {line["trial"]: line for line in lines}
-    rows = [i for i, k in enumerate(keys) if k in by_key]
     fractions = {line["fraction"] for line in lines}
     if len(fractions) != 1:
         print(f"--scores {scores}: milestones of several item shares {sorted(fractions)}: one file per share",
               file=sys.stderr)
         sys.exit(2)
     fraction = fractions.pop()
+    by_key = {line["trial"]: line for line in lines}
+    table: Table = load_table(runs)
+    keys = [trial_key(runs[run], int(number)) for run, number in zip(table.runs, table.numbers)]
+    rows = [i for i, k in enumerate(keys) if k in by_key]
     final = table.objective[rows]
-    single = table.steps * table.step_seconds + table.probe_seconds
+    single = table.single_trial_seconds
     print(f"{len(rows)} of the table's {len(keys)} trials re-run ({scores}); {fraction:g} of the probe items per "
           f"milestone. Cost model (the table's medians): {table.step_seconds:.2f} s per step, a final probe pass "
           f"{table.probe_seconds:.1f} s, a single-fidelity trial {single:.0f} s.\n")
@@ -178,9 +178,9 @@ def report(runs: list[Path], scores: Path, samplers: list[str], seeds: int, nois
     top = int((final >= np.quantile(final, 0.9)).sum())
     print(f"Each cut cell: top-decile trials kept (of {top}), how fast the cut finds them against single fidelity, "
           f"and the most a perfect ranking at that cost gives; 2x halves the wall time.\n")
-    print("| milestone | trials | Spearman with the final objective | milestone pass (s) | "
+    print("| milestone | trials | distinct scores (sd) | Spearman with the final objective | milestone pass (s) | "
           + " | ".join(f"keep 1/{round(1 / keep)}" for keep in KEEPS) + " |")
-    print("|---|---|---|---|" + "---|" * len(KEEPS))
+    print("|---|---|---|---|---|" + "---|" * len(KEEPS))
     for name, (step, values, seconds) in milestones.items():
         at = values[rows]
         ok = ~np.isnan(at)
@@ -190,7 +190,8 @@ def report(runs: list[Path], scores: Path, samplers: list[str], seeds: int, nois
             kept, rate, most = top_trials_kept(at[ok], final[ok], step, seconds, table, keep)
             reach = f"2x needs {math.ceil(2 / most * top)}" if most >= 2 else "2x out of reach"
             cells.append(f"{kept.split(' of ')[0]}: {rate:.2f}x of {most:.2f}x ({reach})")
-        print(f"| {name} | {ok.sum()} | {rho:.2f} | {seconds:.1f} | " + " | ".join(cells) + " |")
+        spread = f"{len(np.unique(np.round(at[ok], 6)))} ({np.std(at[ok]):.4f})"
+        print(f"| {name} | {ok.sum()} | {spread} | {rho:.2f} | {seconds:.1f} | " + " | ".join(cells) + " |")
     print()
     if not samplers:
         return

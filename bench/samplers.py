@@ -3,7 +3,7 @@
     python bench/samplers.py --record runs/sampler-table   # rebuild the table: ~200 real trials, hours
     python bench/samplers.py --table runs/sampler-table    # fit, replay, print Markdown (minutes)
 
-Real trials cost ~40 s each on 2 CPU cores, so samplers are not compared by running each one many
+Real trials cost over 2 minutes each on 2 CPU cores, so samplers are not compared by running each one many
 times for real. Instead:
 
 1. The table: one study of the default recipe holding at least 200 real trials, random Dirichlet
@@ -85,6 +85,11 @@ class Table:
     milestones: dict[tuple[int, float], np.ndarray]
     milestone_seconds: dict[tuple[int, float], float]  # median seconds of one milestone probe pass
     pruned_runs: set[int]  # runs in which a pruner stopped trials: their completed trials are its survivors
+
+    @property
+    def single_trial_seconds(self) -> float:
+        """What one trial costs without milestones: the whole finetune and one probe pass."""
+        return self.steps * self.step_seconds + self.probe_seconds
 
 
 def load_table(runs: list[Path], drop: tuple[str, ...] = ()) -> Table:
@@ -737,13 +742,13 @@ def top_trials_kept(milestone: np.ndarray, final: np.ndarray, step: int, seconds
     """Why a pruner can or cannot pay here, from the table alone: of the trials whose final
     objective is in the top decile, how many a cut to the best `keep_share` at this milestone
     (successive halving's first rung: a third with reduction factor 3) would keep, and how fast
-    such a cut finds top-decile trials against running every trial to the end (same proposals; a stopped trial costs its steps
-    and the milestone pass, a kept one the whole finetune, the milestone pass and the final probes).
-    Halving the wall time needs about 2x; the third value is the most any milestone this costly
-    could give (one that kept every top-decile trial)."""
+    such a cut finds top-decile trials against running every trial to the end (same proposals; a
+    stopped trial costs its steps and the milestone pass, a kept one the whole finetune, the
+    milestone pass and the final probes). Halving the wall time needs about 2x; the third value is
+    the most any milestone this costly could give (one that kept every top-decile trial)."""
     top = final >= np.quantile(final, 0.9)
     keep = milestone >= np.quantile(milestone, 1 - keep_share)
-    single = table.steps * table.step_seconds + table.probe_seconds
+    single = table.single_trial_seconds
     stopped = step * table.step_seconds + seconds
     pruned = (1 - keep_share) * stopped + keep_share * (single + seconds)
     share = (top & keep).sum() / top.sum()
@@ -783,7 +788,7 @@ def report_fidelity(table: Table, fitted: dict, samplers: list[str], pruners: li
                                                                 max(noise_sd, model.noise_sd()), seconds)
     model = fitted["GP"][0]
     final = lambda w: float(model.predict(w)[0])  # noqa: E731
-    single = table.steps * table.step_seconds + table.probe_seconds
+    single = table.single_trial_seconds
     budget = 40 * single
     print(f"\nCost model (this table's medians): {table.step_seconds:.2f} s per step, {table.probe_seconds:.1f} s "
           f"per probe pass; a single-fidelity trial {single:.0f} s; each run gets {budget / 60:.0f} min "
