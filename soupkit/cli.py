@@ -431,12 +431,14 @@ def _validated(model, data: dict):
     """A pydantic model from CLI values; a bad value is one line naming the option."""
     from pydantic import ValidationError
 
+    from soupkit.config import validation_problem
+
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        option = "--" + str(err["loc"][0]).replace("_", "-") if err["loc"] else "option"
-        raise SoupkitError(f"{option}: {err['msg'].removeprefix('Value error, ')}") from None
+        loc, msg, _ = validation_problem(exc)
+        option = "--" + loc.split(".")[0].replace("_", "-") if loc else "option"
+        raise SoupkitError(f"{option}: {msg}") from None
 
 
 @main.command()

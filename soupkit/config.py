@@ -174,6 +174,12 @@ class ObjectiveSpec(Strict):
     mode: Literal["weighted", "pareto"] = "weighted"
     domain: list[str] = []
 
+    @property
+    def two_objectives(self) -> bool:
+        """The one answer to "is this study two-objective?": a pareto objective's study keeps two
+        values (domain, general) and a front; a weighted one keeps one value."""
+        return self.mode == "pareto"
+
     @field_validator("weights")
     @classmethod
     def _non_negative(cls, weights: dict[str, float]) -> dict[str, float]:
@@ -248,11 +254,7 @@ class Recipe(Strict):
             try:
                 self._finetune_with(base)
             except ValidationError as exc:
-                err = exc.errors()[0]
-                loc = ".".join(str(p) for p in err["loc"])
-                if err["type"] == "extra_forbidden":
-                    raise ValueError(f"finetune_by_base.{base}: unknown key '{loc}'") from None
-                raise ValueError(f"finetune_by_base.{base}.{loc}: {err['msg']}") from None
+                raise ValueError(one_line(exc, f"finetune_by_base.{base}", sep=".")) from None
         return self
 
     def _finetune_with(self, key: str) -> FinetuneSpec:
@@ -292,7 +294,7 @@ class Recipe(Strict):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"family '{dupes[0]}' is listed twice")
-        if self.objective.mode == "pareto" and not self.objective.domain:
+        if self.objective.two_objectives and not self.objective.domain:
             raise ValueError("objective.domain: a pareto objective needs the names of its domain probes")
         return self
 
@@ -308,7 +310,7 @@ class Recipe(Strict):
                              "recipe has none; give search.milestones or a pruner")
         if search.pruner == "none":
             return self
-        if self.objective.mode == "pareto":
+        if self.objective.two_objectives:
             raise ValueError(f"search.pruner: '{search.pruner}' needs objective.mode weighted; Optuna's pruners "
                              "compare trials on one objective, a pareto recipe has two")
         if not self.milestone_steps():
@@ -360,7 +362,8 @@ def _read_yaml(path: Path, what: str) -> object:
         raise SoupkitError(f"{path}:{where}: malformed YAML: {problem}") from None
 
 
-def _first_error(path: Path, exc: ValidationError, within: str | None = None) -> SoupkitError:
+def validation_problem(exc: ValidationError) -> tuple[str, str, dict]:
+    """The first useful error of a ValidationError: (dotted location, message, the raw error)."""
     errors = exc.errors()
     # in a union (family name or mapping) the "wrong type" branch is the least useful message
     useful = [e for e in errors if e["type"] not in {"string_type", "dict_type", "model_type"}]
@@ -368,12 +371,19 @@ def _first_error(path: Path, exc: ValidationError, within: str | None = None) ->
     # union branches ("str", "dict[str,float]", ...) are pydantic's bookkeeping, not the user's keys
     branches = ("function-after", "str", "LocalFamily", "dict[", "list[")
     loc = ".".join(str(p) for p in err["loc"] if not str(p).startswith(branches))
-    if within:  # a Mixture checked inside a recipe: its `weights` are the recipe's `within` key
+    return loc, err["msg"].removeprefix("Value error, "), err
+
+
+def one_line(exc: ValidationError, where: object, within: str | None = None, sep: str = ": ") -> str:
+    """A ValidationError as the one line a user sees: `<where>: <key>: <problem>`, or
+    `<where>: unknown key '<key>'`. `within`: a Mixture checked inside a recipe, whose `weights`
+    are the recipe's `within` key; `sep` joins `where` and the key (`finetune_by_base.m.steps`)."""
+    loc, msg, err = validation_problem(exc)
+    if within:
         loc = within + loc.removeprefix("weights")
     if err["type"] == "extra_forbidden":
-        return SoupkitError(f"{path}: unknown key '{loc}'")
-    msg = err["msg"].removeprefix("Value error, ")
-    return SoupkitError(f"{path}: {loc}: {msg}" if loc else f"{path}: {msg}")
+        return f"{where}: unknown key '{loc}'"
+    return f"{where}{sep}{loc}: {msg}" if loc else f"{where}: {msg}"
 
 
 def resolve_named(value: str, directory: Path, what: str) -> Path:
@@ -397,7 +407,7 @@ def _load_yaml_model(path: str | Path, directory: Path, what: str, model: type[B
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise _first_error(path, exc) from None
+        raise SoupkitError(one_line(exc, path)) from None
 
 
 def load_recipe(path: str | Path) -> Recipe:
@@ -417,7 +427,7 @@ def seed_mixture_of(recipe: Recipe, recipe_path: Path | None = None) -> Mixture 
         try:
             return Mixture(name=f"{recipe.name}-seed", weights=recipe.seed_mixture)
         except ValidationError as exc:
-            raise _first_error(where, exc, within="seed_mixture") from None
+            raise SoupkitError(one_line(exc, where, within="seed_mixture")) from None
     return load_mixture(recipe.seed_mixture)
 
 
@@ -439,9 +449,7 @@ def with_overrides(recipe: Recipe, overrides: dict[str, tuple[str, Any]]) -> Rec
     try:
         return Recipe.model_validate(data)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = ".".join(str(p) for p in err["loc"])
-        msg = err["msg"].removeprefix("Value error, ")
+        loc, msg, err = validation_problem(exc)
         if not loc:  # a rule across fields: its message names them and their values; name the option too
             named = sorted((msg.find(field), option) for field, (option, _) in given.items() if field in msg)
             raise SoupkitError(f"{named[0][1]}: {msg}" if named else msg) from None

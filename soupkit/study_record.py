@@ -205,6 +205,15 @@ def record_result(trial, scores: Mapping[str, float], objective: float, seconds:
     trial.set_user_attr(FINAL_LOSS, final_loss)
 
 
+def record_worker_died(storage, study_name: str, number: int) -> None:
+    """Fail a trial whose worker died, through the storage (the live trial is that worker's)."""
+    from optuna.trial import TrialState
+
+    trial_id = storage.get_trial_id_from_study_id_trial_number(storage.get_study_id_from_name(study_name), number)
+    storage.set_trial_user_attr(trial_id, ERROR, WORKER_DIED)
+    storage.set_trial_state_values(trial_id, state=TrialState.FAIL)
+
+
 def queued_attrs(trial) -> dict[str, Any]:
     """The attributes a trial's mixture keeps when it is queued again (seed mark, retry number)."""
     return {k: v for k, v in trial.user_attrs.items() if k in QUEUED_ATTRS}
@@ -358,9 +367,15 @@ def record_soup(study, name: str, soup: SoupRecord) -> None:
     study.set_user_attr(SOUPS, soups)
 
 
-def metric_names(mode: str) -> list[str]:
+def metric_names(two_objectives: bool) -> list[str]:
     """The names of the study's objective values, as the dashboard and the report show them."""
-    return ["domain", "general"] if mode == "pareto" else ["objective"]
+    return ["domain", "general"] if two_objectives else ["objective"]
+
+
+def two_objectives(study) -> bool:
+    """A study made for a two-objective recipe (config.ObjectiveSpec.two_objectives): one
+    direction per metric_names entry."""
+    return len(study.directions) == 2
 
 
 # ingredient studies (`soupkit ingredients`): a study beside a search's, one trial per ingredient

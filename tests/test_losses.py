@@ -173,7 +173,7 @@ SPREAD_2 = 2 * 0.5 / 2  # queries orthogonal; positives 2 * (1/sqrt2)^2 / (2 * 1
 
 
 def test_matryoshka_sums_both_terms_over_truncated_renormalised_dims():
-    loss_fn = EmbeddingGemmaLoss(nn.Identity(), scale=1.0, matryoshka_dims=[4, 2])
+    loss_fn = EmbeddingGemmaLoss(nn.Identity(), scale=1.0, spread_out_weight=1.0, matryoshka_dims=[4, 2])
     loss = loss_fn.loss_from_embeddings([t(Q_MRL), t(P_MRL)])
     assert loss.item() == pytest.approx(CONTRASTIVE_4 + CONTRASTIVE_2 + SPREAD_2, rel=1e-6)
     assert loss_fn.last_parts["contrastive"] == pytest.approx(CONTRASTIVE_4 + CONTRASTIVE_2, rel=1e-6)
@@ -187,7 +187,7 @@ def test_without_matryoshka_dims_only_the_full_width_counts():
 
 def test_embeddings_need_not_be_unit_length():
     """The loss normalises at every dim, so scaling an embedding changes nothing."""
-    loss_fn = EmbeddingGemmaLoss(nn.Identity(), scale=1.0, matryoshka_dims=[4, 2])
+    loss_fn = EmbeddingGemmaLoss(nn.Identity(), scale=1.0, spread_out_weight=1.0, matryoshka_dims=[4, 2])
     scaled = loss_fn.loss_from_embeddings([3 * t(Q_MRL), 0.5 * t(P_MRL)])
     assert scaled.item() == pytest.approx(CONTRASTIVE_4 + CONTRASTIVE_2 + SPREAD_2, rel=1e-6)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from soupkit.config import TaskType
+from soupkit.config import ProbeSpec, TaskType
 from soupkit.data.family import ProbeData, TaskFamily, TrainExample
 from soupkit.registry import Registry
 
@@ -22,15 +22,15 @@ class BuildOptions:
     """Sizes every family honours. Probes stay small enough to score in seconds on a CPU."""
 
     seed: int = 0
-    probe_size: int = 200
-    probe_corpus: int = 400
-    max_train: int = 20_000
+    probe_size: int = ProbeSpec.model_fields["probe_size"].default  # the recipe's defaults: one place
+    probe_corpus: int = ProbeSpec.model_fields["probe_corpus"].default
+    max_train: int = ProbeSpec.model_fields["max_train"].default
     # share of a retrieval source's documents its probe may take; a probe-only family trains on
     # nothing, so it may take all of them
     probe_share: float = 1 / 3
     # "neighbours": a retrieval probe built of whole neighbourhoods (a chapter, a module) where its
     # source knows them, so answers compete with near misses; "random": random distractors
-    probe_distractors: str = "random"
+    probe_distractors: str = ProbeSpec.model_fields["distractors"].default
 
 
 # Below these sizes a built-in family's source is damaged or missing parts (apt's deleted

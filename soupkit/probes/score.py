@@ -96,7 +96,7 @@ def pareto_values(scores: Mapping[str, float], weights: Mapping[str, float], dom
 
 def study_values(scores: Mapping[str, float], objective) -> list[float]:
     """What a trial reports to the study: [weighted mean], or [domain, general] for `pareto`."""
-    if objective.mode == "pareto":
+    if objective.two_objectives:
         return list(pareto_values(scores, objective.weights, objective.domain))
     return [objective_value(scores, objective.weights)]
 

@@ -59,7 +59,7 @@ def summary_text(frames: StudyFrames) -> str:
         mixture = {f: best.get(f"w:{f}") for f in frames.families if best.get(f"w:{f}")}
         ordered = sorted(mixture.items(), key=lambda x: -x[1])
         lines.append("  mixture " + ", ".join(f"{f} {w:.2f}" for f, w in ordered))
-    if frames.objectives == ["domain", "general"]:
+    if frames.two_objectives:
         base_values = frames.base_values or []
         base_text = f" (base {base_values[0]:.4f} / {base_values[1]:.4f})" if len(base_values) == 2 else ""
         lines.append(f"Pareto front (domain / general): {len(frames.front)} trials "

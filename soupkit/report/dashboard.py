@@ -110,7 +110,7 @@ def trial_note(row: dict, frames: StudyFrames) -> str:
         head = f"**objective {row['objective']:.4f}**"
         if base is not None:
             head += f" (base {base:.4f}, {row['objective'] - base:+.4f})"
-        if frames.objectives == ["domain", "general"]:
+        if frames.two_objectives:
             head += f" · domain {row['domain']:.4f} / general {row['general']:.4f}"
             head += " · on the Pareto front" if row["trial"] in frames.front else ""
     else:

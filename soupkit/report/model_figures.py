@@ -85,7 +85,7 @@ def soups_vs_ingredients(frames: StudyFrames):
 
 
 def pareto_front(frames: StudyFrames):
-    if frames.objectives != ["domain", "general"]:
+    if not frames.two_objectives:
         return "the study has one objective; the Pareto front is drawn for `objective.mode: pareto` recipes"
     done = [] if frames.trials.is_empty() else [
         r for r in frames.trials.iter_rows(named=True) if r["state"] == "COMPLETE" and _finite(r["domain"])

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from soupkit.study_record import StudyRecord, TrialRecord, metric_names
+from soupkit.study_record import StudyRecord, TrialRecord, metric_names, two_objectives
 
 
 def trials_frame(study, all_states: bool = False):
@@ -29,7 +29,7 @@ def trials_frame(study, all_states: bool = False):
             continue
         record = TrialRecord.of(t)
         row: dict[str, Any] = {"trial": t.number, "state": t.state.name, "objective": record.objective}
-        if len(study.directions) == 2:
+        if two_objectives(study):
             row["domain"], row["general"] = record.values if record.values else (None, None)
         row.update({f"score:{k}": v for k, v in record.scores.items()})
         row.update({f"w:{k}": v for k, v in record.mixture.items()})
@@ -85,6 +85,10 @@ class StudyFrames:
     base_values: list[float] | None
     front: list[int]  # trial numbers on the Pareto front (two objectives only)
 
+    @property
+    def two_objectives(self) -> bool:
+        return len(self.objectives) == 2
+
     def completed(self):
         import polars as pl
 
@@ -113,11 +117,11 @@ def collect_study(study) -> StudyFrames:
     base_scores = record.base_scores
     probes = list(base_scores) + [c.removeprefix("score:") for c in columns if c.startswith("score:")]
     families = [c.removeprefix("w:") for c in trials.columns if c.startswith("w:")]
-    two = len(study.directions) == 2
+    two = two_objectives(study)
     front = sorted(t.number for t in study.best_trials) if two else []
     return StudyFrames(
         name=study.study_name,
-        objectives=metric_names("pareto" if two else "weighted"),
+        objectives=metric_names(two),
         trials=trials,
         soups=soups,
         families=families,
@@ -163,5 +167,15 @@ def top_trials_table(study, k: int = 5) -> str:
     table = table.rename({c: c.removeprefix("score:") for c in score_cols})
     mixtures = top.select(["trial", *[c for c in top.columns if c.startswith("w:")]])
     mixtures = mixtures.rename({c: c.removeprefix("w:") for c in mixtures.columns if c.startswith("w:")})
-    with pl.Config(tbl_rows=k + 2, tbl_cols=-1, float_precision=3, tbl_width_chars=200, tbl_hide_dataframe_shape=True):
+    with terminal_table(k + 2, types=True, strings=None):
         return f"top trials (probe scores):\n{table}\nmixtures of the top trials:\n{mixtures}"
+
+
+def terminal_table(rows: int, width: int = 200, types: bool = False, strings: int | None = 80):
+    """How every table soupkit prints is laid out (a polars Config, used as `with`): all columns,
+    `rows` rows, 3 decimals, no shape line; `types` shows the column types, `strings` the longest
+    text shown (None: polars' own)."""
+    import polars as pl
+
+    return pl.Config(tbl_rows=rows, tbl_cols=-1, float_precision=3, tbl_width_chars=width, tbl_hide_dataframe_shape=True,
+                     tbl_hide_column_data_types=not types, **({"fmt_str_lengths": strings} if strings else {}))

@@ -14,13 +14,13 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-from soupkit.study_record import StudyRecord, TrialRecord, objective_of
-
-_PARTIAL = re.compile(r"^\.tmp-trial-(\d+)-")
+from soupkit.study_record import StudyRecord, TrialRecord, objective_of, two_objectives
 
 
-def checkpoint_dir(checkpoints: Path, number: int) -> Path:
-    return Path(checkpoints) / f"trial-{number:04d}"
+
+def checkpoint_dir(checkpoints: Path, number: int, kind: str = "trial") -> Path:
+    """`<checkpoints>/trial-0007` (an ingredient's: `ingredient-0007`)."""
+    return Path(checkpoints) / f"{kind}-{number:04d}"
 
 
 def remove_folder(folder: Path) -> None:
@@ -33,8 +33,8 @@ def remove_folder(folder: Path) -> None:
     shutil.rmtree(victim, ignore_errors=True)
 
 
-def remove_partial_checkpoints(study, checkpoints: Path) -> list[str]:
-    """Delete `.tmp-trial-NNNN-*` leftovers whose trial is no longer running (its worker died, or
+def remove_partial_checkpoints(study, checkpoints: Path, kind: str = "trial") -> list[str]:
+    """Delete `.tmp-<kind>-NNNN-*` leftovers whose trial is no longer running (its worker died, or
     the folder was being removed). Folders of running trials are another worker's, in progress."""
     from optuna.trial import TrialState
 
@@ -43,7 +43,7 @@ def remove_partial_checkpoints(study, checkpoints: Path) -> list[str]:
     running = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
     removed = []
     for path in sorted(Path(checkpoints).iterdir()):
-        match = _PARTIAL.match(path.name)
+        match = re.match(rf"^\.tmp-{re.escape(kind)}-(\d+)-", path.name)
         if match and path.is_dir() and int(match.group(1)) not in running:
             shutil.rmtree(path, ignore_errors=True)
             removed.append(path.name)
@@ -53,7 +53,7 @@ def remove_partial_checkpoints(study, checkpoints: Path) -> list[str]:
 def protected_trials(study) -> set[int]:
     """Trials whose checkpoints are never removed: members of recorded soups, the Pareto front."""
     keep = {m for soup in StudyRecord.of(study).soups.values() for m in soup.members}
-    if len(study.directions) > 1:
+    if two_objectives(study):
         keep |= {t.number for t in study.best_trials}
     return keep
 

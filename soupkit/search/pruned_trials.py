@@ -22,6 +22,8 @@ import numpy as np
 import optuna
 from optuna.trial import TrialState
 
+from soupkit.study_record import two_objectives
+
 MIN_PAIRS = 3  # completed trials with a score at the same milestone before a line is fitted
 
 
@@ -118,7 +120,7 @@ class ObservingStoppedTrials(optuna.samplers.BaseSampler):
         self._observe = observe
 
     def _view(self, study):
-        if len(study.directions) > 1:
+        if two_objectives(study):
             if self._observe is not None:
                 self._observe(None)
             return study

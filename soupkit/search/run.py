@@ -11,7 +11,6 @@ model, storage URL, data sources) is checked before anything is written.
 from __future__ import annotations
 
 import json
-import sys
 import time
 import warnings
 from collections.abc import Callable
@@ -24,8 +23,9 @@ from soupkit.atomic import atomic_write_text, check_can_write
 from soupkit.config import NOT_TRIAL_SECTIONS, Mixture, Recipe, seed_mixture_of
 from soupkit.errors import Interrupted, SoupkitError
 from soupkit.pause import pause_for_test
-from soupkit.search.checkpoints import keep_best_checkpoints, remove_partial_checkpoints
-from soupkit.search.heartbeat import fail_stale_trials, heartbeat
+from soupkit.search.checkpoints import keep_best_checkpoints
+from soupkit.search.heartbeat import fail_stale_trials
+from soupkit.search.lifecycle import ask, base_scores, progress_bar, recover, run_and_tell
 from soupkit.search.space import params_for_mixture
 from soupkit.search.study import (
     check_held_out_halves,
@@ -38,7 +38,7 @@ from soupkit.search.study import (
     redact,
     trial_counts,
 )
-from soupkit.search.trial import TrialContext, run_trial
+from soupkit.search.trial import TrialContext, search_trial
 from soupkit.search.workers import sampler_seed
 from soupkit.study_record import (
     INTERRUPTED,
@@ -50,6 +50,7 @@ from soupkit.study_record import (
     record_base_summary,
     seeded_attrs,
     stopped_by_pruner,
+    two_objectives,
 )
 
 MAX_CONSECUTIVE_FAILURES = 5
@@ -178,7 +179,8 @@ def prepare_trials(recipe: Recipe, recipe_path: Path | None, out: Path, command:
     data_seconds = time.perf_counter() - t0
     base_state = base_weights(model, recipe.finetune)
     return TrialContext(recipe, families, probes, model, base_state, out, use_bf16(device, recipe.finetune.bf16),
-                        command, checkpoints=Path(checkpoints) if checkpoints else None, data_seconds=data_seconds)
+                        command, checkpoints=Path(checkpoints) if checkpoints else None, data_seconds=data_seconds,
+                        sampler=recipe.search.sampler)
 
 
 @dataclass
@@ -215,20 +217,20 @@ def open_search(recipe: Recipe, inputs: CheckedInputs, out: Path, storage: str |
     check_held_out_halves(study, recipe, record=True)
     with warnings.catch_warnings():  # experimental since Optuna 3.2, and what the dashboard shows
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        study.set_metric_names(metric_names(recipe.objective.mode))
+        study.set_metric_names(metric_names(recipe.objective.two_objectives))
     atomic_write_text(out / "recipe.yaml", RUN_MARKER + yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False))
 
     if n_existing == 0 and inputs.seed_mixture is not None:
         params = params_for_mixture(inputs.seed_mixture.weights, list(ctx.families))
         study.enqueue_trial(params, user_attrs=seeded_attrs(), skip_if_exists=True)
-    requeued = recover_dead_trials(study, store)
+    recovered = recover(study, store, ctx)
+    requeued = recovered.requeued
     if requeued:
         which = ", ".join(f"#{n}" for n in requeued)
         log(f"re-queued {len(requeued)} interrupted trial{'s' if len(requeued) > 1 else ''} ({which}): "
             f"{'its mixture runs' if len(requeued) == 1 else 'their mixtures run'} again")
-    leftovers = remove_partial_checkpoints(study, ctx.checkpoint_root)
-    if leftovers:
-        log(f"removed partial checkpoints of interrupted trials: {', '.join(leftovers)}")
+    if recovered.removed:
+        log(f"removed partial checkpoints of interrupted trials: {', '.join(recovered.removed)}")
     if spec.keep_checkpoints:
         keep_best_checkpoints(study, spec.keep_checkpoints, log)
     return OpenSearch(study, store, url)
@@ -236,18 +238,16 @@ def open_search(recipe: Recipe, inputs: CheckedInputs, out: Path, storage: str |
 
 def score_base(search: OpenSearch, ctx: TrialContext, log: Callable[[str], None]) -> float:
     """The base model's probe scores, once per study (again if the probes changed); its objective."""
-    from soupkit.probes.score import objective_value, score_probes, study_values
+    from soupkit.probes.score import objective_value, study_values
 
     recipe, study = ctx.recipe, search.study
-    base_scores = StudyRecord.of(study).base_scores
-    if not base_scores or set(base_scores) != set(ctx.probes):
-        start = time.perf_counter()
-        base_scores = score_probes(ctx.model, ctx.probes, ctx.probe_settings)
-        record_base_scores(study, recipe.base, base_scores)
-        log(f"base model scored in {time.perf_counter() - start:.1f}s")
-    base_value = objective_value(base_scores, recipe.objective.weights)
-    record_base_summary(study, base_value, study_values(base_scores, recipe.objective), ctx.data_seconds)
-    log(f"base model objective {base_value:.4f}  " + "  ".join(f"{k} {v:.3f}" for k, v in base_scores.items()))
+    scores, scored = base_scores(StudyRecord.of(study).base_scores, ctx.probes, lambda: ctx.model, ctx.probe_settings,
+                                 log)
+    if scored:
+        record_base_scores(study, recipe.base, scores)
+    base_value = objective_value(scores, recipe.objective.weights)
+    record_base_summary(study, base_value, study_values(scores, recipe.objective), ctx.data_seconds)
+    log(f"base model objective {base_value:.4f}  " + "  ".join(f"{k} {v:.3f}" for k, v in scores.items()))
     return base_value
 
 
@@ -270,16 +270,11 @@ def run_worker(search: OpenSearch, ctx: TrialContext, base_value: float, max_fai
             recover_dead_trials(study, search.store)
             continue
         n = counts["DONE"] + 1
-        bar = _progress(show_progress, ctx.recipe.finetune.steps, f"trial {n}/{spec.budget}")
-        ctx.on_step = (lambda step, loss: (bar.update(1), bar.set_postfix(loss=f"{loss:.3f}"))) if bar else None
         before = time.perf_counter()
         if progress is not None:
             progress.started = True
-        try:
+        with progress_bar(show_progress, ctx.finetune.steps, f"trial {n}/{spec.budget}") as ctx.on_step:
             last = ask_and_tell(search, ctx)
-        finally:
-            if bar:
-                bar.close()
         record = TrialRecord.of(last)
         if stopped_by_pruner(last):
             failures = 0
@@ -306,24 +301,8 @@ def run_worker(search: OpenSearch, ctx: TrialContext, base_value: float, max_fai
 def ask_and_tell(search: OpenSearch, ctx: TrialContext):
     """One trial of this worker: ask (a queued mixture first), run it with a heartbeat, tell the
     outcome. Returns the finished trial (frozen)."""
-    import optuna
-    from optuna.trial import TrialState
-
     fail_stale_trials(search.study)
-    with warnings.catch_warnings():  # heartbeats are sent by soupkit.search.heartbeat, not optimize()
-        warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
-        trial = search.study.ask()
-    with heartbeat(search.store, search.study, trial.number):
-        try:
-            values = run_trial(trial, ctx)
-        except optuna.TrialPruned:
-            return search.study.tell(trial, state=TrialState.PRUNED)
-        except KeyboardInterrupt:
-            search.study.tell(trial, state=TrialState.FAIL)
-            raise
-        except Exception:  # recorded on the trial by run_trial; the worker goes on
-            return search.study.tell(trial, state=TrialState.FAIL)
-    return search.study.tell(trial, values)
+    return run_and_tell(search.study, ask(search.study), ctx, lambda trial: search_trial(trial, ctx), search.store)
 
 
 def check_run_folder(out: Path, recipe: Recipe) -> None:
@@ -396,7 +375,7 @@ def _interrupted_message(out: Path, storage: str | None, checkpoints: Path | Non
 
 def directions(recipe: Recipe) -> list[str]:
     """One "maximize" per objective value (metric_names names them)."""
-    return ["maximize", "maximize"] if recipe.objective.mode == "pareto" else ["maximize"]
+    return ["maximize"] * len(metric_names(recipe.objective.two_objectives))
 
 
 def best_objective(study) -> float | None:
@@ -412,7 +391,7 @@ def _best_so_far(study, base_value: float) -> str:
 
 
 def _progress_line(study, last, base_value: float) -> str:
-    if len(study.directions) == 1:
+    if not two_objectives(study):
         return f"objective {last.value:.4f}  best {best_objective(study):.4f}  base {base_value:.4f}"
     domain, general = last.values
     base_domain, base_general = StudyRecord.of(study).base_values or [float("nan")] * 2
@@ -427,10 +406,3 @@ def _silence_library_progress_bars() -> None:
     disable_progress_bars()
     transformers_logging.disable_progress_bar()
 
-
-def _progress(enabled: bool, total: int, desc: str):
-    if not enabled:
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, leave=False, file=sys.stderr, dynamic_ncols=True)

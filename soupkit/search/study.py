@@ -15,14 +15,13 @@ from pathlib import Path
 
 from soupkit.errors import SoupkitError
 from soupkit.study_record import (
-    ERROR,
     INTERRUPTED,
-    WORKER_DIED,
     StudyRecord,
     TrialRecord,
     held_out_mark,
     record_held_out_mark,
     record_recipe,
+    record_worker_died,
     retry_attrs,
     stopped_by_pruner,
 )
@@ -221,42 +220,31 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def recover_dead_trials(study, storage) -> list[int]:
-    """Fail and re-queue RUNNING trials whose worker on this host is gone, and re-queue trials
-    interrupted by Ctrl-C. Returns the numbers of the trials re-queued. Several workers may run
-    this at once: only the one whose update fails a dead trial re-queues it. `storage` is the
-    study's storage, as `open_storage` returned it."""
+def recover_dead_trials(study, storage, requeue: bool = True) -> list[int]:
+    """Fail RUNNING trials whose worker on this host is gone and, with `requeue`, queue again their
+    mixtures and those of trials interrupted by Ctrl-C. Returns the numbers of the trials
+    re-queued. Several workers may run this at once: only the one whose update fails a dead trial
+    re-queues it. `storage` is the study's storage, as `open_storage` returned it."""
     from optuna.exceptions import UpdateFinishedTrialError
     from optuna.trial import TrialState
 
     from soupkit.search.workers import trial_params
 
-    here = socket.gethostname()
     trials = study.get_trials(deepcopy=False)
     records = [TrialRecord.of(t) for t in trials]
     retried = {r.retry_of for r in records}
     requeued = []
-    study_id = None
     for t, record in zip(trials, records):
-        worker = record.worker
-        dead_here = (
-            t.state == TrialState.RUNNING
-            and worker.get("host") == here
-            and worker.get("pid") != os.getpid()
-            and not _pid_alive(int(worker.get("pid", 0)))
-        )
+        dead_here = t.state == TrialState.RUNNING and died_on_this_host(record.worker)
         interrupted = t.state == TrialState.FAIL and record.error == INTERRUPTED
         if dead_here:
-            study_id = study_id if study_id is not None else storage.get_study_id_from_name(study.study_name)
-            trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, t.number)
             try:
-                storage.set_trial_user_attr(trial_id, ERROR, WORKER_DIED)
-                storage.set_trial_state_values(trial_id, state=TrialState.FAIL)
+                record_worker_died(storage, study.study_name, t.number)
             except UpdateFinishedTrialError:
                 continue  # another worker failed it first, and re-queues it
         # a trial killed before it suggested its mixture only holds the enqueued (fixed) params
         params = trial_params(t)
-        if (dead_here or interrupted) and t.number not in retried and params:
+        if requeue and (dead_here or interrupted) and t.number not in retried and params:
             study.enqueue_trial(params, user_attrs=retry_attrs(t.number), skip_if_exists=False)
             requeued.append(t.number)
     return requeued

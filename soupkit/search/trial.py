@@ -1,7 +1,8 @@
 """One search trial: mixture -> finetune -> probe -> objective, with its record in the study.
 
-Every trial records its mixture, scores, checkpoint and seconds (soupkit.study_record) and, on
-failure, the error. Its checkpoint folder explains itself: the model, the mixture YAML, the scores.
+The finetune, the probes and the records are the trained-candidate lifecycle
+(soupkit.search.lifecycle) that ingredients share; what is a search's own is here: the mixture the
+sampler suggests, giving way to other workers' trials (budget, duplicates), and milestones.
 
 At the recipe's milestone steps (multi-fidelity search) a trial scores its probes mid-finetune
 (all their items, or `search.milestone_fraction` of them), reports the objective to the study and
@@ -10,92 +11,17 @@ stops there, with no checkpoint, when the study's pruner says so.
 
 from __future__ import annotations
 
-import dataclasses
-import functools
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
-from soupkit.atomic import atomic_write_text
-from soupkit.config import Mixture, Recipe
-from soupkit.data.family import TaskFamily
-from soupkit.pause import pause_for_test
-from soupkit.probes.score import ProbeSettings, objective_value, score_probes, study_values
-from soupkit.search.checkpoints import checkpoint_dir, remove_folder
+from soupkit.probes.score import objective_value, score_probes
+from soupkit.search.checkpoints import remove_folder
+from soupkit.search.lifecycle import TrialContext, train_and_score
 from soupkit.search.space import suggest_mixture
-from soupkit.search.study import worker_id
 from soupkit.search.workers import duplicate_of, over_budget, requeue
-from soupkit.study_record import (
-    INTERRUPTED,
-    pruned_text,
-    record_checkpoint,
-    record_error,
-    record_milestone,
-    record_mixture,
-    record_pruned,
-    record_result,
-    record_skipped,
-    record_worker,
-)
-from soupkit.train.finetune import finetune_on_mixture
+from soupkit.study_record import pruned_text, record_milestone, record_pruned, record_skipped
 
-
-@dataclass
-class TrialContext:
-    """What every trial of one search shares: the loaded data, the model and its base weights."""
-
-    recipe: Recipe
-    families: Mapping[str, TaskFamily]  # trained on: the mixture's coordinates
-    probes: Mapping[str, TaskFamily]  # scored: the families above plus probe-only ones
-    model: object
-    base_state: dict
-    out: Path
-    bf16: bool
-    command: str
-    on_step: Callable[[int, float], None] | None = None
-    checkpoints: Path | None = None  # where trial folders go (default <out>/trials): shared by all workers
-    data_seconds: float = 0.0  # time it took to build the families
-
-    @property
-    def checkpoint_root(self) -> Path:
-        return self.checkpoints or self.out / "trials"
-
-    @property
-    def probe_settings(self) -> ProbeSettings:
-        return ProbeSettings.from_recipe(self.recipe, self.bf16)
-
-    @functools.cached_property
-    def milestone_probes(self) -> Mapping[str, TaskFamily]:
-        """The probes a milestone scores: `search.milestone_fraction` of each probe's items, drawn
-        with the recipe's seed, so every trial's milestones score the same items."""
-        fraction = self.recipe.search.milestone_fraction
-        if fraction >= 1:
-            return self.probes
-        return {name: dataclasses.replace(fam, probe=fam.probe.subset(fraction, self.recipe.seed))
-                if fam.probe is not None else fam for name, fam in self.probes.items()}
-
-    def reset_model(self) -> None:
-        self.model.load_state_dict(self.base_state)
-
-
-def run_trial(trial, ctx: TrialContext) -> float | list[float]:
-    """The Optuna objective. Failures are recorded with their reason and re-raised."""
-    import optuna
-
-    record_worker(trial, worker_id(), ctx.recipe.search.sampler)
-    try:
-        return _run_trial(trial, ctx)
-    except optuna.TrialPruned:
-        raise
-    except KeyboardInterrupt:
-        record_error(trial, INTERRUPTED)
-        raise
-    except Exception as exc:
-        record_error(trial, f"{type(exc).__name__}: {exc}")
-        raise
+__all__ = ["Milestones", "TrialContext", "search_trial"]
 
 
 def _give_way_to_budget(trial, ctx: TrialContext) -> None:
@@ -152,7 +78,7 @@ class Milestones:
         self.ctx.model.train()
         record_milestone(self.trial, step, value, self.ctx.recipe.search.milestone_fraction)
         self.seconds += time.perf_counter() - start
-        if self.ctx.recipe.objective.mode == "pareto":  # Optuna reports one objective; the curve is recorded
+        if self.ctx.recipe.objective.two_objectives:  # Optuna reports one objective; the curve is recorded
             return
         self.trial.report(value, step)
         if self.trial.should_prune():
@@ -165,46 +91,15 @@ class Milestones:
         return {"milestones": round(self.seconds, 2)} if self.steps else {}
 
 
-def _run_trial(trial, ctx: TrialContext) -> float | list[float]:
-    recipe = ctx.recipe
+def search_trial(trial, ctx: TrialContext) -> float | list[float]:
+    """The Optuna objective of a search: give way if another worker holds the budget or the
+    mixture, else train and score the suggested mixture (soupkit.search.lifecycle.run_and_tell
+    records a failure and tells the study)."""
     _give_way_to_budget(trial, ctx)
     weights = suggest_mixture(trial, list(ctx.families))
     _give_way_to_duplicate(trial)
-    mixture = Mixture(name=f"{recipe.name}-trial-{trial.number:04d}", weights={k: round(v, 6) for k, v in weights.items()})
-    record_mixture(trial, mixture.weights)
-    ckpt = checkpoint_dir(ctx.checkpoint_root, trial.number)
-
-    ctx.reset_model()
-    readme = {"mixture.yaml": mixture.to_yaml()}
     milestones = Milestones(trial, ctx)
-    result = finetune_on_mixture(
-        ctx.model, ctx.families, weights, recipe.finetune, ckpt, recipe.seed, ctx.bf16, readme, milestones.on_step
-    )
-    _give_way_to_duplicate(trial, ckpt)
-    record_checkpoint(trial, ckpt)
-
-    pause_for_test("probe")
-    start = time.perf_counter()
-    scores = score_probes(ctx.model, ctx.probes, ctx.probe_settings)
-    probe_seconds = time.perf_counter() - start
-    value = objective_value(scores, recipe.objective.weights)
-    values = study_values(scores, recipe.objective)
-
-    # the finetune's clock ran through the milestones' probes: they are counted apart
-    seconds = {"finetune": round(result.seconds - milestones.seconds, 2), "probe": round(probe_seconds, 2),
-               **milestones.recorded_seconds()}
-    record_result(trial, scores, value, seconds, round(result.losses[-1], 6) if result.losses else None)
-    record = {
-        "trial": trial.number,
-        "study": recipe.name,
-        "objective": round(value, 6),
-        "values": [round(v, 6) for v in values],
-        "scores": scores,
-        "mixture": mixture.weights,
-        "seed": recipe.seed,
-        "finetune": recipe.finetune.model_dump(),
-        "seconds": seconds,
-        "command": ctx.command,
-    }
-    atomic_write_text(ckpt / "soupkit_trial.yaml", yaml.safe_dump(record, sort_keys=False))
-    return values[0] if len(values) == 1 else values
+    done = train_and_score(trial, ctx, weights, on_step=milestones.on_step,
+                           finetuned=lambda folder: _give_way_to_duplicate(trial, folder),
+                           uncounted_seconds=milestones.recorded_seconds)
+    return done.told()

@@ -322,7 +322,7 @@ def _chosen(study, recipe: Recipe, keep: int) -> list[tuple[object, str]]:
     from soupkit.soups.study_soup import GreedyCriterion
 
     done = [t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]
-    if recipe.objective.mode != "pareto":
+    if not recipe.objective.two_objectives:
         ranked = sorted(done, key=lambda t: (-t.values[0], t.number))
         return [(t, "best") for t in ranked[:keep]]
     bound = GreedyCriterion(recipe.objective, StudyRecord.of(study).base_scores, GENERAL_TOLERANCE)

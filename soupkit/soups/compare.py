@@ -70,12 +70,13 @@ def differences_table(found: Sequence[Difference], soup: str) -> str:
     """One row per probe, one column per model compared with: the soup's difference, in points."""
     import polars as pl
 
+    from soupkit.report.tables import terminal_table
+
     probes = list(dict.fromkeys(d.probe for d in found))
     others = list(dict.fromkeys(d.other for d in found))
     cells = {(d.probe, d.other): d.cell() + (" !" if d.below else "") for d in found}
     rows = [{"probe": f"{p} ({next(d.items for d in found if d.probe == p)} items)",
              **{f"{soup} - {o}": cells.get((p, o), "") for o in others}} for p in probes]
-    with pl.Config(tbl_rows=len(rows), tbl_cols=-1, tbl_width_chars=250, tbl_hide_dataframe_shape=True,
-                   tbl_hide_column_data_types=True, fmt_str_lengths=40):
+    with terminal_table(len(rows), width=250, strings=40):
         return (f"{pl.DataFrame(rows)}\n(points, 95% paired-bootstrap interval over the probe's items; "
                 "! = below beyond the noise)")

@@ -16,15 +16,10 @@ whole; an ingredient whose process died is marked failed and trained again; one 
 
 from __future__ import annotations
 
-import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
-from soupkit.atomic import atomic_write_text
 from soupkit.config import IngredientSpec, Mixture, Recipe
 from soupkit.errors import SoupkitError
 from soupkit.soups.ingredient_study import (
@@ -37,18 +32,13 @@ from soupkit.soups.ingredient_study import (
 )
 from soupkit.soups.selection import Candidate, choose_diverse, choose_top, distance_matrix
 from soupkit.study_record import (
-    INTERRUPTED,
     StudyRecord,
     TrialRecord,
     ingredient_key_of,
     ingredient_sets,
-    record_checkpoint,
     record_error,
     record_ingredient,
-    record_mixture,
-    record_result,
     record_scores_by_base,
-    record_worker,
     scores_by_base,
 )
 
@@ -131,9 +121,10 @@ def make_ingredients(
     """Choose the set (or resume the one recorded under `name`), train what is missing, record it."""
     from soupkit.base_model import load_model, pick_device, resolve_base, use_bf16
     from soupkit.data.load import load_recipe_families
-    from soupkit.soups.study_soup import study_recipe
-
+    from soupkit.search.lifecycle import TrainedStage, TrialContext, progress_bar, recover
     from soupkit.search.study import check_held_out_halves
+    from soupkit.soups.study_soup import study_recipe
+    from soupkit.train.finetune import base_weights
 
     recipe = study_recipe(search_study)
     check_held_out_halves(search_study, recipe)  # ingredients are scored, and chosen, as its trials were
@@ -158,10 +149,9 @@ def make_ingredients(
     device = pick_device()
     finetune = recipe.finetune.model_validate(chosen.finetune)
     bf16 = use_bf16(device, finetune.bf16)
-    fail_dead_ingredients(study)
-    remove_partial_folders(study, run_dir / FOLDER)
-    model = None
-    families = probes = None
+    # a dead ingredient is failed, not queued again: each run enqueues the mixtures it still needs
+    recover(study, storage, run_dir / FOLDER, "ingredient", requeue=False)
+    ctx = None
     reused = []
     for i, (source, mixture) in enumerate(zip(chosen.sources, chosen.mixtures)):
         key = ingredient_key(mixture, base, chosen.finetune, recipe.seed)
@@ -171,17 +161,13 @@ def make_ingredients(
             reused.append(done.number)
             log(f"ingredient {i + 1}/{chosen.k} (mixture of trial {source}): already trained as #{done.number}")
             continue
-        if model is None:
+        if ctx is None:
             model = load_model(base, device, trust_remote_code=trust_remote_code)
-            base_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
             families, probes = load_recipe_families(recipe, log=log)
-        model.load_state_dict(base_state)
-        bar = _progress(show_progress, finetune.steps, f"ingredient {i + 1}/{chosen.k}")
-        on_step = (lambda step, loss: (bar.update(1), bar.set_postfix(loss=f"{loss:.3f}"))) if bar else None
-        ctx = _Training(recipe, families, probes, model, run_dir, bf16, command, on_step)
-        trial = train_ingredient(study, ctx, source, mixture, key, base, finetune, chosen.name)
-        if bar:
-            bar.close()
+            ctx = TrialContext(recipe, families, probes, model, base_weights(model, finetune), run_dir, bf16, command,
+                               checkpoints=run_dir / FOLDER, stage=TrainedStage("ingredient", finetune, True))
+        with progress_bar(show_progress, finetune.steps, f"ingredient {i + 1}/{chosen.k}") as ctx.on_step:
+            trial = train_ingredient(study, ctx, source, mixture, key, base, chosen.name)
         chosen.ingredients[i] = trial.number
         record_set(study, chosen)
         done = TrialRecord.of(trial)
@@ -189,79 +175,39 @@ def make_ingredients(
         log(f"ingredient {i + 1}/{chosen.k} (#{trial.number}, mixture of trial {source}) objective "
             f"{done.objective:.4f}  finetune {secs['finetune']:.0f}s probe {secs['probe']:.0f}s")
     record_set(study, chosen)
-    base_scores = _base_scores(study, search_study, recipe, base, device, trust_remote_code, model, probes)
+    scores = _base_scores(study, search_study, recipe, base, device, trust_remote_code, ctx)
     from soupkit.probes.score import objective_value
 
-    return IngredientsResult(study, chosen, reused, base_scores, objective_value(base_scores, recipe.objective.weights))
+    return IngredientsResult(study, chosen, reused, scores, objective_value(scores, recipe.objective.weights))
 
 
-@dataclass
-class _Training:
-    recipe: Recipe
-    families: dict
-    probes: dict
-    model: object
-    run_dir: Path
-    bf16: bool
-    command: str
-    on_step: Callable | None
-
-
-def train_ingredient(study, ctx: _Training, source: int, mixture: dict, key: str, base: str, finetune, set_name: str):
-    """One ingredient as a trial of the ingredient study: RUNNING while it trains, then COMPLETE,
-    or FAIL with its error (and a later run trains it again)."""
+def train_ingredient(study, ctx, source: int, mixture: dict, key: str, base: str, set_name: str):
+    """One ingredient as a trial of the ingredient study, through the trained-candidate lifecycle:
+    RUNNING while it trains, then COMPLETE, or FAIL with its error (and a later run trains it again)."""
     from optuna.trial import TrialState
 
-    from soupkit.pause import pause_for_test
-    from soupkit.probes.score import ProbeSettings, objective_value, score_probes, study_values
+    from soupkit.search.lifecycle import ask, run_and_tell, train_and_score
     from soupkit.search.space import params_for_mixture, suggest_mixture
-    from soupkit.search.study import worker_id
-    from soupkit.train.finetune import finetune_on_mixture
 
     names = list(ctx.families)
     study.enqueue_trial(params_for_mixture(mixture, names))
     while True:
-        with warnings.catch_warnings():  # the storage's heartbeat is for search workers (optimize)
-            warnings.filterwarnings("ignore", message="Heartbeat of storage")
-            trial = study.ask()  # pops the oldest queued mixture: ours, or one a killed run queued
+        trial = ask(study)  # pops the oldest queued mixture: ours, or one a killed run queued
         weights = suggest_mixture(trial, names)
         if all(abs(weights.get(f, 0.0) - w) < 1e-5 for f, w in mixture.items()):
             break
         record_error(trial, "a mixture queued by an interrupted run")
         study.tell(trial, state=TrialState.FAIL)
+
+    def body(trial) -> list[float]:
+        record_ingredient(trial, key, source, base, ctx.finetune.model_dump(mode="json"), set_name)
+        return train_and_score(trial, ctx, weights, {"source_trial": source, "base": base}).values
+
     try:
-        record_worker(trial, worker_id())
-        record_ingredient(trial, key, source, base, finetune.model_dump(mode="json"), set_name)
-        rounded = {k: round(v, 6) for k, v in weights.items()}
-        record_mixture(trial, rounded)
-        ckpt = ctx.run_dir / FOLDER / f"ingredient-{trial.number:04d}"
-        record = Mixture(name=f"{ctx.recipe.name}-ingredient-{trial.number:04d}", weights=rounded)
-        result = finetune_on_mixture(ctx.model, ctx.families, weights, finetune, ckpt, ctx.recipe.seed, ctx.bf16,
-                                     {"mixture.yaml": record.to_yaml()}, ctx.on_step)
-        record_checkpoint(trial, ckpt)
-        pause_for_test("probe")
-        start = time.perf_counter()
-        scores = score_probes(ctx.model, ctx.probes, ProbeSettings.from_recipe(ctx.recipe, ctx.bf16))
-        seconds = {"finetune": round(result.seconds, 2), "probe": round(time.perf_counter() - start, 2)}
-        values = study_values(scores, ctx.recipe.objective)
-        objective = objective_value(scores, ctx.recipe.objective.weights)
-        record_result(trial, scores, objective, seconds, round(result.losses[-1], 6) if result.losses else None)
-        atomic_write_text(ckpt / "soupkit_ingredient.yaml", yaml.safe_dump({
-            "ingredient": trial.number, "study": study.study_name, "source_trial": source, "base": base,
-            "objective": round(objective, 6), "values": [round(v, 6) for v in values], "scores": scores,
-            "mixture": record.weights, "seed": ctx.recipe.seed, "finetune": finetune.model_dump(mode="json"),
-            "seconds": seconds, "command": ctx.command,
-        }, sort_keys=False))
-    except KeyboardInterrupt:
-        record_error(trial, INTERRUPTED)
-        study.tell(trial, state=TrialState.FAIL)
-        raise
+        return run_and_tell(study, trial, ctx, body)
     except Exception as exc:
         reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
-        record_error(trial, reason)
-        study.tell(trial, state=TrialState.FAIL)
         raise SoupkitError(f"ingredient #{trial.number} (mixture of trial {source}) failed: {reason}") from exc
-    return study.tell(trial, values)
 
 
 def _trained(study, key: str):
@@ -272,54 +218,20 @@ def _trained(study, key: str):
     return None
 
 
-def fail_dead_ingredients(study) -> list[int]:
-    """Mark failed the RUNNING ingredients whose process on this host is gone (killed, crashed)."""
-    from optuna.trial import TrialState
-
-    from soupkit.search.study import died_on_this_host
-
-    dead = [t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-            if died_on_this_host(TrialRecord.of(t).worker)]
-    for number in dead:
-        study.tell(number, state=TrialState.FAIL, skip_if_finished=True)
-    return dead
-
-
-def remove_partial_folders(study, folder: Path) -> list[str]:
-    """Delete `.tmp-ingredient-NNNN-*` leftovers of ingredients that are no longer running."""
-    import re
-    import shutil
-
-    from optuna.trial import TrialState
-
-    if not folder.is_dir():
-        return []
-    running = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
-    removed = []
-    for path in sorted(folder.iterdir()):
-        match = re.match(r"^\.tmp-ingredient-(\d+)-", path.name)
-        if match and path.is_dir() and int(match.group(1)) not in running:
-            shutil.rmtree(path, ignore_errors=True)
-            removed.append(path.name)
-    return removed
-
-
-def _base_scores(study, search_study, recipe, base, device, trust_remote_code, model, probes) -> dict[str, float]:
+def _base_scores(study, search_study, recipe, base, device, trust_remote_code, ctx) -> dict[str, float]:
     """The probe scores of the ingredients' base model: the search's, or scored once and recorded."""
+    from soupkit.base_model import load_model, use_bf16
+    from soupkit.data.load import load_recipe_families
+    from soupkit.probes.score import ProbeSettings
+    from soupkit.search.lifecycle import base_scores
+
     bases = scores_by_base(study)
     if base not in bases:
-        if base == recipe.base and StudyRecord.of(search_study).base_scores:
-            bases[base] = StudyRecord.of(search_study).base_scores
-        else:
-            from soupkit.base_model import load_model, use_bf16
-            from soupkit.data.load import load_recipe_families
-            from soupkit.probes.score import ProbeSettings, score_probes
-
-            base_model = load_model(base, device, trust_remote_code=trust_remote_code)
-            if probes is None:
-                probes = load_recipe_families(recipe)[1]
-            bf16 = use_bf16(device, recipe.finetune.bf16)
-            bases[base] = score_probes(base_model, probes, ProbeSettings.from_recipe(recipe, bf16))
+        searched = StudyRecord.of(search_study).base_scores if base == recipe.base else None
+        probes = None if searched else (ctx.probes if ctx is not None else load_recipe_families(recipe)[1])
+        settings = ProbeSettings.from_recipe(recipe, use_bf16(device, recipe.finetune.bf16))
+        bases[base], _ = base_scores(searched, probes, lambda: load_model(base, device, trust_remote_code=trust_remote_code),
+                                     settings)
         record_scores_by_base(study, base, bases[base])
     return bases[base]
 
@@ -328,14 +240,15 @@ def ingredients_table(result: IngredientsResult) -> str:
     """Per-probe scores of each ingredient of the set (with the search trial it came from) and the base."""
     import polars as pl
 
+    from soupkit.report.tables import terminal_table
+
     by_number = {t.number: t for t in result.study.get_trials(deepcopy=False)}
     rows = []
     for number, source in zip(result.chosen.ingredients, result.chosen.sources):
         done = TrialRecord.of(by_number[number])
         rows.append({"model": f"ingredient {number} (trial {source})", "objective": done.objective, **done.scores})
     rows.append({"model": "base", "objective": result.base_objective, **result.base_scores})
-    with pl.Config(tbl_rows=len(rows), tbl_cols=-1, float_precision=3, tbl_width_chars=200,
-                   tbl_hide_dataframe_shape=True, fmt_str_lengths=80):
+    with terminal_table(len(rows), types=True):
         return str(pl.DataFrame(rows))
 
 
@@ -353,16 +266,6 @@ def describe_set(chosen: IngredientSet) -> str:
     for s, row in zip(chosen.sources, chosen.distances):
         lines.append(f"{'trial ' + str(s):{width}s}  " + "  ".join(f"{d:10.3f}" for d in row))
     return "\n".join(lines)
-
-
-def _progress(enabled: bool, total: int, desc: str):
-    if not enabled:
-        return None
-    import sys
-
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, leave=False, file=sys.stderr, dynamic_ncols=True)
 
 
 def ingredient_soup_source(storage, search_study, set_name: str | None = None):

@@ -78,7 +78,7 @@ class GreedyCriterion:
     def general_shortfall(self, scores: Mapping[str, float]) -> float:
         from soupkit.probes.score import is_view
 
-        if self.objective.mode != "pareto" or self.tolerance is None:
+        if not self.objective.two_objectives or self.tolerance is None:
             return 0.0
         return sum(
             max(0.0, self.base_scores[probe] - self.tolerance - score)
@@ -158,7 +158,7 @@ def build_soup(
     study, recipe, ranked, base_scores = source.study, source.recipe, source.candidates, source.base_scores
     if not ranked:
         raise SoupkitError(f"study '{study.study_name}' has no completed {source.label} with a checkpoint to soup")
-    if recipe.objective.mode == "pareto" and method == "greedy" and not base_scores:
+    if recipe.objective.two_objectives and method == "greedy" and not base_scores:
         raise SoupkitError(f"study '{study.study_name}' has no base_scores: a pareto greedy soup compares with the base")
     bound = GreedyCriterion(recipe.objective, base_scores, general_tolerance)
     # with the base to pull the soup back afterwards, ingredients are chosen for the domain alone
@@ -269,7 +269,7 @@ def _base_share(members, soup_scores, base: Path, bound: GreedyCriterion, score,
         log(f"  base model share {share:.2f}: soup {_describe(key)}")
         if best is None or key > best:
             best_share, best = share, key
-        if key[0] == 0.0 and bound.objective.mode == "pareto":
+        if key[0] == 0.0 and bound.objective.two_objectives:
             break
     return best_share
 
@@ -295,6 +295,8 @@ def soup_table(result: SoupResult) -> str:
     (a column per model, so that a recipe with many probes still fits a terminal)."""
     import polars as pl
 
+    from soupkit.report.tables import terminal_table
+
     columns = {f"soup{f' +base {result.base_share:.2f}' if result.base_share else ''}": (result.objective, result.scores)}
     for ing in result.ingredients:
         mark = "*" if ing.trial in result.members else ""
@@ -304,6 +306,5 @@ def soup_table(result: SoupResult) -> str:
     table = {"probe": ["objective", *probes]}
     for name, (objective, scores) in columns.items():
         table[name] = [objective, *(scores.get(p) for p in probes)]
-    with pl.Config(tbl_rows=len(probes) + 1, tbl_cols=-1, float_precision=3, tbl_width_chars=200,
-                   tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True, fmt_str_lengths=80):
+    with terminal_table(len(probes) + 1):
         return f"soup {result.name}: scores by probe\n{pl.DataFrame(table)}\n(* = in the soup)"

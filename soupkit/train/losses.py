@@ -18,6 +18,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from soupkit.config import LossSpec
+
+DEFAULTS = LossSpec()  # the recipe's defaults are the loss's: one place for them
+
 
 def duplicate_mask(ids: Tensor) -> Tensor:
     """[B, B] bool, True where rows i != j carry the same token ids (the same text)."""
@@ -68,11 +72,11 @@ class EmbeddingGemmaLoss(nn.Module):
     def __init__(
         self,
         model: nn.Module,
-        scale: float = 20.0,
-        hard_negative_alpha: float = 5.0,
-        use_hard_negatives: bool = True,
-        mask_duplicates: bool = True,
-        spread_out_weight: float = 1.0,
+        scale: float = DEFAULTS.scale,
+        hard_negative_alpha: float = DEFAULTS.hard_negative_alpha,
+        use_hard_negatives: bool = DEFAULTS.hard_negatives,
+        mask_duplicates: bool = DEFAULTS.mask_duplicates,
+        spread_out_weight: float = DEFAULTS.spread_out_weight,
         matryoshka_dims: Sequence[int] | None = None,
     ):
         super().__init__()

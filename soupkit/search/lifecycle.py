@@ -1,0 +1,221 @@
+"""The one lifecycle of a trained candidate: a search trial, an ingredient, any later trained stage.
+
+A stage differs only in settings (its `TrainedStage`: folder prefix, finetune settings, the fields
+its record file adds) and in how it picks a mixture; everything else is here once: the shared
+context (model, base weights, families), the finetune and its checkpoint folder, the probes, the
+record on the trial and beside the model, the outcome told to the study (failures recorded),
+recovery after a crash (dead workers, partial folders), the progress bar and the base scores.
+It lives in search/ because a candidate is an Optuna trial: it is asked, recorded and told.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+import sys
+import time
+import warnings
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from soupkit.atomic import atomic_write_text
+from soupkit.config import FinetuneSpec, Mixture, Recipe
+from soupkit.data.family import TaskFamily
+from soupkit.pause import pause_for_test
+from soupkit.probes.score import ProbeSettings, objective_value, score_probes, study_values
+from soupkit.search.checkpoints import checkpoint_dir, remove_partial_checkpoints
+from soupkit.search.study import recover_dead_trials, worker_id
+from soupkit.study_record import INTERRUPTED, record_checkpoint, record_error, record_mixture, record_result, record_worker
+from soupkit.train.finetune import finetune_on_mixture
+
+
+@dataclass(frozen=True)
+class TrainedStage:
+    """What one kind of trained candidate sets: the name of its folders and record (`trial` ->
+    `trial-0007/soupkit_trial.yaml`), its finetune settings (None: the recipe's), whether a
+    failure stops the stage (an ingredient) or is recorded and left behind (a search trial)."""
+
+    kind: str = "trial"
+    finetune: FinetuneSpec | None = None
+    raise_failures: bool = False
+
+
+@dataclass
+class TrialContext:
+    """What every candidate of one stage shares: the loaded data, the model and its base weights."""
+
+    recipe: Recipe
+    families: Mapping[str, TaskFamily]  # trained on: the mixture's coordinates
+    probes: Mapping[str, TaskFamily]  # scored: the families above plus probe-only ones
+    model: object
+    base_state: dict  # train.finetune.base_weights: what a finetune can change, copied once
+    out: Path
+    bf16: bool
+    command: str
+    on_step: Callable[[int, float], None] | None = None
+    checkpoints: Path | None = None  # where candidate folders go (default <out>/trials): shared by all workers
+    data_seconds: float = 0.0  # time it took to build the families
+    stage: TrainedStage = field(default_factory=TrainedStage)
+    sampler: str | None = None  # recorded with the worker (search trials: the sampler that proposed)
+
+    @property
+    def checkpoint_root(self) -> Path:
+        return self.checkpoints or self.out / "trials"
+
+    @property
+    def finetune(self) -> FinetuneSpec:
+        return self.stage.finetune or self.recipe.finetune
+
+    @property
+    def probe_settings(self) -> ProbeSettings:
+        return ProbeSettings.from_recipe(self.recipe, self.bf16)
+
+    @functools.cached_property
+    def milestone_probes(self) -> Mapping[str, TaskFamily]:
+        """The probes a milestone scores: `search.milestone_fraction` of each probe's items, drawn
+        with the recipe's seed, so every trial's milestones score the same items."""
+        fraction = self.recipe.search.milestone_fraction
+        if fraction >= 1:
+            return self.probes
+        return {name: dataclasses.replace(fam, probe=fam.probe.subset(fraction, self.recipe.seed))
+                if fam.probe is not None else fam for name, fam in self.probes.items()}
+
+    def folder(self, number: int) -> Path:
+        return checkpoint_dir(self.checkpoint_root, number, self.stage.kind)
+
+    def reset_model(self) -> None:
+        self.model.load_state_dict(self.base_state)
+
+
+@dataclass
+class Trained:
+    """What one finetuned and scored candidate gave."""
+
+    scores: dict[str, float]
+    objective: float
+    values: list[float]
+    seconds: dict[str, float]
+
+    def told(self) -> float | list[float]:
+        """The values as Optuna's objective returns them (one number for a one-objective study)."""
+        return self.values[0] if len(self.values) == 1 else self.values
+
+
+def train_and_score(trial, ctx: TrialContext, weights: Mapping[str, float], record: Mapping[str, object] | None = None,
+                    on_step: Callable[[int, float], None] | None = None, finetuned: Callable[[Path], None] | None = None,
+                    uncounted_seconds: Callable[[], dict[str, float]] | None = None) -> Trained:
+    """Finetune the base model on `weights`, score the probes, record both on the trial and in the
+    folder's record file. `record`: fields the stage adds to that file after its number and study;
+    `finetuned(folder)`: a check between the finetune and the scoring (may raise TrialPruned);
+    `uncounted_seconds()`: work inside the finetune's clock counted apart ({"milestones": s})."""
+    kind, recipe, finetune = ctx.stage.kind, ctx.recipe, ctx.finetune
+    rounded = {k: round(v, 6) for k, v in weights.items()}
+    mixture = Mixture(name=f"{recipe.name}-{kind}-{trial.number:04d}", weights=rounded)
+    record_mixture(trial, mixture.weights)
+    folder = ctx.folder(trial.number)
+    ctx.reset_model()
+    result = finetune_on_mixture(ctx.model, ctx.families, weights, finetune, folder, recipe.seed, ctx.bf16,
+                                 {"mixture.yaml": mixture.to_yaml()}, on_step or ctx.on_step)
+    if finetuned is not None:
+        finetuned(folder)
+    record_checkpoint(trial, folder)
+    pause_for_test("probe")
+    start = time.perf_counter()
+    scores = score_probes(ctx.model, ctx.probes, ctx.probe_settings)
+    probe_seconds = time.perf_counter() - start
+    apart = uncounted_seconds() if uncounted_seconds else {}
+    seconds = {"finetune": round(result.seconds - sum(apart.values()), 2), "probe": round(probe_seconds, 2), **apart}
+    done = Trained(scores, objective_value(scores, recipe.objective.weights), study_values(scores, recipe.objective),
+                   seconds)
+    record_result(trial, scores, done.objective, seconds, round(result.losses[-1], 6) if result.losses else None)
+    atomic_write_text(folder / f"soupkit_{kind}.yaml", yaml.safe_dump({
+        kind: trial.number, "study": trial.study.study_name, **(record or {}), "objective": round(done.objective, 6),
+        "values": [round(v, 6) for v in done.values], "scores": scores, "mixture": mixture.weights,
+        "seed": recipe.seed, "finetune": finetune.model_dump(mode="json"), "seconds": seconds, "command": ctx.command,
+    }, sort_keys=False))
+    return done
+
+
+def ask(study):
+    """The next trial (a queued mixture first). Heartbeats, where a stage sends them, come from
+    soupkit.search.heartbeat, not from Study.optimize, which Optuna's warning expects."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Heartbeat of storage")
+        return study.ask()
+
+
+def run_and_tell(study, trial, ctx: TrialContext, body: Callable[[object], float | list[float]], store=None):
+    """Run `body(trial)` (with a heartbeat when `store` is given), record why it failed, tell the
+    study the outcome and return the finished trial. Ctrl-C is recorded and raised; another error
+    is raised after the trial is told only when the stage says so (`raise_failures`)."""
+    import optuna
+    from optuna.trial import TrialState
+
+    from soupkit.search.heartbeat import heartbeat
+
+    record_worker(trial, worker_id(), ctx.sampler)
+    with heartbeat(store, study, trial.number) if store is not None else contextlib.nullcontext():
+        try:
+            values = body(trial)
+        except optuna.TrialPruned:
+            return study.tell(trial, state=TrialState.PRUNED)
+        except KeyboardInterrupt:
+            record_error(trial, INTERRUPTED)
+            study.tell(trial, state=TrialState.FAIL)
+            raise
+        except Exception as exc:
+            record_error(trial, f"{type(exc).__name__}: {exc}")
+            frozen = study.tell(trial, state=TrialState.FAIL)
+            if ctx.stage.raise_failures:
+                raise
+            return frozen
+    return study.tell(trial, values)
+
+
+@dataclass
+class Recovered:
+    requeued: list[int]  # trials whose mixture runs again
+    removed: list[str]  # partial folders deleted
+
+
+def recover(study, store, ctx_or_root: TrialContext | Path, kind: str = "trial", requeue: bool = True) -> Recovered:
+    """After a crash: fail the trials whose worker on this host died (and, with `requeue`, queue
+    their mixtures again, as those of trials cut short by Ctrl-C), then delete the partial folders
+    of candidates no longer running."""
+    if isinstance(ctx_or_root, TrialContext):
+        ctx_or_root, kind = ctx_or_root.checkpoint_root, ctx_or_root.stage.kind
+    requeued = recover_dead_trials(study, store, requeue)
+    return Recovered(requeued, remove_partial_checkpoints(study, ctx_or_root, kind))
+
+
+@contextlib.contextmanager
+def progress_bar(enabled: bool, total: int, desc: str) -> Iterator[Callable[[int, float], None] | None]:
+    """A step callback that moves a progress bar on stderr (None when disabled); closed on exit."""
+    if not enabled:
+        yield None
+        return
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=total, desc=desc, leave=False, file=sys.stderr, dynamic_ncols=True)
+    try:
+        yield lambda step, loss: (bar.update(1), bar.set_postfix(loss=f"{loss:.3f}"))
+    finally:
+        bar.close()
+
+
+def base_scores(recorded: Mapping[str, float] | None, probes: Mapping[str, TaskFamily] | None,
+                model: Callable[[], object], settings: ProbeSettings, log: Callable[[str], None] | None = None) -> tuple[dict[str, float], bool]:
+    """The base model's probe scores: `recorded` when there are some for these probes (any, when
+    `probes` is None), else the base model (`model()`) scored now. Returns (scores, scored now)."""
+    if recorded and (probes is None or set(recorded) == set(probes)):
+        return dict(recorded), False
+    start = time.perf_counter()
+    scores = score_probes(model(), probes, settings)
+    if log is not None:
+        log(f"base model scored in {time.perf_counter() - start:.1f}s")
+    return scores, True
+
