@@ -12,11 +12,21 @@ from pathlib import Path
 
 import click
 
+from soupkit.cli_options import (
+    DEFAULT_RECIPE,
+    field_option,
+    field_values,
+    quiet_option,
+    run_option,
+    storage_option,
+    study_option,
+    trust_remote_code_option,
+)
+from soupkit.config import IngredientSpec, Recipe
 from soupkit.errors import SoupkitError
 from soupkit.merge.methods import METHODS
 from soupkit.search.samplers import PRUNERS, SAMPLERS
 
-DEFAULT_RECIPE = "default"
 MERGE_METHODS = ", ".join(METHODS.names())  # the registries are light: their code is imported when used
 # what a file system says when the user's folder cannot be written: their input, not a bug
 USER_OS_ERRORS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.ENOTDIR,
@@ -92,36 +102,37 @@ def _load(recipe_arg: str):
 
 
 @main.command()
-@click.option("--budget", type=int, default=None,
+@field_option(Recipe, "search.budget", "--budget",
               help="Trials to reach: completed, or stopped by the pruner (default: the recipe's).")
 @click.option("--recipe", "recipe_arg", default=DEFAULT_RECIPE, show_default=True, help="Recipe name or YAML path.")
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Run folder (default runs/<recipe name>).")
-@click.option("--storage", default=None, help="Optuna storage URL (default sqlite:///<out>/study.db).")
-@click.option("--base", default=None, help="Base model: folder or hub id (default: the recipe's; bundled MiniLM).")
-@click.option("--sampler", type=click.Choice(SAMPLERS.names()), default=None,
+@storage_option
+@field_option(Recipe, "base", "--base", help="Base model: folder or hub id (default: the recipe's; bundled MiniLM).")
+@field_option(Recipe, "search.sampler", "--sampler", type=click.Choice(SAMPLERS.names()),
               help="Search sampler (default: the recipe's search.sampler).")
-@click.option("--steps", type=int, default=None, help="Finetune steps per trial (default: the recipe's).")
-@click.option("--pruner", type=click.Choice(PRUNERS.names()), default=None,
+@field_option(Recipe, "finetune.steps", "--steps", help="Finetune steps per trial (default: the recipe's).")
+@field_option(Recipe, "search.pruner", "--pruner", type=click.Choice(PRUNERS.names()),
               help="Stop unpromising trials at milestone steps; the budget counts them (default: the recipe's "
                    "search.pruner; none).")
-@click.option("--milestones", type=StepList(), default=None,
+@field_option(Recipe, "search.milestones", "--milestones", type=StepList(),
               help="Steps at which a trial scores its probes mid-finetune, e.g. 8,16 (default: the recipe's "
                    "search.milestones; with a pruner and none given, a third and two thirds of the steps).")
-@click.option("--milestone-fraction", type=float, default=None,
+@field_option(Recipe, "search.milestone_fraction", "--milestone-fraction",
               help="Share of each probe's items a milestone scores, e.g. 0.25: cheaper milestones, the final "
                    "score unchanged (default: the recipe's search.milestone_fraction; 1).")
 @click.option("--checkpoints", type=click.Path(path_type=Path), default=None,
               help="Folder for trial models (default <out>/trials); with several machines, one all of them reach.")
-@click.option("--keep-checkpoints", type=int, default=None,
+@field_option(Recipe, "search.keep_checkpoints", "--keep-checkpoints",
               help="Keep only the best K trial models on disk (default: the recipe's search.keep_checkpoints; all).")
-@click.option("--freeze-token-embeddings/--train-token-embeddings", "freeze_embeddings", default=None,
-              help="Keep the token-embedding matrix fixed (faster, less memory on big vocabularies; default: the "
-                   "recipe's finetune.freeze_token_embeddings).")
-@click.option("--gradient-checkpointing/--no-gradient-checkpointing", default=None,
+@field_option(Recipe, "finetune.freeze_token_embeddings", "--freeze-token-embeddings/--train-token-embeddings",
+              "freeze_embeddings", help="Keep the token-embedding matrix fixed (faster, less memory on big "
+              "vocabularies; default: the recipe's finetune.freeze_token_embeddings).")
+@field_option(Recipe, "finetune.gradient_checkpointing", "--gradient-checkpointing/--no-gradient-checkpointing",
               help="Recompute activations in the backward pass: less memory, more time (default: the recipe's).")
-@click.option("--trust-remote-code", is_flag=True, help="Let the base model run its own Python code (off: safer).")
-@click.option("--quiet", is_flag=True, help="No progress bars.")
-def search(budget, recipe_arg, out, storage, base, sampler, steps, pruner, milestones, milestone_fraction, checkpoints,
+@trust_remote_code_option
+@quiet_option
+@click.pass_context
+def search(ctx, budget, recipe_arg, out, storage, base, sampler, steps, pruner, milestones, milestone_fraction, checkpoints,
            keep_checkpoints, freeze_embeddings, gradient_checkpointing, trust_remote_code, quiet) -> None:
     """Search data mixtures: propose, finetune, probe, record in an Optuna study.
 
@@ -145,15 +156,8 @@ def search(budget, recipe_arg, out, storage, base, sampler, steps, pruner, miles
 
     recipe, path = _load(recipe_arg)
     # order: the recipe file, then its settings for the base (finetune_by_base), then the options
-    recipe = with_overrides(recipe, {"base": ("--base", base)}).for_base(same_model)
-    recipe = with_overrides(recipe, {
-        "search.budget": ("--budget", budget), "search.sampler": ("--sampler", sampler),
-        "search.keep_checkpoints": ("--keep-checkpoints", keep_checkpoints), "finetune.steps": ("--steps", steps),
-        "search.pruner": ("--pruner", pruner), "search.milestones": ("--milestones", milestones),
-        "search.milestone_fraction": ("--milestone-fraction", milestone_fraction),
-        "finetune.freeze_token_embeddings": ("--freeze-token-embeddings", freeze_embeddings),
-        "finetune.gradient_checkpointing": ("--gradient-checkpointing", gradient_checkpointing),
-    })
+    recipe = with_overrides(recipe, field_values(ctx, {"base"})).for_base(same_model)
+    recipe = with_overrides(recipe, {k: v for k, v in field_values(ctx).items() if k != "base"})
     out = out or Path("runs") / recipe.name
     command = redacted_command(["soupkit", *sys.argv[1:]])
     result = run_search(recipe, out, storage, path, command, log=click.echo, show_progress=not quiet,
@@ -283,10 +287,9 @@ def merge(models, out, method, weights, base, params, overwrite) -> None:
 
 
 @main.command()
-@click.option("--out", type=click.Path(path_type=Path), default=Path("runs") / DEFAULT_RECIPE, show_default=True,
-              help="Run folder of a search.")
-@click.option("--storage", default=None, help="Optuna storage URL (default sqlite:///<out>/study.db).")
-@click.option("--study", "study_name", default=None, help="Study name (when the storage holds several).")
+@run_option()
+@storage_option
+@study_option
 @click.option("--top-k", type=click.IntRange(1, 1000), default=None,
               help="Best candidates to consider (default 5 trials, or every ingredient of the set).")
 @click.option("--method", default="uniform", show_default=True,
@@ -363,27 +366,29 @@ def _soup_intervals(result, candidates) -> str:
 
 
 @main.command()
-@click.option("--out", type=click.Path(path_type=Path), default=Path("runs") / DEFAULT_RECIPE, show_default=True,
-              help="Run folder of a search.")
-@click.option("--storage", default=None, help="Optuna storage URL (default sqlite:///<out>/study.db).")
-@click.option("--study", "study_name", default=None, help="Study name (when the storage holds several).")
+@run_option()
+@storage_option
+@study_option
 @click.option("--recipe", "recipe_arg", default=None,
               help="Read the `ingredients:` section from this recipe (default: the run's recipe.yaml).")
-@click.option("--k", type=int, default=None, help="Mixtures to train (default: the recipe's ingredients.k, 4).")
-@click.option("--steps", type=int, default=None, help="Finetune steps per ingredient (default: ingredients.steps, 480).")
-@click.option("--pool", type=int, default=None, help="Choose among the best N distinct trials (default 2k).")
-@click.option("--select", type=click.Choice(["diverse", "top"]), default=None,
+@field_option(IngredientSpec, "k", "--k", help="Mixtures to train (default: the recipe's ingredients.k, 4).")
+@field_option(IngredientSpec, "steps", "--steps", help="Finetune steps per ingredient (default: ingredients.steps, 480).")
+@field_option(IngredientSpec, "pool", "--pool", help="Choose among the best N distinct trials (default 2k).")
+@field_option(IngredientSpec, "select", "--select",
               help="diverse: greedy max-min distance on the simplex (default); top: simply the best k.")
 @click.option("--from-front", is_flag=True, help="Choose among the Pareto front's trials (pareto recipes).")
 @click.option("--base", default=None, help="Finetune from this model instead of the search's (folder or hub id).")
-@click.option("--batch-size", type=int, default=None, help="Batch size (default: ingredients.batch_size, else finetune's).")
-@click.option("--learning-rate", type=float, default=None, help="Learning rate (default: ingredients', else finetune's).")
+@field_option(IngredientSpec, "batch_size", "--batch-size",
+              help="Batch size (default: ingredients.batch_size, else finetune's).")
+@field_option(IngredientSpec, "learning_rate", "--learning-rate",
+              help="Learning rate (default: ingredients', else finetune's).")
 @click.option("--name", default=None, help="Name of this ingredient set (default e.g. diverse4-480steps).")
 @click.option("--general-tolerance", type=float, default=0.01, show_default=True,
               help="pareto recipes: trials whose general probes stay within this of the base rank first.")
-@click.option("--trust-remote-code", is_flag=True, help="Let the base model run its own Python code (off: safer).")
-@click.option("--quiet", is_flag=True, help="No progress bars.")
-def ingredients(out, storage, study_name, recipe_arg, k, steps, pool, select, from_front, base, batch_size,
+@trust_remote_code_option
+@quiet_option
+@click.pass_context
+def ingredients(ctx, out, storage, study_name, recipe_arg, k, steps, pool, select, from_front, base, batch_size,
                 learning_rate, name, general_tolerance, trust_remote_code, quiet) -> None:
     """Finetune K good and different mixtures of a search longer, as ingredients for a soup.
 
@@ -400,7 +405,7 @@ def ingredients(out, storage, study_name, recipe_arg, k, steps, pool, select, fr
       soupkit ingredients --out runs/default --base google/embeddinggemma-300m
       soupkit soup --out runs/medical --from ingredients --method uniform
     """
-    from soupkit.config import IngredientSpec, Recipe, load_recipe
+    from soupkit.config import load_recipe
     from soupkit.search.study import redacted_command
     from soupkit.soups.ingredients import make_ingredients
 
@@ -411,9 +416,8 @@ def ingredients(out, storage, study_name, recipe_arg, k, steps, pool, select, fr
         spec = load_recipe(out / "recipe.yaml").ingredients
     else:
         spec = Recipe.model_fields["ingredients"].default
-    flags = {"k": k, "steps": steps, "pool": pool, "select": select, "batch_size": batch_size,
-             "learning_rate": learning_rate}
-    spec = _validated(IngredientSpec, {**spec.model_dump(), **{f: v for f, v in flags.items() if v is not None}})
+    given = {field: value for field, (_, value) in field_values(ctx).items() if value is not None}
+    spec = _validated(IngredientSpec, {**spec.model_dump(), **given})
     command = redacted_command(["soupkit", *sys.argv[1:]])
     result = make_ingredients(store, study, out, spec, base=base, name=name, from_front=from_front,
                               tolerance=general_tolerance, log=click.echo, show_progress=not quiet, command=command,
@@ -450,7 +454,7 @@ def _validated(model, data: dict):
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Run folder (default runs/<recipe>-adapt).")
 @click.option("--keep", type=int, default=3, show_default=True,
               help="Soups to write: the best K (weighted recipe), or the shipped soup and the front (pareto).")
-@click.option("--quiet", is_flag=True, help="No progress bars.")
+@quiet_option
 def adapt(recipe_arg, bank, more_runs, budget, out, keep, quiet) -> None:
     """Adapt to a domain without training: search soup weights over a bank of checkpoints.
 
@@ -493,10 +497,9 @@ def _gain_text(soup, base_values: list[float]) -> str:
 
 
 @main.command()
-@click.option("--out", type=click.Path(path_type=Path), default=Path("runs") / DEFAULT_RECIPE, show_default=True,
-              help="Run folder of a search.")
-@click.option("--storage", default=None, help="Optuna storage URL (default sqlite:///<out>/study.db).")
-@click.option("--study", "study_name", default=None, help="Study name (when the storage holds several).")
+@run_option()
+@storage_option
+@study_option
 @click.option("--html", type=click.Path(path_type=Path), default=None,
               help="HTML file to write (default <out>/report.html).")
 @click.option("--attach/--no-attach", default=True, show_default=True,
@@ -595,8 +598,8 @@ def fetch_model(name: str, folder: Path | None, keep_downloads: bool) -> None:
 
 
 @main.command()
-@click.option("--out", type=click.Path(path_type=Path), default=Path("runs") / DEFAULT_RECIPE, show_default=True)
-@click.option("--storage", default=None, help="Optuna storage URL (default sqlite:///<out>/study.db).")
+@run_option(None)
+@storage_option
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
 @click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True)
 def dashboard(out: Path, storage: str | None, host: str, port: int) -> None:

@@ -214,6 +214,20 @@ def record_worker_died(storage, study_name: str, number: int) -> None:
     storage.set_trial_state_values(trial_id, state=TrialState.FAIL)
 
 
+def trial_params(trial) -> dict[str, float]:
+    """The mixture params of a trial: suggested, or fixed by `enqueue_trial` before it ran (an
+    Optuna system attribute)."""
+    return dict(trial.params) or dict(trial.system_attrs.get("fixed_params") or {})
+
+
+def artifact_records(storage, study_name: str) -> list[dict[str, Any]]:
+    """The records optuna.artifacts keeps of a study's artifacts (system attributes), skipping
+    those the dashboard deleted: it leaves them as null."""
+    attrs = storage.get_study_system_attrs(storage.get_study_id_from_name(study_name))
+    metas = [json.loads(v) for k, v in attrs.items() if k.startswith("artifacts:")]
+    return [m for m in metas if m]
+
+
 def queued_attrs(trial) -> dict[str, Any]:
     """The attributes a trial's mixture keeps when it is queued again (seed mark, retry number)."""
     return {k: v for k, v in trial.user_attrs.items() if k in QUEUED_ATTRS}

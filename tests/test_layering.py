@@ -16,7 +16,8 @@ import soupkit
 
 PACKAGE = Path(soupkit.__file__).parent
 # the study record is the orchestrations' own: the libraries know nothing of studies
-ORCHESTRATIONS = ("soupkit.search", "soupkit.soups", "soupkit.report", "soupkit.cli", "soupkit.study_record")
+ORCHESTRATIONS = ("soupkit.search", "soupkit.soups", "soupkit.report", "soupkit.cli", "soupkit.cli_options",
+                  "soupkit.study_record")
 LIBRARIES = ("soupkit.data", "soupkit.probes", "soupkit.train", "soupkit.merge", "soupkit.models",
              "soupkit.base_model")
 # what each library may not import, beyond the orchestrations
@@ -102,14 +103,15 @@ def test_optuna_is_used_through_its_public_api():
 
 
 def test_study_attributes_are_read_and_written_in_the_study_record_only():
-    """Every user attribute of a study or trial goes through soupkit/study_record.py, where its key
-    is spelled once (enqueue_trial's `user_attrs=` takes what the record module builds)."""
+    """Every user or system attribute of a study or trial goes through soupkit/study_record.py, where
+    its key is spelled once (enqueue_trial's `user_attrs=` takes what the record module builds),
+    whether read from the study or trial or through the storage."""
     found = {}
     for path in PACKAGE.rglob("*.py"):
         if path.name == "study_record.py":
             continue
         text = path.read_text().replace("user_attrs=", "")
-        uses = [name for name in (".user_attrs", "set_user_attr(") if name in text]
+        uses = [name for name in (".user_attrs", "set_user_attr(", "system_attrs", "_user_attr(") if name in text]
         if uses:
             found[str(path.relative_to(PACKAGE))] = uses
     assert found == {}
@@ -145,6 +147,8 @@ def test_every_test_that_trains_is_marked_slow():
             continue
         functions = [n for n in tree.body if isinstance(n, ast.FunctionDef)]
         fixtures = {n.name: n for n in functions if any("fixture" in ast.unparse(d) for d in n.decorator_list)}
+        # `pytest.mark.slow` itself: a slow mark on one parametrized case leaves the others unmarked
         unmarked += [f"{path.name}::{n.name}" for n in functions if n.name.startswith("test_")
-                     and not any("slow" in ast.unparse(d) for d in n.decorator_list) and _trains(n, fixtures)]
+                     and not any(ast.unparse(d) == "pytest.mark.slow" for d in n.decorator_list)
+                     and _trains(n, fixtures)]
     assert unmarked == []

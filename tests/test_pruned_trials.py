@@ -74,8 +74,6 @@ def test_the_sampler_reads_stopped_trials_as_completed_and_the_study_is_untouche
 def test_a_stopped_mixture_is_not_proposed_again(name):
     """What the real search did, in one dimension: the sampler's proposal is stopped at its milestone;
     the bare sampler proposes it again, the wrapped one looks elsewhere."""
-    if name == "botorch":
-        pytest.importorskip("botorch")
     sampler = make_sampler(name, 0, 3)
     assert isinstance(sampler, ObservingStoppedTrials)
     xs = [0.0, 0.15, 0.3, 0.7, 0.85, 1.0]
@@ -93,7 +91,6 @@ def test_a_stopped_mixture_is_not_proposed_again(name):
 
 
 def test_the_botorch_acquisition_is_told_each_stopped_trials_extra_variance():
-    pytest.importorskip("botorch")
     trials = [complete(0.1, 0.80, 0.75), complete(0.5, 0.90, 0.81), complete(0.9, 1.00, 0.85),
               complete(0.6, 0.90, 0.79), stopped(0.3, 0.70), complete(0.2, 0.85, 0.78)]
     sampler = make_sampler("botorch", 0, 3)
@@ -109,7 +106,7 @@ def test_an_uncertain_prediction_steers_the_botorch_model_less_than_a_sure_one()
     unsure prediction. Sure and low, it drives the proposal away; unsure, its value barely matters
     (low or the truth, the same proposal). Either way the proposal is not the point itself: qLogNEI
     finds no improvement over a point already among its baseline."""
-    torch = pytest.importorskip("torch")
+    import torch  # a hard dependency: a broken install fails here, it does not skip
     from soupkit.search.samplers import _noisy_acquisition
 
     x = torch.tensor([[0.0], [0.15], [0.3], [0.7], [0.85], [1.0], [0.5]], dtype=torch.float64)

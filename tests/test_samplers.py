@@ -13,8 +13,9 @@ from soupkit.search.samplers import check_sampler, make_sampler
 from soupkit.search.space import PARAM_PREFIX
 
 
-# qLogNEI; qLogNEHVI on (domain, general), slow: its two proposals take about 30 s of 2 cores
-@pytest.mark.parametrize("mode", ["weighted", pytest.param("pareto", marks=pytest.mark.slow)])
+# qLogNEI; qLogNEHVI on (domain, general): a 4-trial search either way
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["weighted", "pareto"])
 def test_botorch_proposes_mixtures_after_its_startup_trials(load_study, search, tiny_recipe, tiny_model, tmp_path,
                                                             mode):
     recipe = tiny_recipe(tiny_model)
@@ -42,7 +43,7 @@ def test_botorch_sampler_considers_other_workers_running_trials():
 
 
 def test_the_noisy_acquisition_looks_where_the_model_believes_not_at_a_lucky_draw():
-    torch = pytest.importorskip("torch")
+    import torch  # a hard dependency: a broken install fails here, it does not skip
     from soupkit.search.samplers import _noisy_acquisition
 
     torch.manual_seed(0)

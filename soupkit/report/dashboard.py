@@ -14,15 +14,14 @@ the study's id for artifact URLs and the trials' ids for live `optuna.trial.Tria
 
 from __future__ import annotations
 
-import json
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from soupkit.report.figures import DrawnFigure
 from soupkit.report.tables import StudyFrames
+from soupkit.study_record import artifact_records
 
-ARTIFACT_PREFIX = "artifacts:"  # where optuna records an artifact in the study's system attributes
 ARTIFACT_DIR = "artifacts"  # under the run folder
 STUDY_NOTE_BEGIN = "## soupkit report"
 TRIAL_NOTE_BEGIN = "#### soupkit report"
@@ -47,9 +46,7 @@ def artifact_store(run_dir: Path):
 def study_artifacts(study, storage) -> dict[str, str]:
     """filename -> artifact id of the study's artifacts (skipping ones the dashboard deleted: it
     leaves their record as null, which `optuna.artifacts.get_all_artifact_meta` cannot read)."""
-    attrs = storage.get_study_system_attrs(storage.get_study_id_from_name(study.study_name))
-    metas = [json.loads(v) for k, v in attrs.items() if k.startswith(ARTIFACT_PREFIX)]
-    return {m["filename"]: m["artifact_id"] for m in metas if m}
+    return {m["filename"]: m["artifact_id"] for m in artifact_records(storage, study.study_name)}
 
 
 def _put(study, store, path: Path, existing: dict[str, str]) -> str:

@@ -23,6 +23,7 @@ from soupkit.study_record import (
     record_recipe,
     record_worker_died,
     retry_attrs,
+    trial_params,
     stopped_by_pruner,
 )
 
@@ -227,8 +228,6 @@ def recover_dead_trials(study, storage, requeue: bool = True) -> list[int]:
     re-queues it. `storage` is the study's storage, as `open_storage` returned it."""
     from optuna.exceptions import UpdateFinishedTrialError
     from optuna.trial import TrialState
-
-    from soupkit.search.workers import trial_params
 
     trials = study.get_trials(deepcopy=False)
     records = [TrialRecord.of(t) for t in trials]

@@ -15,7 +15,7 @@ import time
 from collections.abc import Mapping
 
 from soupkit.search.space import PARAM_PREFIX
-from soupkit.study_record import queued_attrs, stopped_by_pruner
+from soupkit.study_record import queued_attrs, stopped_by_pruner, trial_params
 
 
 def sampler_seed(recipe_seed: int, n_existing: int, shared: bool) -> int:
@@ -29,9 +29,6 @@ def sampler_seed(recipe_seed: int, n_existing: int, shared: bool) -> int:
     return (seed + int.from_bytes(hashlib.sha256(who).digest()[:4], "big")) % 2**32
 
 
-def trial_params(trial) -> dict[str, float]:
-    """The mixture params of a trial: suggested, or fixed by `enqueue_trial` before it ran."""
-    return dict(trial.params) or dict(trial.system_attrs.get("fixed_params") or {})
 
 
 def mixture_key(params: Mapping[str, float]) -> tuple:
