@@ -166,7 +166,7 @@ def search(ctx, budget, recipe_arg, out, storage, base, sampler, steps, pruner, 
     from soupkit.report.tables import top_trials_table
     from soupkit.search.study import redact
 
-    study = _open_run_study(out, storage, result.study_name)
+    study = _open_run_storage(out, storage, result.study_name)[0]
     click.echo(top_trials_table(study))
     if result.best_value is not None:
         gain = result.best_value - result.base_value
@@ -234,14 +234,9 @@ def families(build: bool) -> None:
         click.echo(f"{'':28s} source: {info.source}")
 
 
-def _open_run_study(out: Path, storage: str | None, name: str | None = None):
-    """The search study of a run folder (or of --storage); its name is the only search study in
-    the storage (its ingredient study beside it does not count)."""
-    return _open_run_storage(out, storage, name)[0]
-
-
 def _open_run_storage(out: Path, storage: str | None, name: str | None = None):
-    """The study of a run folder (or of --storage) and the storage object it lives in."""
+    """The search study of a run folder (or of --storage) and the storage object it lives in; its
+    name is the only search study in the storage (its ingredient study beside it does not count)."""
     import optuna
 
     from soupkit.search.study import default_storage, open_storage, search_study_names

@@ -62,9 +62,6 @@ class ModelFolder:
     def float_dtypes(self) -> set[str]:
         return {t.dtype for m in self.modules for t in m.tensors.values() if t.is_floating}
 
-    def size_bytes(self) -> int:
-        return sum((self.path / file).stat().st_size for file in self.weight_files())
-
 
 def read_model_folder(path: str | Path) -> ModelFolder:
     """Scan a sentence-transformers folder: modules.json, weight files and tensor headers."""

@@ -1,6 +1,6 @@
 """What a soupkit study and its trials hold: every attribute key, its type, its reader and writer.
 
-The Optuna study is the one record of a search (DESIGN.md). Its user attributes are written and
+The Optuna study is the one record of a search. Its user and system attributes are written and
 read only through this module, so a key is spelled once. Orchestrations (search/, soups/,
 report/) use it; the libraries (data/, probes/, train/, merge/) know nothing of studies.
 
@@ -167,11 +167,7 @@ def record_proposal(trial, weights: Mapping[str, float], scores: Mapping[str, fl
     trial.set_user_attr(WEIGHTS, weights)
     for label, weight in weights.items():
         trial.set_user_attr(WEIGHT_PREFIX + label, weight)
-    trial.set_user_attr(SCORES, dict(scores))
-    for probe, score in scores.items():
-        trial.set_user_attr(SCORE_PREFIX + probe, float(score))
-    trial.set_user_attr(OBJECTIVE, objective)
-    trial.set_user_attr(SECONDS, dict(seconds))
+    _record_scores(trial, scores, objective, seconds)
 
 
 def record_milestone(trial, step: int, objective: float, fraction: float = 1.0) -> None:
@@ -197,12 +193,16 @@ def record_checkpoint(trial, folder: Path) -> None:
 
 def record_result(trial, scores: Mapping[str, float], objective: float, seconds: Mapping[str, float],
                   final_loss: float | None) -> None:
+    _record_scores(trial, scores, objective, seconds)
+    trial.set_user_attr(FINAL_LOSS, final_loss)
+
+
+def _record_scores(trial, scores: Mapping[str, float], objective: float, seconds: Mapping[str, float]) -> None:
     trial.set_user_attr(SCORES, dict(scores))
     for probe, score in scores.items():
         trial.set_user_attr(SCORE_PREFIX + probe, float(score))
     trial.set_user_attr(OBJECTIVE, objective)
     trial.set_user_attr(SECONDS, dict(seconds))
-    trial.set_user_attr(FINAL_LOSS, final_loss)
 
 
 def record_worker_died(storage, study_name: str, number: int) -> None:
@@ -331,16 +331,14 @@ def record_recipe(study, recipe_json: str) -> None:
     study.set_user_attr(RECIPE, recipe_json)
 
 
-def record_base_scores(study, base_model: str, scores: Mapping[str, float]) -> None:
-    study.set_user_attr(BASE_SCORES, dict(scores))
-    study.set_user_attr(BASE_MODEL, base_model)
-
-
-def record_base_result(study, scores: Mapping[str, float], objective: float, values: list[float]) -> None:
-    """The base model's scores, objective and values, when a stage scores it itself (adapt)."""
-    study.set_user_attr(BASE_SCORES, dict(scores))
-    study.set_user_attr(BASE_OBJECTIVE, objective)
-    study.set_user_attr(BASE_VALUES, list(values))
+def record_base(study, scores: Mapping[str, float], objective: float, values: list[float],
+                base_model: str | None = None, data_seconds: float | None = None) -> None:
+    """The base model's scores, objective and values; a search adds the base model and the time its
+    families took to build."""
+    for key, value in {BASE_SCORES: dict(scores), BASE_MODEL: base_model, BASE_OBJECTIVE: objective,
+                       BASE_VALUES: list(values), DATA_SECONDS: data_seconds}.items():
+        if value is not None:
+            study.set_user_attr(key, round(value, 2) if key == DATA_SECONDS else value)
 
 
 def held_out_mark(study) -> str | None:
@@ -366,12 +364,6 @@ def add_seconds(study, cpu: float, wall: float) -> StudyRecord:
     study.set_user_attr(CPU_SECONDS, round(before.cpu_seconds + cpu, 1))
     study.set_user_attr(WALL_SECONDS, round(before.wall_seconds + wall, 1))
     return StudyRecord.of(study)
-
-
-def record_base_summary(study, objective: float, values: list[float], data_seconds: float) -> None:
-    study.set_user_attr(BASE_OBJECTIVE, objective)
-    study.set_user_attr(BASE_VALUES, list(values))
-    study.set_user_attr(DATA_SECONDS, round(data_seconds, 2))
 
 
 def record_soup(study, name: str, soup: SoupRecord) -> None:
@@ -442,6 +434,3 @@ def record_ingredient(trial, key: str, source_trial: int, base: str, finetune: M
 def ingredient_key_of(trial) -> str | None:
     return trial.user_attrs.get(KEY)
 
-
-def source_trial_of(trial) -> int | None:
-    return trial.user_attrs.get(SOURCE_TRIAL)

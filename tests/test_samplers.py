@@ -57,7 +57,7 @@ def test_the_noisy_acquisition_looks_where_the_model_believes_not_at_a_lucky_dra
 
 def test_a_missing_botorch_is_one_line_that_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "botorch", None)  # `import botorch` raises ImportError
-    with pytest.raises(SoupkitError, match=r"sampler 'botorch' needs botorch, .*pip install 'soupkit\[botorch\]'"):
+    with pytest.raises(SoupkitError, match=r"sampler 'botorch' needs botorch, .*pip install botorch optuna-integration"):
         check_sampler("botorch")
     check_sampler("gp")  # the others need nothing more
 
@@ -67,4 +67,4 @@ def test_search_refuses_a_missing_botorch_before_writing(monkeypatch, one_line_e
     monkeypatch.setitem(sys.modules, "botorch", None)
     recipe = tiny_recipe_file(tiny_model, tmp_path / "tiny.yaml")
     one_line_error(search_command(recipe, tmp_path / "run", "--sampler", "botorch"),
-                   "sampler 'botorch' needs botorch", "soupkit[botorch]", workdir=tmp_path)
+                   "sampler 'botorch' needs botorch", "pip install botorch optuna-integration", workdir=tmp_path)

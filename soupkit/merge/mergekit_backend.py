@@ -1,8 +1,8 @@
 """Run a mergekit method on whole sentence-transformers models via `SentenceTransformer.merge`.
 
 sentence-transformers applies the method to every module's floating-point tensors (transformer,
-Dense heads, ...) with its own compatibility checks, and mergekit owns the maths. Both cost
-~12 s of imports and hold every input in memory; the soups (uniform, weighted) stream instead.
+Dense heads, ...) with its own compatibility checks, and mergekit owns the maths. Both take
+seconds to import and hold every input in memory; the soups (uniform, weighted) stream instead.
 """
 
 from __future__ import annotations

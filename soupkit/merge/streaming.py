@@ -20,8 +20,8 @@ from soupkit.merge.safetensors_writer import PlannedTensor, SafetensorsWriter
 if TYPE_CHECKING:
     import torch
 
-# Row chunks small enough for the accumulator to stay in cache (L2 2 MB, L3 32 MB here): merging
-# 4 x 1.2 GB took 0.8-0.9 s with 2-4 MB chunks, 1.1-2.0 s with 64 MB ones.
+# Row chunks small enough for the accumulator to stay in a CPU's cache; chunk sizes are compared in
+# docs/benchmarks.md (bench/merge.py).
 CHUNK_BYTES = 4 * 2**20
 # safetensors maps files into memory and reads are views of that mapping: the pages stay resident
 # for as long as the handle lives. Dropping every handle after this many bytes (all inputs

@@ -177,5 +177,6 @@ def terminal_table(rows: int, width: int = 200, types: bool = False, strings: in
     text shown (None: polars' own)."""
     import polars as pl
 
-    return pl.Config(tbl_rows=rows, tbl_cols=-1, float_precision=3, tbl_width_chars=width, tbl_hide_dataframe_shape=True,
-                     tbl_hide_column_data_types=not types, **({"fmt_str_lengths": strings} if strings else {}))
+    return pl.Config(tbl_rows=rows, tbl_cols=-1, float_precision=3, tbl_width_chars=width,
+                     tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=not types,
+                     **({"fmt_str_lengths": strings} if strings else {}))

@@ -29,7 +29,15 @@ from soupkit.pause import pause_for_test
 from soupkit.probes.score import ProbeSettings, objective_value, score_probes, study_values
 from soupkit.search.checkpoints import checkpoint_dir, remove_partial_checkpoints
 from soupkit.search.study import recover_dead_trials, worker_id
-from soupkit.study_record import INTERRUPTED, record_checkpoint, record_error, record_mixture, record_result, record_worker
+from soupkit.study_record import (
+    INTERRUPTED,
+    record_base,
+    record_checkpoint,
+    record_error,
+    record_mixture,
+    record_result,
+    record_worker,
+)
 from soupkit.train.finetune import finetune_on_mixture
 
 
@@ -106,7 +114,8 @@ class Trained:
 
 
 def train_and_score(trial, ctx: TrialContext, weights: Mapping[str, float], record: Mapping[str, object] | None = None,
-                    on_step: Callable[[int, float], None] | None = None, finetuned: Callable[[Path], None] | None = None,
+                    on_step: Callable[[int, float], None] | None = None,
+                    finetuned: Callable[[Path], None] | None = None,
                     uncounted_seconds: Callable[[], dict[str, float]] | None = None) -> Trained:
     """Finetune the base model on `weights`, score the probes, record both on the trial and in the
     folder's record file. `record`: fields the stage adds to that file after its number and study;
@@ -176,20 +185,11 @@ def run_and_tell(study, trial, ctx: TrialContext, body: Callable[[object], float
     return study.tell(trial, values)
 
 
-@dataclass
-class Recovered:
-    requeued: list[int]  # trials whose mixture runs again
-    removed: list[str]  # partial folders deleted
-
-
-def recover(study, store, ctx_or_root: TrialContext | Path, kind: str = "trial", requeue: bool = True) -> Recovered:
+def recover(study, store, root: Path, kind: str = "trial", requeue: bool = True) -> tuple[list[int], list[str]]:
     """After a crash: fail the trials whose worker on this host died (and, with `requeue`, queue
     their mixtures again, as those of trials cut short by Ctrl-C), then delete the partial folders
-    of candidates no longer running."""
-    if isinstance(ctx_or_root, TrialContext):
-        ctx_or_root, kind = ctx_or_root.checkpoint_root, ctx_or_root.stage.kind
-    requeued = recover_dead_trials(study, store, requeue)
-    return Recovered(requeued, remove_partial_checkpoints(study, ctx_or_root, kind))
+    of candidates no longer running. Returns (trials re-queued, folders removed)."""
+    return recover_dead_trials(study, store, requeue), remove_partial_checkpoints(study, root, kind)
 
 
 @contextlib.contextmanager
@@ -207,15 +207,22 @@ def progress_bar(enabled: bool, total: int, desc: str) -> Iterator[Callable[[int
         bar.close()
 
 
-def base_scores(recorded: Mapping[str, float] | None, probes: Mapping[str, TaskFamily] | None,
-                model: Callable[[], object], settings: ProbeSettings, log: Callable[[str], None] | None = None) -> tuple[dict[str, float], bool]:
+def record_base_model(study, recipe: Recipe, scores: Mapping[str, float], **extra) -> float:
+    """Record the base model's scores with the recipe's objective and values; return its objective."""
+    objective = objective_value(scores, recipe.objective.weights)
+    record_base(study, scores, objective, study_values(scores, recipe.objective), **extra)
+    return objective
+
+
+def base_scores(recorded: Mapping[str, float] | None, probes: Mapping[str, TaskFamily] | None, model: Callable[[], object],
+                settings: ProbeSettings, log: Callable[[str], None] | None = None) -> dict[str, float]:
     """The base model's probe scores: `recorded` when there are some for these probes (any, when
-    `probes` is None), else the base model (`model()`) scored now. Returns (scores, scored now)."""
+    `probes` is None), else the base model (`model()`) scored now."""
     if recorded and (probes is None or set(recorded) == set(probes)):
-        return dict(recorded), False
+        return dict(recorded)
     start = time.perf_counter()
     scores = score_probes(model(), probes, settings)
     if log is not None:
         log(f"base model scored in {time.perf_counter() - start:.1f}s")
-    return scores, True
+    return scores
 

@@ -25,7 +25,7 @@ from soupkit.errors import Interrupted, SoupkitError
 from soupkit.pause import pause_for_test
 from soupkit.search.checkpoints import keep_best_checkpoints
 from soupkit.search.heartbeat import fail_stale_trials
-from soupkit.search.lifecycle import ask, base_scores, progress_bar, recover, run_and_tell
+from soupkit.search.lifecycle import ask, base_scores, progress_bar, record_base_model, recover, run_and_tell
 from soupkit.search.space import params_for_mixture
 from soupkit.search.study import (
     check_held_out_halves,
@@ -46,8 +46,6 @@ from soupkit.study_record import (
     TrialRecord,
     metric_names,
     objective_of,
-    record_base_scores,
-    record_base_summary,
     seeded_attrs,
     stopped_by_pruner,
     two_objectives,
@@ -223,14 +221,13 @@ def open_search(recipe: Recipe, inputs: CheckedInputs, out: Path, storage: str |
     if n_existing == 0 and inputs.seed_mixture is not None:
         params = params_for_mixture(inputs.seed_mixture.weights, list(ctx.families))
         study.enqueue_trial(params, user_attrs=seeded_attrs(), skip_if_exists=True)
-    recovered = recover(study, store, ctx)
-    requeued = recovered.requeued
+    requeued, removed = recover(study, store, ctx.checkpoint_root)
     if requeued:
         which = ", ".join(f"#{n}" for n in requeued)
         log(f"re-queued {len(requeued)} interrupted trial{'s' if len(requeued) > 1 else ''} ({which}): "
             f"{'its mixture runs' if len(requeued) == 1 else 'their mixtures run'} again")
-    if recovered.removed:
-        log(f"removed partial checkpoints of interrupted trials: {', '.join(recovered.removed)}")
+    if removed:
+        log(f"removed partial checkpoints of interrupted trials: {', '.join(removed)}")
     if spec.keep_checkpoints:
         keep_best_checkpoints(study, spec.keep_checkpoints, log)
     return OpenSearch(study, store, url)
@@ -238,15 +235,9 @@ def open_search(recipe: Recipe, inputs: CheckedInputs, out: Path, storage: str |
 
 def score_base(search: OpenSearch, ctx: TrialContext, log: Callable[[str], None]) -> float:
     """The base model's probe scores, once per study (again if the probes changed); its objective."""
-    from soupkit.probes.score import objective_value, study_values
-
     recipe, study = ctx.recipe, search.study
-    scores, scored = base_scores(StudyRecord.of(study).base_scores, ctx.probes, lambda: ctx.model, ctx.probe_settings,
-                                 log)
-    if scored:
-        record_base_scores(study, recipe.base, scores)
-    base_value = objective_value(scores, recipe.objective.weights)
-    record_base_summary(study, base_value, study_values(scores, recipe.objective), ctx.data_seconds)
+    scores = base_scores(StudyRecord.of(study).base_scores, ctx.probes, lambda: ctx.model, ctx.probe_settings, log)
+    base_value = record_base_model(study, recipe, scores, base_model=recipe.base, data_seconds=ctx.data_seconds)
     log(f"base model objective {base_value:.4f}  " + "  ".join(f"{k} {v:.3f}" for k, v in scores.items()))
     return base_value
 

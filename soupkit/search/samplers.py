@@ -79,11 +79,10 @@ class _WithStoppedTrialNoise:
 
 def _noisy_acquisition(train_x, train_obj, train_con, bounds, pending_x, extra_variance=None):
     """qLogNEI (one objective) or qLogNEHVI (two), chosen by the number of objective columns: a
-    trial's objective is one noisy draw (sd 0.0011 on the default recipe, bench/trial_noise.py), so
-    improvement is measured against the model's belief about the trials run, not their best
-    observed value, which a lucky draw inflates and plain EI then searches around (what Optuna's
-    GPSampler did in a real 40-trial search, docs/benchmarks.md). A proposal costs 1-6 s on 2 CPU
-    cores (bench/acquisition_cost.py)."""
+    trial's objective is one noisy draw (bench/trial_noise.py), so improvement is measured against
+    the model's belief about the trials run, not their best observed value, which a lucky draw
+    inflates and plain EI then searches around (what Optuna's GPSampler did in a real search). Its
+    noise and a proposal's cost are measured in docs/benchmarks.md (bench/acquisition_cost.py)."""
     import warnings
 
     import optuna
@@ -149,8 +148,8 @@ def _botorch_sampler_class():
         import botorch  # noqa: F401  (optuna-integration imports it lazily, failing mid-search)
         from optuna_integration import BoTorchSampler
     except ImportError as exc:
-        raise SoupkitError(f"sampler 'botorch' needs {exc.name or 'botorch'}, which is not installed; "
-                           "install it with: pip install 'soupkit[botorch]'") from None
+        raise SoupkitError(f"sampler 'botorch' needs {exc.name or 'botorch'}, which is not installed (a soupkit "
+                           "dependency): install it with: pip install botorch optuna-integration") from None
     return BoTorchSampler
 
 

@@ -27,7 +27,6 @@ from soupkit.study_record import (
     StudyRecord,
     TrialRecord,
     add_seconds,
-    record_base_result,
     record_proposal,
     record_soup,
     record_stage,
@@ -305,13 +304,10 @@ def _base_scores(study) -> dict[str, float]:
     """The base model's scores: those of the seed that holds the base alone."""
     for t in study.get_trials(deepcopy=False):
         if t.state.name == "COMPLETE" and TrialRecord.of(t).seeded == "base alone":
-            from soupkit.probes.score import objective_value, study_values
+            from soupkit.search.lifecycle import record_base_model
 
-            recipe = StudyRecord.of(study).recipe()
-            scores = TrialRecord.of(t).scores
-            record_base_result(study, scores, objective_value(scores, recipe.objective.weights),
-                               study_values(scores, recipe.objective))
-            return scores
+            record_base_model(study, StudyRecord.of(study).recipe(), TrialRecord.of(t).scores)
+            return TrialRecord.of(t).scores
     return StudyRecord.of(study).base_scores
 
 
@@ -334,6 +330,7 @@ def _chosen(study, recipe: Recipe, keep: int) -> list[tuple[object, str]]:
 def _write_soups(study, recipe, bank, out, probes, settings, device, keep, command, log) -> list[AdaptSoup]:
     from soupkit.base_model import load_model
     from soupkit.probes.score import objective_value, score_probes, study_values
+    from soupkit.soups.study_soup import merge_folders
 
     paths = {m.label: m.path for m in bank}
     soups = []
@@ -341,7 +338,8 @@ def _write_soups(study, recipe, bank, out, probes, settings, device, keep, comma
         weights = {k: v for k, v in TrialRecord.of(trial).mixture.items() if v > 0}
         name = f"adapt-{trial.number:04d}"
         path = out / "soups" / name
-        _write(weights, paths, path, command)
+        merge_folders([paths[label] for label in weights], path, "weighted", weights=list(weights.values()),
+                      command=command or None)
         # scored again from disk: the recorded scores are those of the folder written
         scores = score_probes(load_model(str(path), device), probes, settings)
         value, values = objective_value(scores, recipe.objective.weights), study_values(scores, recipe.objective)
@@ -350,14 +348,3 @@ def _write_soups(study, recipe, bank, out, probes, settings, device, keep, comma
         record_soup(study, name, SoupRecord("adapt", list(weights), scores, value, values, str(path.resolve()),
                                             weights=weights, role=role, trial=trial.number))
     return soups
-
-
-def _write(weights: dict[str, float], paths: dict[str, Path], path: Path, command: str) -> None:
-    from soupkit.merge.api import merge_models
-
-    if len(weights) == 1:  # one member alone: that folder
-        with atomic_dir(path) as tmp:
-            shutil.copytree(paths[next(iter(weights))], tmp, dirs_exist_ok=True)
-        return
-    merge_models([paths[label] for label in weights], path, method="weighted", weights=list(weights.values()),
-                 overwrite=True, command=command or None)

@@ -17,10 +17,9 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from soupkit.errors import SoupkitError
-from soupkit.study_record import StudyRecord, TrialRecord, ingredient_sets, record_beside, record_ingredient_set
+from soupkit.study_record import StudyRecord, ingredient_sets, record_beside, record_ingredient_set
 
 __all__ = ["IngredientSet", "ingredient_key", "ingredient_study_name", "open_ingredient_study", "load_set",
            "record_set"]
@@ -104,7 +103,3 @@ def ingredient_key(mixture: Mapping[str, float], base: str, finetune: dict, seed
     weights = {k: round(float(v), 6) for k, v in sorted(mixture.items())}
     return json.dumps({"mixture": weights, "base": base, "finetune": finetune, "seed": seed}, sort_keys=True)
 
-
-def checkpoint_of(trial) -> Path | None:
-    ckpt = TrialRecord.of(trial).checkpoint
-    return ckpt if ckpt and (ckpt / "modules.json").is_file() else None

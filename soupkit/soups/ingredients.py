@@ -24,7 +24,6 @@ from soupkit.config import IngredientSpec, Mixture, Recipe
 from soupkit.errors import SoupkitError
 from soupkit.soups.ingredient_study import (
     IngredientSet,
-    checkpoint_of,
     ingredient_key,
     load_set,
     open_ingredient_study,
@@ -213,7 +212,7 @@ def train_ingredient(study, ctx, source: int, mixture: dict, key: str, base: str
 def _trained(study, key: str):
     """A completed ingredient with this key whose checkpoint is still on disk."""
     for t in study.get_trials(deepcopy=False, states=None):
-        if t.state.name == "COMPLETE" and ingredient_key_of(t) == key and checkpoint_of(t) is not None:
+        if ingredient_key_of(t) == key and TrialRecord.of(t).has_model():
             return t
     return None
 
@@ -230,8 +229,8 @@ def _base_scores(study, search_study, recipe, base, device, trust_remote_code, c
         searched = StudyRecord.of(search_study).base_scores if base == recipe.base else None
         probes = None if searched else (ctx.probes if ctx is not None else load_recipe_families(recipe)[1])
         settings = ProbeSettings.from_recipe(recipe, use_bf16(device, recipe.finetune.bf16))
-        bases[base], _ = base_scores(searched, probes, lambda: load_model(base, device, trust_remote_code=trust_remote_code),
-                                     settings)
+        model = lambda: load_model(base, device, trust_remote_code=trust_remote_code)  # noqa: E731
+        bases[base] = base_scores(searched, probes, model, settings)
         record_scores_by_base(study, base, bases[base])
     return bases[base]
 
@@ -279,10 +278,9 @@ def ingredient_soup_source(storage, search_study, set_name: str | None = None):
     by_number = {t.number: t for t in study.get_trials(deepcopy=False)}
     candidates = []
     for number in chosen.ingredients:
-        trial = by_number.get(number) if number is not None else None
-        if trial is not None and trial.state.name == "COMPLETE" and checkpoint_of(trial) is not None:
-            done = TrialRecord.of(trial)
-            candidates.append(Ingredient(number, checkpoint_of(trial), float(done.objective), done.scores))
+        done = TrialRecord.of(by_number[number]) if number in by_number else None
+        if done is not None and done.has_model():
+            candidates.append(Ingredient(number, done.checkpoint, float(done.objective), done.scores))
     missing = chosen.k - len(candidates)
     if missing:
         raise SoupkitError(f"ingredient set '{chosen.name}' has {missing} of {chosen.k} ingredients not trained "

@@ -116,14 +116,16 @@ def trial_source(study, from_front: bool = False) -> SoupSource:
                       StudyRecord.of(study).base_scores, tag="front" if from_front else "top")
 
 
-def _merge(members: list[Ingredient], out: Path, method: str, base: str | None) -> None:
+def merge_folders(paths: list[Path], out: Path, method: str = "uniform", base: str | None = None,
+                  weights: list[float] | None = None, command: str | None = None) -> None:
+    """A soup's folder: a soup of one model is that folder, copied; several are merged."""
     from soupkit.merge.api import merge_models
 
-    if len(members) == 1 and method in ("uniform", "weighted"):
-        with atomic_dir(out) as tmp:  # a soup of one is that checkpoint
-            shutil.copytree(members[0].checkpoint, tmp, dirs_exist_ok=True)
+    if len(paths) == 1 and method in ("uniform", "weighted"):
+        with atomic_dir(out) as tmp:
+            shutil.copytree(paths[0], tmp, dirs_exist_ok=True)
         return
-    merge_models([m.checkpoint for m in members], out, method=method, base=base, overwrite=True)
+    merge_models(list(paths), out, method=method, weights=weights, base=base, overwrite=True, command=command)
 
 
 def build_soup(
@@ -186,7 +188,7 @@ def build_soup(
             log(f"greedy soup: start with {source.label} {candidates[0].trial} ({_describe(best)})")
             for cand in candidates[1:]:
                 trial_out = Path(scratch) / f"with-{cand.trial}"
-                _merge(members + [cand], trial_out, "uniform", None)
+                merge_folders([m.checkpoint for m in members + [cand]], trial_out)
                 cand_scores = score(trial_out)
                 key = select.key(cand_scores)
                 kept = key >= best
@@ -203,12 +205,13 @@ def build_soup(
         if share:
             _merge_with_base(members, base_path, share, staged)
         elif method in ("uniform", "greedy"):
-            _merge(members, staged, "uniform", None)
+            merge_folders([m.checkpoint for m in members], staged)
         else:
             from soupkit.merge.methods import METHODS
 
             base = resolve_base(recipe.base)
-            _merge(members, staged, method, base if METHODS.get(method).base != "ignored" else None)
+            merge_folders([m.checkpoint for m in members], staged, method,
+                          base if METHODS.get(method).base != "ignored" else None)
         scores = score(staged)
         replace_folder(staged, out)
     value = objective_value(scores, recipe.objective.weights)
@@ -276,13 +279,11 @@ def _base_share(members, soup_scores, base: Path, bound: GreedyCriterion, score,
 
 def _merge_with_base(members: list[Ingredient], base: Path, share: float, out: Path) -> None:
     """The uniform soup of `members`, averaged with the base model at weight `share`."""
-    from soupkit.merge.api import merge_models
-
+    paths = [m.checkpoint for m in members]
     if share == 0.0:
-        _merge(members, out, "uniform", None)
-        return
-    weights = [(1.0 - share) / len(members)] * len(members) + [share]
-    merge_models([m.checkpoint for m in members] + [base], out, method="weighted", weights=weights, overwrite=True)
+        merge_folders(paths, out)
+    else:
+        merge_folders(paths + [base], out, "weighted", weights=[(1.0 - share) / len(members)] * len(members) + [share])
 
 
 def _describe(key: tuple[float, float]) -> str:
