@@ -37,8 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).parent))
-from samplers import GPSurrogate, Table, load_table, report_fidelity, top_trials_kept
+from surrogates import GPSurrogate, Table, load_table, report_fidelity, top_trials_kept  # bench/surrogates.py
 
 # the share of trials a cut keeps: successive halving's first rung with reduction factor 2, 3, 4; 1/9 is two rungs of 3
 KEEPS = (1 / 2, 1 / 3, 1 / 4, 1 / 9)
