@@ -1,9 +1,6 @@
-"""Command-line options that several commands share, each defined once with its help.
-
-Options that mirror a recipe field are built from the pydantic model's field (as mergekit builds
-its options from `MergeOptions`): the option's type and choices come from the field, and the value
-given goes back through the same model (soupkit.config.with_overrides), so help, bounds and
-defaults cannot disagree with what a recipe file may write.
+"""Command-line options that several commands share, each defined once with its help. An option
+that sets a recipe field is built from the pydantic field (as mergekit's from `MergeOptions`) and
+its value goes back through the same model (soupkit.config.with_overrides): bounds cannot disagree.
 """
 
 from __future__ import annotations

@@ -375,9 +375,8 @@ def validation_problem(exc: ValidationError) -> tuple[str, str, dict]:
 
 
 def one_line(exc: ValidationError, where: object, within: str | None = None, sep: str = ": ") -> str:
-    """A ValidationError as the one line a user sees: `<where>: <key>: <problem>`, or
-    `<where>: unknown key '<key>'`. `within`: a Mixture checked inside a recipe, whose `weights`
-    are the recipe's `within` key; `sep` joins `where` and the key (`finetune_by_base.m.steps`)."""
+    """A ValidationError as one line: `<where>: <key>: <problem>` or `<where>: unknown key '<key>'`.
+    `within`: a Mixture's `weights` are this recipe key; `sep` joins `where` and the key."""
     loc, msg, err = validation_problem(exc)
     if within:
         loc = within + loc.removeprefix("weights")

@@ -215,14 +215,12 @@ def record_worker_died(storage, study_name: str, number: int) -> None:
 
 
 def trial_params(trial) -> dict[str, float]:
-    """The mixture params of a trial: suggested, or fixed by `enqueue_trial` before it ran (an
-    Optuna system attribute)."""
+    """A trial's mixture params: suggested, or fixed by `enqueue_trial` (an Optuna system attribute)."""
     return dict(trial.params) or dict(trial.system_attrs.get("fixed_params") or {})
 
 
 def artifact_records(storage, study_name: str) -> list[dict[str, Any]]:
-    """The records optuna.artifacts keeps of a study's artifacts (system attributes), skipping
-    those the dashboard deleted: it leaves them as null."""
+    """optuna.artifacts' records of a study's artifacts (system attributes); deleted ones are null."""
     attrs = storage.get_study_system_attrs(storage.get_study_id_from_name(study_name))
     metas = [json.loads(v) for k, v in attrs.items() if k.startswith("artifacts:")]
     return [m for m in metas if m]
@@ -290,8 +288,8 @@ class StudyRecord:
     bank: list[dict[str, Any]] | None = None
     cpu_seconds: float = 0.0
     wall_seconds: float = 0.0
-    # recorded model folders (soups, ingredients): attribute -> {name: record as a dict}
-    records: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    # recorded model folders (soups, ingredients): attribute -> {name: (folder, objective)}
+    models: dict[str, dict[str, tuple[Path | None, float | None]]] = field(default_factory=dict)
 
     @classmethod
     def of(cls, study) -> StudyRecord:
@@ -308,7 +306,8 @@ class StudyRecord:
             bank=attrs.get(BANK),
             cpu_seconds=float(attrs.get(CPU_SECONDS) or 0.0),
             wall_seconds=float(attrs.get(WALL_SECONDS) or 0.0),
-            records={key: dict(_named_records(attrs.get(key))) for key in (SOUPS, INGREDIENTS)},
+            models={key: {name: _model_of(r) for name, r in _named_records(attrs.get(key))}
+                    for key in (SOUPS, INGREDIENTS)},
         )
 
     def recipe(self):
@@ -316,6 +315,12 @@ class StudyRecord:
         from soupkit.config import Recipe
 
         return None if self.recipe_json is None else Recipe.model_validate(json.loads(self.recipe_json))
+
+
+def _model_of(record: dict) -> tuple[Path | None, float | None]:
+    """A recorded model's folder (`path`; an ingredient's `checkpoint`) and objective."""
+    folder, objective = record.get("path") or record.get("checkpoint"), record.get("objective")
+    return (Path(folder) if folder else None), (float(objective) if objective is not None else None)
 
 
 def _named_records(value) -> list[tuple[str, dict]]:

@@ -94,6 +94,11 @@ def pareto_values(scores: Mapping[str, float], weights: Mapping[str, float], dom
     return objective_value(in_domain, weights), objective_value(general, weights)
 
 
+def told(values: list[float]) -> float | list[float]:
+    """Objective values as an Optuna objective returns them: one number for a one-objective study."""
+    return values[0] if len(values) == 1 else values
+
+
 def study_values(scores: Mapping[str, float], objective) -> list[float]:
     """What a trial reports to the study: [weighted mean], or [domain, general] for `pareto`."""
     if objective.two_objectives:

@@ -19,7 +19,6 @@ from soupkit.study_record import StudyRecord, TrialRecord, objective_of, two_obj
 
 
 def checkpoint_dir(checkpoints: Path, number: int, kind: str = "trial") -> Path:
-    """`<checkpoints>/trial-0007` (an ingredient's: `ingredient-0007`)."""
     return Path(checkpoints) / f"{kind}-{number:04d}"
 
 

@@ -1,12 +1,7 @@
-"""The one lifecycle of a trained candidate: a search trial, an ingredient, any later trained stage.
-
-A stage differs only in settings (its `TrainedStage`: folder prefix, finetune settings, the fields
-its record file adds) and in how it picks a mixture; everything else is here once: the shared
-context (model, base weights, families), the finetune and its checkpoint folder, the probes, the
-record on the trial and beside the model, the outcome told to the study (failures recorded),
-recovery after a crash (dead workers, partial folders), the progress bar and the base scores.
-It lives in search/ because a candidate is an Optuna trial: it is asked, recorded and told.
-"""
+"""The one lifecycle of every trained candidate (a search trial, an ingredient, a later stage's):
+a stage sets a `TrainedStage` and picks mixtures; the context, finetune, probes, records, failures,
+crash recovery, progress bar and base scores are here once. It lives in search/ because a
+candidate is an Optuna trial: asked, recorded and told (docs/architecture.md)."""
 
 from __future__ import annotations
 
@@ -43,9 +38,8 @@ from soupkit.train.finetune import finetune_on_mixture
 
 @dataclass(frozen=True)
 class TrainedStage:
-    """What one kind of trained candidate sets: the name of its folders and record (`trial` ->
-    `trial-0007/soupkit_trial.yaml`), its finetune settings (None: the recipe's), whether a
-    failure stops the stage (an ingredient) or is recorded and left behind (a search trial)."""
+    """A kind of candidate: its folder and record name (`trial-0007/soupkit_trial.yaml`), finetune
+    settings (None: the recipe's), and whether a failure stops the stage or is left recorded."""
 
     kind: str = "trial"
     finetune: FinetuneSpec | None = None
@@ -99,27 +93,30 @@ class TrialContext:
         self.model.load_state_dict(self.base_state)
 
 
-@dataclass
-class Trained:
-    """What one finetuned and scored candidate gave."""
+def load_context(recipe: Recipe, out: Path, command: str, stage: TrainedStage | None = None, base: str | None = None,
+                 recipe_dir: Path | None = None, trust_remote_code: bool = False, log: Callable = print,
+                 **settings) -> TrialContext:
+    """Load the base model (`base`: the recipe's) and the families once; `settings`: other fields."""
+    from soupkit.base_model import load_model, pick_device, use_bf16
+    from soupkit.data.load import load_recipe_families
+    from soupkit.train.finetune import base_weights
 
-    scores: dict[str, float]
-    objective: float
-    values: list[float]
-    seconds: dict[str, float]
-
-    def told(self) -> float | list[float]:
-        """The values as Optuna's objective returns them (one number for a one-objective study)."""
-        return self.values[0] if len(self.values) == 1 else self.values
+    device, stage = pick_device(), stage or TrainedStage()
+    finetune = stage.finetune or recipe.finetune
+    model = load_model(base or recipe.base, device, trust_remote_code=trust_remote_code)
+    start = time.perf_counter()
+    families, probes = load_recipe_families(recipe, recipe_dir, log=log)
+    return TrialContext(recipe, families, probes, model, base_weights(model, finetune), out,
+                        use_bf16(device, finetune.bf16), command, data_seconds=time.perf_counter() - start,
+                        stage=stage, **settings)
 
 
 def train_and_score(trial, ctx: TrialContext, weights: Mapping[str, float], record: Mapping[str, object] | None = None,
                     on_step: Callable[[int, float], None] | None = None,
                     finetuned: Callable[[Path], None] | None = None,
-                    uncounted_seconds: Callable[[], dict[str, float]] | None = None) -> Trained:
-    """Finetune the base model on `weights`, score the probes, record both on the trial and in the
-    folder's record file. `record`: fields the stage adds to that file after its number and study;
-    `finetuned(folder)`: a check between the finetune and the scoring (may raise TrialPruned);
+                    uncounted_seconds: Callable[[], dict[str, float]] | None = None) -> list[float]:
+    """Finetune on `weights`, score, record on the trial and in the folder; return the study's values.
+    `record`: the stage's fields in the record file; `finetuned(folder)`: a check before scoring;
     `uncounted_seconds()`: work inside the finetune's clock counted apart ({"milestones": s})."""
     kind, recipe, finetune = ctx.stage.kind, ctx.recipe, ctx.finetune
     rounded = {k: round(v, 6) for k, v in weights.items()}
@@ -138,29 +135,26 @@ def train_and_score(trial, ctx: TrialContext, weights: Mapping[str, float], reco
     probe_seconds = time.perf_counter() - start
     apart = uncounted_seconds() if uncounted_seconds else {}
     seconds = {"finetune": round(result.seconds - sum(apart.values()), 2), "probe": round(probe_seconds, 2), **apart}
-    done = Trained(scores, objective_value(scores, recipe.objective.weights), study_values(scores, recipe.objective),
-                   seconds)
-    record_result(trial, scores, done.objective, seconds, round(result.losses[-1], 6) if result.losses else None)
+    objective, values = objective_value(scores, recipe.objective.weights), study_values(scores, recipe.objective)
+    record_result(trial, scores, objective, seconds, round(result.losses[-1], 6) if result.losses else None)
     atomic_write_text(folder / f"soupkit_{kind}.yaml", yaml.safe_dump({
-        kind: trial.number, "study": trial.study.study_name, **(record or {}), "objective": round(done.objective, 6),
-        "values": [round(v, 6) for v in done.values], "scores": scores, "mixture": mixture.weights,
+        kind: trial.number, "study": trial.study.study_name, **(record or {}), "objective": round(objective, 6),
+        "values": [round(v, 6) for v in values], "scores": scores, "mixture": mixture.weights,
         "seed": recipe.seed, "finetune": finetune.model_dump(mode="json"), "seconds": seconds, "command": ctx.command,
     }, sort_keys=False))
-    return done
+    return values
 
 
 def ask(study):
-    """The next trial (a queued mixture first). Heartbeats, where a stage sends them, come from
-    soupkit.search.heartbeat, not from Study.optimize, which Optuna's warning expects."""
+    """The next trial, a queued mixture first (heartbeats come from search.heartbeat, not optimize)."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Heartbeat of storage")
         return study.ask()
 
 
 def run_and_tell(study, trial, ctx: TrialContext, body: Callable[[object], float | list[float]], store=None):
-    """Run `body(trial)` (with a heartbeat when `store` is given), record why it failed, tell the
-    study the outcome and return the finished trial. Ctrl-C is recorded and raised; another error
-    is raised after the trial is told only when the stage says so (`raise_failures`)."""
+    """Run `body(trial)` (heartbeats with a `store`), record why it failed, tell the outcome, return the
+    finished trial. Ctrl-C is raised; another error too when the stage says so (`raise_failures`)."""
     import optuna
     from optuna.trial import TrialState
 
@@ -186,9 +180,8 @@ def run_and_tell(study, trial, ctx: TrialContext, body: Callable[[object], float
 
 
 def recover(study, store, root: Path, kind: str = "trial", requeue: bool = True) -> tuple[list[int], list[str]]:
-    """After a crash: fail the trials whose worker on this host died (and, with `requeue`, queue
-    their mixtures again, as those of trials cut short by Ctrl-C), then delete the partial folders
-    of candidates no longer running. Returns (trials re-queued, folders removed)."""
+    """After a crash: fail trials whose worker here died (`requeue`: their mixtures, and those cut short
+    by Ctrl-C, run again), delete partial folders. Returns (trials re-queued, folders removed)."""
     return recover_dead_trials(study, store, requeue), remove_partial_checkpoints(study, root, kind)
 
 
@@ -214,15 +207,13 @@ def record_base_model(study, recipe: Recipe, scores: Mapping[str, float], **extr
     return objective
 
 
-def base_scores(recorded: Mapping[str, float] | None, probes: Mapping[str, TaskFamily] | None, model: Callable[[], object],
-                settings: ProbeSettings, log: Callable[[str], None] | None = None) -> dict[str, float]:
-    """The base model's probe scores: `recorded` when there are some for these probes (any, when
-    `probes` is None), else the base model (`model()`) scored now."""
+def base_scores(recorded: Mapping[str, float] | None, probes: Mapping[str, TaskFamily] | None, model: Callable,
+                settings: ProbeSettings, log: Callable = lambda _: None) -> dict[str, float]:
+    """The base model's scores: `recorded` if they cover `probes` (any, for None), else scored now."""
     if recorded and (probes is None or set(recorded) == set(probes)):
         return dict(recorded)
     start = time.perf_counter()
     scores = score_probes(model(), probes, settings)
-    if log is not None:
-        log(f"base model scored in {time.perf_counter() - start:.1f}s")
+    log(f"base model scored in {time.perf_counter() - start:.1f}s")
     return scores
 

@@ -25,7 +25,7 @@ from soupkit.errors import Interrupted, SoupkitError
 from soupkit.pause import pause_for_test
 from soupkit.search.checkpoints import keep_best_checkpoints
 from soupkit.search.heartbeat import fail_stale_trials
-from soupkit.search.lifecycle import ask, base_scores, progress_bar, record_base_model, recover, run_and_tell
+from soupkit.search import lifecycle
 from soupkit.search.space import params_for_mixture
 from soupkit.search.study import (
     check_held_out_halves,
@@ -166,19 +166,9 @@ def check_inputs(recipe: Recipe, recipe_path: Path | None, storage: str | None, 
 def prepare_trials(recipe: Recipe, recipe_path: Path | None, out: Path, command: str, checkpoints: Path | None,
                    trust_remote_code: bool, log: Callable[[str], None]) -> TrialContext:
     """Load the base model and build the families once: what every trial shares."""
-    from soupkit.base_model import load_model, pick_device, use_bf16
-    from soupkit.data.load import load_recipe_families
-    from soupkit.train.finetune import base_weights
-
-    device = pick_device()
-    model = load_model(recipe.base, device, trust_remote_code=trust_remote_code)
-    t0 = time.perf_counter()
-    families, probes = load_recipe_families(recipe, recipe_path.parent if recipe_path else None, log=log)
-    data_seconds = time.perf_counter() - t0
-    base_state = base_weights(model, recipe.finetune)
-    return TrialContext(recipe, families, probes, model, base_state, out, use_bf16(device, recipe.finetune.bf16),
-                        command, checkpoints=Path(checkpoints) if checkpoints else None, data_seconds=data_seconds,
-                        sampler=recipe.search.sampler)
+    return lifecycle.load_context(recipe, out, command, recipe_dir=recipe_path.parent if recipe_path else None,
+                        trust_remote_code=trust_remote_code, log=log, sampler=recipe.search.sampler,
+                        checkpoints=Path(checkpoints) if checkpoints else None)
 
 
 @dataclass
@@ -221,7 +211,7 @@ def open_search(recipe: Recipe, inputs: CheckedInputs, out: Path, storage: str |
     if n_existing == 0 and inputs.seed_mixture is not None:
         params = params_for_mixture(inputs.seed_mixture.weights, list(ctx.families))
         study.enqueue_trial(params, user_attrs=seeded_attrs(), skip_if_exists=True)
-    requeued, removed = recover(study, store, ctx.checkpoint_root)
+    requeued, removed = lifecycle.recover(study, store, ctx.checkpoint_root)
     if requeued:
         which = ", ".join(f"#{n}" for n in requeued)
         log(f"re-queued {len(requeued)} interrupted trial{'s' if len(requeued) > 1 else ''} ({which}): "
@@ -236,8 +226,10 @@ def open_search(recipe: Recipe, inputs: CheckedInputs, out: Path, storage: str |
 def score_base(search: OpenSearch, ctx: TrialContext, log: Callable[[str], None]) -> float:
     """The base model's probe scores, once per study (again if the probes changed); its objective."""
     recipe, study = ctx.recipe, search.study
-    scores = base_scores(StudyRecord.of(study).base_scores, ctx.probes, lambda: ctx.model, ctx.probe_settings, log)
-    base_value = record_base_model(study, recipe, scores, base_model=recipe.base, data_seconds=ctx.data_seconds)
+    scores = lifecycle.base_scores(StudyRecord.of(study).base_scores, ctx.probes, lambda: ctx.model,
+                                   ctx.probe_settings, log)
+    base_value = lifecycle.record_base_model(study, recipe, scores, base_model=recipe.base,
+                                             data_seconds=ctx.data_seconds)
     log(f"base model objective {base_value:.4f}  " + "  ".join(f"{k} {v:.3f}" for k, v in scores.items()))
     return base_value
 
@@ -264,7 +256,7 @@ def run_worker(search: OpenSearch, ctx: TrialContext, base_value: float, max_fai
         before = time.perf_counter()
         if progress is not None:
             progress.started = True
-        with progress_bar(show_progress, ctx.finetune.steps, f"trial {n}/{spec.budget}") as ctx.on_step:
+        with lifecycle.progress_bar(show_progress, ctx.finetune.steps, f"trial {n}/{spec.budget}") as ctx.on_step:
             last = ask_and_tell(search, ctx)
         record = TrialRecord.of(last)
         if stopped_by_pruner(last):
@@ -293,7 +285,8 @@ def ask_and_tell(search: OpenSearch, ctx: TrialContext):
     """One trial of this worker: ask (a queued mixture first), run it with a heartbeat, tell the
     outcome. Returns the finished trial (frozen)."""
     fail_stale_trials(search.study)
-    return run_and_tell(search.study, ask(search.study), ctx, lambda trial: search_trial(trial, ctx), search.store)
+    trial = lifecycle.ask(search.study)
+    return lifecycle.run_and_tell(search.study, trial, ctx, lambda trial: search_trial(trial, ctx), search.store)
 
 
 def check_run_folder(out: Path, recipe: Recipe) -> None:

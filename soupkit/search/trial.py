@@ -1,12 +1,8 @@
-"""One search trial: mixture -> finetune -> probe -> objective, with its record in the study.
-
-The finetune, the probes and the records are the trained-candidate lifecycle
-(soupkit.search.lifecycle) that ingredients share; what is a search's own is here: the mixture the
-sampler suggests, giving way to other workers' trials (budget, duplicates), and milestones.
-
-At the recipe's milestone steps (multi-fidelity search) a trial scores its probes mid-finetune
-(all their items, or `search.milestone_fraction` of them), reports the objective to the study and
-stops there, with no checkpoint, when the study's pruner says so.
+"""One search trial: what is a search's own around the trained-candidate lifecycle
+(soupkit.search.lifecycle): the sampler's mixture, giving way to other workers' trials (budget,
+duplicates), and milestones: at the recipe's milestone steps (multi-fidelity search) a trial scores
+its probes mid-finetune (all their items, or `search.milestone_fraction` of them), reports the
+objective and stops there, with no checkpoint, when the study's pruner says so.
 """
 
 from __future__ import annotations
@@ -14,7 +10,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from soupkit.probes.score import objective_value, score_probes
+from soupkit.probes.score import objective_value, score_probes, told
 from soupkit.search.checkpoints import remove_folder
 from soupkit.search.lifecycle import TrialContext, train_and_score
 from soupkit.search.space import suggest_mixture
@@ -99,7 +95,6 @@ def search_trial(trial, ctx: TrialContext) -> float | list[float]:
     weights = suggest_mixture(trial, list(ctx.families))
     _give_way_to_duplicate(trial)
     milestones = Milestones(trial, ctx)
-    done = train_and_score(trial, ctx, weights, on_step=milestones.on_step,
-                           finetuned=lambda folder: _give_way_to_duplicate(trial, folder),
-                           uncounted_seconds=milestones.recorded_seconds)
-    return done.told()
+    return told(train_and_score(trial, ctx, weights, on_step=milestones.on_step,
+                                finetuned=lambda folder: _give_way_to_duplicate(trial, folder),
+                                uncounted_seconds=milestones.recorded_seconds))

@@ -258,7 +258,7 @@ def _seed(study, bank: list[BankMember], singles: int, recipe_seed: int) -> None
 
 def _propose(study, recipe, bank, merger, probes, settings, budget: int, log) -> dict[str, float]:
     """Run proposals until the study holds `budget` completed ones."""
-    from soupkit.probes.score import objective_value, score_probes, study_values
+    from soupkit.probes.score import objective_value, score_probes, study_values, told
     from soupkit.search.space import suggest_mixture
 
     labels = [m.label for m in bank]
@@ -278,8 +278,7 @@ def _propose(study, recipe, bank, merger, probes, settings, budget: int, log) ->
         record_proposal(trial, weights, scores, value, seconds)
         for key in totals:
             totals[key] += seconds[key]
-        values = study_values(scores, recipe.objective)
-        return values[0] if len(values) == 1 else values
+        return told(study_values(scores, recipe.objective))
 
     while True:
         done = [t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]

@@ -162,10 +162,9 @@ def _checkpoints(study, run_name: str) -> Iterator[BankMember]:
             yield BankMember(f"{run_name}:{trial_kind}-{trial.number:04d}", trial.checkpoint, trial_kind, run_name,
                              trial.objective)
     for attribute, kind in RECORD_KINDS.items():
-        for name, record in study_record.records[attribute].items():
-            folder = record.get("path") or record.get("checkpoint")
+        for name, (folder, objective) in study_record.models[attribute].items():
             if folder and _is_model(folder):
-                yield BankMember(f"{run_name}:{kind}-{name}", Path(folder), kind, run_name, record.get("objective"))
+                yield BankMember(f"{run_name}:{kind}-{name}", folder, kind, run_name, objective)
 
 
 def _is_model(folder: str | Path) -> bool:

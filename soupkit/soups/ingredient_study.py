@@ -1,15 +1,9 @@
 """Where ingredients are recorded: a second Optuna study beside the search's, in the same storage.
 
 The search study stays the search's alone, so its sampler, budget and report never see an
-ingredient. The ingredient study is named `<search study>.ingredients` and marked with the study
-attribute `stage: ingredients`. Each trial of it is one ingredient (params: the mixture, in the
-search's parameter space; user attributes: `mixture`, `source_trial`, `base`, `finetune`, `key`,
-`checkpoint`, `scores`, `objective`, `seconds`). Study attributes:
-
-- `sets`: {name: the choice of one `soupkit ingredients` call} with its settings, the source
-  trials, their mixtures and distances, and the ingredient trial of each (None until trained);
-- `bases`: {base model: its probe scores}, for ingredients finetuned from another base;
-- `soups`: the soups made of ingredients (as the search study's `soups`).
+ingredient. The ingredient study is named `<search study>.ingredients`; each of its trials is one
+ingredient (params: the mixture, in the search's parameter space). What it records (the sets, the
+bases' scores, the soups, each ingredient's attributes) is written in soupkit.study_record.
 """
 
 from __future__ import annotations

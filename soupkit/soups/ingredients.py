@@ -8,10 +8,9 @@ study's best trials (or its Pareto front) by greedy max-min distance on the simp
 (soupkit.soups.ingredient_study). The base may be another model than the search's: a search on a
 small proxy model can choose the mixtures for a larger one.
 
-Resumable and crash-safe as trials are: the choice is recorded before anything trains, so a
-re-run trains the same mixtures; a checkpoint is written under a temporary name and renamed when
-whole; an ingredient whose process died is marked failed and trained again; one already trained
-(for this set or any other) is reused.
+Resumable and crash-safe as trials are (the same lifecycle, soupkit.search.lifecycle): the choice
+is recorded before anything trains, so a re-run trains the same mixtures; one already trained (for
+this set or any other) is reused.
 """
 
 from __future__ import annotations
@@ -120,10 +119,10 @@ def make_ingredients(
     """Choose the set (or resume the one recorded under `name`), train what is missing, record it."""
     from soupkit.base_model import load_model, pick_device, resolve_base, use_bf16
     from soupkit.data.load import load_recipe_families
-    from soupkit.search.lifecycle import TrainedStage, TrialContext, progress_bar, recover
+    from soupkit.probes.score import ProbeSettings, objective_value
+    from soupkit.search.lifecycle import TrainedStage, base_scores, load_context, progress_bar, recover
     from soupkit.search.study import check_held_out_halves
     from soupkit.soups.study_soup import study_recipe
-    from soupkit.train.finetune import base_weights
 
     recipe = study_recipe(search_study)
     check_held_out_halves(search_study, recipe)  # ingredients are scored, and chosen, as its trials were
@@ -147,7 +146,6 @@ def make_ingredients(
 
     device = pick_device()
     finetune = recipe.finetune.model_validate(chosen.finetune)
-    bf16 = use_bf16(device, finetune.bf16)
     # a dead ingredient is failed, not queued again: each run enqueues the mixtures it still needs
     recover(study, storage, run_dir / FOLDER, "ingredient", requeue=False)
     ctx = None
@@ -161,10 +159,8 @@ def make_ingredients(
             log(f"ingredient {i + 1}/{chosen.k} (mixture of trial {source}): already trained as #{done.number}")
             continue
         if ctx is None:
-            model = load_model(base, device, trust_remote_code=trust_remote_code)
-            families, probes = load_recipe_families(recipe, log=log)
-            ctx = TrialContext(recipe, families, probes, model, base_weights(model, finetune), run_dir, bf16, command,
-                               checkpoints=run_dir / FOLDER, stage=TrainedStage("ingredient", finetune, True))
+            ctx = load_context(recipe, run_dir, command, TrainedStage("ingredient", finetune, True), base,
+                               trust_remote_code=trust_remote_code, log=log, checkpoints=run_dir / FOLDER)
         with progress_bar(show_progress, finetune.steps, f"ingredient {i + 1}/{chosen.k}") as ctx.on_step:
             trial = train_ingredient(study, ctx, source, mixture, key, base, chosen.name)
         chosen.ingredients[i] = trial.number
@@ -174,10 +170,15 @@ def make_ingredients(
         log(f"ingredient {i + 1}/{chosen.k} (#{trial.number}, mixture of trial {source}) objective "
             f"{done.objective:.4f}  finetune {secs['finetune']:.0f}s probe {secs['probe']:.0f}s")
     record_set(study, chosen)
-    scores = _base_scores(study, search_study, recipe, base, device, trust_remote_code, ctx)
-    from soupkit.probes.score import objective_value
-
-    return IngredientsResult(study, chosen, reused, scores, objective_value(scores, recipe.objective.weights))
+    bases = scores_by_base(study)
+    if base not in bases:  # the ingredients' base model: the search's, or scored once and recorded
+        searched = StudyRecord.of(search_study).base_scores if base == recipe.base else None
+        probes = None if searched else (ctx.probes if ctx is not None else load_recipe_families(recipe)[1])
+        model = lambda: load_model(base, device, trust_remote_code=trust_remote_code)  # noqa: E731
+        settings = ProbeSettings.from_recipe(recipe, use_bf16(device, recipe.finetune.bf16))
+        bases[base] = base_scores(searched, probes, model, settings)
+        record_scores_by_base(study, base, bases[base])
+    return IngredientsResult(study, chosen, reused, bases[base], objective_value(bases[base], recipe.objective.weights))
 
 
 def train_ingredient(study, ctx, source: int, mixture: dict, key: str, base: str, set_name: str):
@@ -200,7 +201,7 @@ def train_ingredient(study, ctx, source: int, mixture: dict, key: str, base: str
 
     def body(trial) -> list[float]:
         record_ingredient(trial, key, source, base, ctx.finetune.model_dump(mode="json"), set_name)
-        return train_and_score(trial, ctx, weights, {"source_trial": source, "base": base}).values
+        return train_and_score(trial, ctx, weights, {"source_trial": source, "base": base})
 
     try:
         return run_and_tell(study, trial, ctx, body)
@@ -215,24 +216,6 @@ def _trained(study, key: str):
         if ingredient_key_of(t) == key and TrialRecord.of(t).has_model():
             return t
     return None
-
-
-def _base_scores(study, search_study, recipe, base, device, trust_remote_code, ctx) -> dict[str, float]:
-    """The probe scores of the ingredients' base model: the search's, or scored once and recorded."""
-    from soupkit.base_model import load_model, use_bf16
-    from soupkit.data.load import load_recipe_families
-    from soupkit.probes.score import ProbeSettings
-    from soupkit.search.lifecycle import base_scores
-
-    bases = scores_by_base(study)
-    if base not in bases:
-        searched = StudyRecord.of(search_study).base_scores if base == recipe.base else None
-        probes = None if searched else (ctx.probes if ctx is not None else load_recipe_families(recipe)[1])
-        settings = ProbeSettings.from_recipe(recipe, use_bf16(device, recipe.finetune.bf16))
-        model = lambda: load_model(base, device, trust_remote_code=trust_remote_code)  # noqa: E731
-        bases[base] = base_scores(searched, probes, model, settings)
-        record_scores_by_base(study, base, bases[base])
-    return bases[base]
 
 
 def ingredients_table(result: IngredientsResult) -> str:
