@@ -14,6 +14,7 @@ import click
 
 from soupkit.cli_options import (
     DEFAULT_RECIPE,
+    command_line,
     field_option,
     field_values,
     quiet_option,
@@ -152,15 +153,13 @@ def search(ctx, budget, recipe_arg, out, storage, base, sampler, steps, pruner, 
     from soupkit.config import with_overrides
     from soupkit.models.fetch import same_model
     from soupkit.search.run import run_search
-    from soupkit.search.study import redacted_command
 
     recipe, path = _load(recipe_arg)
     # order: the recipe file, then its settings for the base (finetune_by_base), then the options
     recipe = with_overrides(recipe, field_values(ctx, {"base"})).for_base(same_model)
     recipe = with_overrides(recipe, {k: v for k, v in field_values(ctx).items() if k != "base"})
     out = out or Path("runs") / recipe.name
-    command = redacted_command(["soupkit", *sys.argv[1:]])
-    result = run_search(recipe, out, storage, path, command, log=click.echo, show_progress=not quiet,
+    result = run_search(recipe, out, storage, path, command_line(), log=click.echo, show_progress=not quiet,
                         checkpoints=checkpoints, trust_remote_code=trust_remote_code)
 
     from soupkit.report.tables import top_trials_table
@@ -271,12 +270,10 @@ def merge(models, out, method, weights, base, params, overwrite) -> None:
       soupkit merge A B C --out merged --method ties --base BASE --param density=0.5
     """
     from soupkit.merge.api import merge_models, parse_parameters, parse_weights
-    from soupkit.search.study import redacted_command
 
-    command = redacted_command(["soupkit", *sys.argv[1:]])
     path = merge_models(
         list(models), out, method=method, weights=parse_weights(weights) if weights else None, base=base,
-        parameters=parse_parameters(params), overwrite=overwrite, command=command,
+        parameters=parse_parameters(params), overwrite=overwrite, command=command_line(),
     )
     click.echo(f"merged {len(models)} models with '{method}' into {path}")
 
@@ -401,7 +398,6 @@ def ingredients(ctx, out, storage, study_name, recipe_arg, k, steps, pool, selec
       soupkit soup --out runs/medical --from ingredients --method uniform
     """
     from soupkit.config import load_recipe
-    from soupkit.search.study import redacted_command
     from soupkit.soups.ingredients import make_ingredients
 
     study, store = _open_run_storage(out, storage, study_name)
@@ -413,10 +409,9 @@ def ingredients(ctx, out, storage, study_name, recipe_arg, k, steps, pool, selec
         spec = Recipe.model_fields["ingredients"].default
     given = {field: value for field, (_, value) in field_values(ctx).items() if value is not None}
     spec = _validated(IngredientSpec, {**spec.model_dump(), **given})
-    command = redacted_command(["soupkit", *sys.argv[1:]])
     result = make_ingredients(store, study, out, spec, base=base, name=name, from_front=from_front,
-                              tolerance=general_tolerance, log=click.echo, show_progress=not quiet, command=command,
-                              trust_remote_code=trust_remote_code)
+                              tolerance=general_tolerance, log=click.echo, show_progress=not quiet,
+                              command=command_line(), trust_remote_code=trust_remote_code)
 
     from soupkit.soups.ingredients import ingredients_table
 
@@ -463,8 +458,8 @@ def adapt(recipe_arg, bank, more_runs, budget, out, keep, quiet) -> None:
       soupkit search --base bundled --budget 6 --out runs/default
       soupkit adapt --recipe medical --bank runs/default --budget 20 --out runs/medical-adapt
     """
-    from soupkit.search.study import redacted_command
     from soupkit.soups.adapt import run_adapt
+    from soupkit.study_record import values_text
 
     if not bank:
         raise SoupkitError("adapt needs --bank RUN [RUN ...]: run folders whose checkpoints form the bank")
@@ -474,21 +469,12 @@ def adapt(recipe_arg, bank, more_runs, budget, out, keep, quiet) -> None:
         from soupkit.search.run import _silence_library_progress_bars
 
         _silence_library_progress_bars()
-    command = redacted_command(["soupkit", *sys.argv[1:]])
-    result = run_adapt(recipe, [*bank, *more_runs], out, budget, path, command, log=click.echo, keep=keep)
+    result = run_adapt(recipe, [*bank, *more_runs], out, budget, path, command_line(), log=click.echo, keep=keep)
     for soup in result.soups:
         shares = ", ".join(f"{k} {v:.2f}" for k, v in sorted(soup.weights.items(), key=lambda x: -x[1]))
-        click.echo(f"soup {soup.name} ({soup.role}): {_gain_text(soup, result.base_values)}\n  weights: {shares}")
+        click.echo(f"soup {soup.name} ({soup.role}): {values_text(soup.values, result.base_values or [])}\n  weights: {shares}")
     click.echo(f"{result.proposals} proposals; {result.cpu_seconds:.0f} CPU-seconds, {result.wall_seconds:.0f}s wall "
                f"in all runs of this study; study {out / 'study.db'}")
-
-
-def _gain_text(soup, base_values: list[float]) -> str:
-    names = ["domain", "general"] if len(soup.values) == 2 else ["objective"]
-    parts = []
-    for name, value, base in zip(names, soup.values, base_values or [None] * len(names)):
-        parts.append(f"{name} {value:.4f}" + (f" ({value - base:+.4f} vs base)" if base is not None else ""))
-    return ", ".join(parts)
 
 
 @main.command()

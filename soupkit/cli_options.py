@@ -5,6 +5,7 @@ its value goes back through the same model (soupkit.config.with_overrides): boun
 
 from __future__ import annotations
 
+import sys
 import types
 import typing
 from pathlib import Path
@@ -19,6 +20,13 @@ study_option = click.option("--study", "study_name", default=None, help="Study n
 quiet_option = click.option("--quiet", is_flag=True, help="No progress bars.")
 trust_remote_code_option = click.option("--trust-remote-code", is_flag=True,
                                         help="Let the base model run its own Python code (off: safer).")
+
+
+def command_line() -> str:
+    """This command as recorded beside what it writes, passwords masked."""
+    from soupkit.search.study import redacted_command
+
+    return redacted_command(["soupkit", *sys.argv[1:]])
 
 
 def run_option(help: str | None = "Run folder of a search."):
@@ -55,7 +63,6 @@ def field_option(model: type[BaseModel], field: str, *decls: str, help: str, typ
 
 
 def field_values(ctx: click.Context, fields: set[str] | None = None) -> dict[str, tuple[str, object]]:
-    """{field: (option, value)} of the command's field options (those in `fields`, when given);
-    soupkit.config.with_overrides leaves out the options not given."""
+    """{field: (option, value)} of the command's field options (those in `fields`, when given)."""
     return {p.field: (p.opts[0], ctx.params[p.name]) for p in ctx.command.params
             if isinstance(p, FieldOption) and (fields is None or p.field in fields)}

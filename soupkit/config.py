@@ -176,8 +176,7 @@ class ObjectiveSpec(Strict):
 
     @property
     def two_objectives(self) -> bool:
-        """The one answer to "is this study two-objective?": a pareto objective's study keeps two
-        values (domain, general) and a front; a weighted one keeps one value."""
+        """The one answer to "is this study two-objective?" (pareto: domain and general values)."""
         return self.mode == "pareto"
 
     @field_validator("weights")

@@ -383,9 +383,18 @@ def metric_names(two_objectives: bool) -> list[str]:
     return ["domain", "general"] if two_objectives else ["objective"]
 
 
+def values_text(values: list[float], base: list[float] | None = None) -> str:
+    """`objective 0.7612` or `domain 0.7100 general 0.8000`; with the base's values, comma-separated
+    and each value's difference to the base."""
+    names = metric_names(len(values) == 2)
+    if base is None:
+        return " ".join(f"{name} {value:.4f}" for name, value in zip(names, values))
+    return ", ".join(f"{name} {value:.4f}" + (f" ({value - b:+.4f} vs base)" if b is not None else "")
+                     for name, value, b in zip(names, values, base or [None] * len(names)))
+
+
 def two_objectives(study) -> bool:
-    """A study made for a two-objective recipe (config.ObjectiveSpec.two_objectives): one
-    direction per metric_names entry."""
+    """A study of a two-objective recipe (config.ObjectiveSpec.two_objectives)."""
     return len(study.directions) == 2
 
 

@@ -1,7 +1,8 @@
 """Trial checkpoint folders on disk: where they go, the disk budget, and leftovers of crashes.
 
-A checkpoint is written under `.tmp-trial-NNNN-*` and renamed when complete (soupkit.atomic), and
-removed by renaming it back to a `.tmp-` name first, so a folder under a final name is always whole.
+A checkpoint is written under `.tmp-trial-NNNN-*` (an ingredient's `.tmp-ingredient-NNNN-*`), renamed
+when complete (soupkit.atomic), and removed by renaming it back to a `.tmp-` name first, so a folder
+under a final name is always whole.
 With `search.keep_checkpoints: K` only the best K completed trials keep their folders, plus every
 trial a recorded soup uses (and, for a Pareto study, the front).
 """

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
+from optuna import TrialPruned
+from optuna.trial import TrialState
 
 from soupkit.atomic import atomic_write_text
 from soupkit.config import FinetuneSpec, Mixture, Recipe
@@ -23,6 +25,7 @@ from soupkit.data.family import TaskFamily
 from soupkit.pause import pause_for_test
 from soupkit.probes.score import ProbeSettings, objective_value, score_probes, study_values
 from soupkit.search.checkpoints import checkpoint_dir, remove_partial_checkpoints
+from soupkit.search.heartbeat import heartbeat
 from soupkit.search.study import recover_dead_trials, worker_id
 from soupkit.study_record import (
     INTERRUPTED,
@@ -155,16 +158,11 @@ def ask(study):
 def run_and_tell(study, trial, ctx: TrialContext, body: Callable[[object], float | list[float]], store=None):
     """Run `body(trial)` (heartbeats with a `store`), record why it failed, tell the outcome, return the
     finished trial. Ctrl-C is raised; another error too when the stage says so (`raise_failures`)."""
-    import optuna
-    from optuna.trial import TrialState
-
-    from soupkit.search.heartbeat import heartbeat
-
     record_worker(trial, worker_id(), ctx.sampler)
     with heartbeat(store, study, trial.number) if store is not None else contextlib.nullcontext():
         try:
             values = body(trial)
-        except optuna.TrialPruned:
+        except TrialPruned:
             return study.tell(trial, state=TrialState.PRUNED)
         except KeyboardInterrupt:
             record_error(trial, INTERRUPTED)

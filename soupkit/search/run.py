@@ -49,6 +49,7 @@ from soupkit.study_record import (
     seeded_attrs,
     stopped_by_pruner,
     two_objectives,
+    values_text,
 )
 
 MAX_CONSECUTIVE_FAILURES = 5
@@ -98,9 +99,8 @@ def run_search(
     trust_remote_code: bool = False,
 ) -> SearchResult:
     """Run trials until the study holds `recipe.search.budget` trials, completed or stopped by the
-    pruner (soupkit.search.study.trial_counts). `checkpoints` is the
-    folder for trial models (default <out>/trials); with workers on several machines, a folder
-    all of them reach at the same path.
+    pruner (soupkit.search.study.trial_counts). `checkpoints` is the folder for trial models
+    (default <out>/trials); with workers on several machines, one all of them reach at one path.
 
     Ctrl-C raises `Interrupted` (exit 130) saying what is saved and how to resume; stopped
     before its first trial, the search removes the run folder it created."""
@@ -256,8 +256,11 @@ def run_worker(search: OpenSearch, ctx: TrialContext, base_value: float, max_fai
         before = time.perf_counter()
         if progress is not None:
             progress.started = True
+        fail_stale_trials(study)
         with lifecycle.progress_bar(show_progress, ctx.finetune.steps, f"trial {n}/{spec.budget}") as ctx.on_step:
-            last = ask_and_tell(search, ctx)
+            # a queued mixture first, with a heartbeat; the finished trial (frozen) comes back
+            last = lifecycle.run_and_tell(study, lifecycle.ask(study), ctx, lambda t: search_trial(t, ctx),
+                                          search.store)
         record = TrialRecord.of(last)
         if stopped_by_pruner(last):
             failures = 0
@@ -279,14 +282,6 @@ def run_worker(search: OpenSearch, ctx: TrialContext, base_value: float, max_fai
             log(f"trial #{last.number} failed: {record.error or 'unknown error'}")
             if failures >= max_failures:
                 raise SoupkitError(f"{failures} trials failed in a row; last error: {record.error or '?'}")
-
-
-def ask_and_tell(search: OpenSearch, ctx: TrialContext):
-    """One trial of this worker: ask (a queued mixture first), run it with a heartbeat, tell the
-    outcome. Returns the finished trial (frozen)."""
-    fail_stale_trials(search.study)
-    trial = lifecycle.ask(search.study)
-    return lifecycle.run_and_tell(search.study, trial, ctx, lambda trial: search_trial(trial, ctx), search.store)
 
 
 def check_run_folder(out: Path, recipe: Recipe) -> None:
@@ -377,9 +372,8 @@ def _best_so_far(study, base_value: float) -> str:
 def _progress_line(study, last, base_value: float) -> str:
     if not two_objectives(study):
         return f"objective {last.value:.4f}  best {best_objective(study):.4f}  base {base_value:.4f}"
-    domain, general = last.values
     base_domain, base_general = StudyRecord.of(study).base_values or [float("nan")] * 2
-    return (f"domain {domain:.4f} general {general:.4f} (base {base_domain:.4f} / {base_general:.4f})  "
+    return (f"{values_text(last.values)} (base {base_domain:.4f} / {base_general:.4f})  "
             f"front {len(study.best_trials)} trials")
 
 

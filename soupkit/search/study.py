@@ -222,10 +222,9 @@ def _pid_alive(pid: int) -> bool:
 
 
 def recover_dead_trials(study, storage, requeue: bool = True) -> list[int]:
-    """Fail RUNNING trials whose worker on this host is gone and, with `requeue`, queue again their
-    mixtures and those of trials interrupted by Ctrl-C. Returns the numbers of the trials
-    re-queued. Several workers may run this at once: only the one whose update fails a dead trial
-    re-queues it. `storage` is the study's storage, as `open_storage` returned it."""
+    """Fail RUNNING trials whose worker on this host is gone and, with `requeue`, queue their mixtures
+    again, and those of trials interrupted by Ctrl-C; return the numbers re-queued. Of several
+    workers running this at once, the one whose update fails a dead trial re-queues it."""
     from optuna.exceptions import UpdateFinishedTrialError
     from optuna.trial import TrialState
 

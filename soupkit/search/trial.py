@@ -10,6 +10,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from optuna import TrialPruned
+
 from soupkit.probes.score import objective_value, score_probes, told
 from soupkit.search.checkpoints import remove_folder
 from soupkit.search.lifecycle import TrialContext, train_and_score
@@ -17,41 +19,33 @@ from soupkit.search.space import suggest_mixture
 from soupkit.search.workers import duplicate_of, over_budget, requeue
 from soupkit.study_record import pruned_text, record_milestone, record_pruned, record_skipped
 
-__all__ = ["Milestones", "TrialContext", "search_trial"]
-
 
 def _give_way_to_budget(trial, ctx: TrialContext) -> None:
     """Prune this trial before it suggests anything (so samplers never see it) when completed
     trials and the trials numbered before it already fill the budget: other workers hold it."""
-    import optuna
-
     if over_budget(trial.study, trial.number, ctx.recipe.search.budget):
         record_skipped(trial, "the budget is held by other workers' trials")
         requeue(trial.study, trial)  # a queued mixture (the seed, a retry) stays queued
-        raise optuna.TrialPruned("the budget is held by other workers' trials")
+        raise TrialPruned("the budget is held by other workers' trials")
 
 
 def _give_way_to_duplicate(trial, checkpoint: Path | None = None) -> None:
     """Prune this trial when a completed trial, or a running one numbered before it, holds the same
     mixture (the recipe's seed queued by two workers starting together, a retry queued twice).
     Checked before training and again after it, when both trials' mixtures are surely recorded."""
-    import optuna
-
     holder = duplicate_of(trial.study, trial.number, trial.params)
     if holder is not None:
         if checkpoint is not None:
             remove_folder(checkpoint)
         record_skipped(trial, f"same mixture as trial {holder}")
-        raise optuna.TrialPruned(f"same mixture as trial {holder}")
+        raise TrialPruned(f"same mixture as trial {holder}")
 
 
 class Milestones:
     """The finetune's step callback for one trial: the progress bar (ctx.on_step), and at each
-    milestone step the probes, the objective reported to the study and the pruner's decision.
-
-    The model is scored as it stands mid-finetune with the trial's probe settings, then put back
-    in train mode (encoding switches it to eval), so the finetune goes on as without the milestone
-    and a trial that completes gives the same checkpoint."""
+    milestone step the probes, the objective reported to the study and the pruner's decision. The
+    model is scored as it stands, then put back in train mode (encoding switches it to eval), so
+    the finetune goes on as without the milestone and gives the same checkpoint."""
 
     def __init__(self, trial, ctx: TrialContext):
         self.trial, self.ctx = trial, ctx
@@ -66,8 +60,6 @@ class Milestones:
             self.score(step)
 
     def score(self, step: int) -> None:
-        import optuna
-
         start = time.perf_counter()
         scores = score_probes(self.ctx.model, self.ctx.milestone_probes, self.ctx.probe_settings)
         value = objective_value(scores, self.ctx.recipe.objective.weights)
@@ -80,7 +72,7 @@ class Milestones:
         if self.trial.should_prune():
             elapsed = time.perf_counter() - self.started
             record_pruned(self.trial, step, {"finetune": round(elapsed - self.seconds, 2), **self.recorded_seconds()})
-            raise optuna.TrialPruned(pruned_text(step, value))
+            raise TrialPruned(pruned_text(step, value))
 
     def recorded_seconds(self) -> dict[str, float]:
         """{"milestones": seconds} for a trial that scored milestones, else nothing."""

@@ -31,6 +31,7 @@ from soupkit.study_record import (
     record_soup,
     record_stage,
     seeded_attrs,
+    values_text,
 )
 
 STUDY_SUFFIX = "-adapt"
@@ -176,15 +177,14 @@ def _saved_base(member: BankMember, out: Path, recipe: Recipe, staged: dict) -> 
     import tempfile
     from dataclasses import replace
 
-    from soupkit.base_model import load_model, pick_device
+    from soupkit.base_model import pick_device
+    from soupkit.soups.study_soup import saved_base
 
     path = out / member.label.replace(BASE_LABEL, "base-model", 1)
     if (path / "modules.json").is_file():
         return replace(member, path=path)
-    scratch = Path(tempfile.mkdtemp(prefix="soupkit-base-")) / "model"
-    model = load_model(member.reference, pick_device())
-    model.max_seq_length = recipe.finetune.max_seq_length
-    model.save(str(scratch))
+    scratch = saved_base(member.reference, Path(tempfile.mkdtemp(prefix="soupkit-base-")) / "model", recipe,
+                         pick_device())
     staged[scratch] = path
     return replace(member, path=scratch)
 
@@ -290,13 +290,9 @@ def _propose(study, recipe, bank, merger, probes, settings, budget: int, log) ->
         secs = record.seconds
         top = sorted(record.mixture.items(), key=lambda x: -x[1])[:3]
         seeded = f", {record.seeded}" if record.seeded else ""
-        log(f"proposal {len(done) + 1}/{budget} (#{trial.number}{seeded}): {_values_text(trial.values)}  "
+        log(f"proposal {len(done) + 1}/{budget} (#{trial.number}{seeded}): {values_text(trial.values)}  "
             f"merge {secs.get('merge', 0):.2f}s probe {secs.get('probe', 0):.1f}s  "
             + ", ".join(f"{k} {v:.2f}" for k, v in top))
-
-
-def _values_text(values: list[float]) -> str:
-    return f"objective {values[0]:.4f}" if len(values) == 1 else f"domain {values[0]:.4f} general {values[1]:.4f}"
 
 
 def _base_scores(study) -> dict[str, float]:
@@ -342,7 +338,7 @@ def _write_soups(study, recipe, bank, out, probes, settings, device, keep, comma
         # scored again from disk: the recorded scores are those of the folder written
         scores = score_probes(load_model(str(path), device), probes, settings)
         value, values = objective_value(scores, recipe.objective.weights), study_values(scores, recipe.objective)
-        log(f"soup {name} ({role}, trial {trial.number}): {_values_text(values)}; written to {path}")
+        log(f"soup {name} ({role}, trial {trial.number}): {values_text(values)}; written to {path}")
         soups.append(AdaptSoup(name, trial.number, role, weights, path, scores, value, values))
         record_soup(study, name, SoupRecord("adapt", list(weights), scores, value, values, str(path.resolve()),
                                             weights=weights, role=role, trial=trial.number))

@@ -197,7 +197,7 @@ def build_soup(
                     members, best, soup_scores = members + [cand], key, cand_scores
         else:
             members, soup_scores = candidates, None
-        base_path = saved_base(recipe, run_dir, device, source.base_folder) if with_base else None
+        base_path = saved_base(recipe.base, run_dir / source.base_folder, recipe, device) if with_base else None
         if base_path is not None:
             share = _base_share(members, soup_scores, base_path, bound, score, Path(scratch), log)
         # written afresh and scored again: the recorded scores are those of the folder on disk
@@ -237,15 +237,13 @@ def _check_soup_inputs(candidates: list[Ingredient], out: Path, label: str = "tr
         raise SoupkitError(f"soup folder {out} exists and is not a model folder; move it away or choose another --name")
 
 
-def saved_base(recipe: Recipe, run_dir: Path, device: str, folder: str = "base-model") -> Path:
-    """The recipe's base model saved as its trials are (same library versions, so the same module
-    files and config keys; a hub id becomes a folder), so that it merges with them. Written once
-    per run folder, as `<run>/<folder>`."""
+def saved_base(reference: str, path: Path, recipe: Recipe, device: str) -> Path:
+    """A base model saved as the checkpoints are (same library versions, so the same module files
+    and config keys; a hub id becomes a folder), so that it merges with them; once, to `path`."""
     from soupkit.base_model import load_model
 
-    path = run_dir / folder
     if not (path / "modules.json").is_file():
-        model = load_model(recipe.base, device)
+        model = load_model(reference, device)
         model.max_seq_length = recipe.finetune.max_seq_length
         with atomic_dir(path) as tmp:
             model.save(str(tmp))
