@@ -22,6 +22,7 @@ import yaml
 from soupkit.atomic import atomic_write_text
 from soupkit.config import Mixture, Recipe
 from soupkit.data.family import TaskFamily
+from soupkit.data.halves import EVERY_PROBE_HALVED
 from soupkit.pause import pause_for_test
 from soupkit.probes.score import ProbeSettings, objective_value, score_probes, study_values
 from soupkit.search.checkpoints import checkpoint_dir, remove_folder
@@ -58,6 +59,7 @@ class TrialContext:
     on_step: Callable[[int, float], None] | None = None
     checkpoints: Path | None = None  # where trial folders go (default <out>/trials): shared by all workers
     data_seconds: float = 0.0  # time it took to build the families
+    probe_split: str = EVERY_PROBE_HALVED  # what `probes` are: soupkit.data.halves.SPLIT_SCHEMES
 
     @property
     def checkpoint_root(self) -> Path:

@@ -136,7 +136,7 @@ def make_ingredients(
     from soupkit.search.study import check_held_out_halves
 
     recipe = study_recipe(search_study)
-    check_held_out_halves(search_study, recipe)  # ingredients are scored, and chosen, as its trials were
+    scheme = check_held_out_halves(search_study, recipe)  # ingredients are scored, and chosen, as its trials were
     base = base or recipe.base
     resolve_base(base)  # a missing folder fails here, before anything is recorded
     name = name or default_set_name(spec, base, recipe.base, from_front)
@@ -174,7 +174,7 @@ def make_ingredients(
         if model is None:
             model = load_model(base, device, trust_remote_code=trust_remote_code)
             base_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            families, probes = load_recipe_families(recipe, log=log)
+            families, probes = load_recipe_families(recipe, log=log, scheme=scheme)
         model.load_state_dict(base_state)
         bar = _progress(show_progress, finetune.steps, f"ingredient {i + 1}/{chosen.k}")
         on_step = (lambda step, loss: (bar.update(1), bar.set_postfix(loss=f"{loss:.3f}"))) if bar else None
@@ -314,10 +314,11 @@ def _base_scores(study, search_study, recipe, base, device, trust_remote_code, m
             from soupkit.base_model import load_model, use_bf16
             from soupkit.data.load import load_recipe_families
             from soupkit.probes.score import ProbeSettings, score_probes
+            from soupkit.search.study import check_held_out_halves
 
             base_model = load_model(base, device, trust_remote_code=trust_remote_code)
             if probes is None:
-                probes = load_recipe_families(recipe)[1]
+                probes = load_recipe_families(recipe, scheme=check_held_out_halves(search_study, recipe))[1]
             bf16 = use_bf16(device, recipe.finetune.bf16)
             bases[base] = score_probes(base_model, probes, ProbeSettings.from_recipe(recipe, bf16))
         record_scores_by_base(study, base, bases[base])

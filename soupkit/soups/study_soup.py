@@ -153,7 +153,7 @@ def build_soup(
         raise SoupkitError(f"--general-tolerance must be between 0 and 1 (score units), got {general_tolerance}")
     from soupkit.search.study import check_held_out_halves
 
-    check_held_out_halves(study, study_recipe(study))  # ingredients are scored as the search's trials
+    scheme = check_held_out_halves(study, study_recipe(study))  # ingredients are scored as the search's trials
     source = source or trial_source(study, from_front)
     study, recipe, ranked, base_scores = source.study, source.recipe, source.candidates, source.base_scores
     if not ranked:
@@ -169,7 +169,7 @@ def build_soup(
     name = name or f"{method}-{source.tag}{top_k}{'-base' if with_base else ''}"
     out = run_dir / "soups" / name
     _check_soup_inputs(candidates, out, source.label)
-    _, families = load_recipe_families(recipe)
+    _, families = load_recipe_families(recipe, scheme=scheme)
     device = pick_device()
     settings = ProbeSettings.from_recipe(recipe, use_bf16(device, recipe.finetune.bf16))
 
