@@ -538,6 +538,39 @@ def _check_report_target(html: Path) -> None:
             raise SoupkitError(f"--html {html} exists and is not a soupkit report; choose another file name")
 
 
+@main.command(name="eval")
+@click.argument("models", nargs=-1, required=True)
+@click.option("--recipe", "recipe_arg", default=DEFAULT_RECIPE, show_default=True,
+              help="Recipe name or YAML path (a run's recipe.yaml works): its probes are scored.")
+@click.option("--base", default=None, help="Model to compare with (default: the recipe's base).")
+@click.option("--split", type=click.Choice(["test", "selection"]), default="test", show_default=True,
+              help="test: the half nothing chose on (quote this); selection: the half searches and soups scored.")
+@click.option("--json", "json_path", type=click.Path(path_type=Path), default=None,
+              help="Write one record per (model, probe) as JSON.")
+@click.option("--csv", "csv_path", type=click.Path(path_type=Path), default=None, help="The same records as CSV.")
+@click.option("--trust-remote-code", is_flag=True, help="Let the models run their own Python code (off: safer).")
+def evaluate(models, recipe_arg, base, split, json_path, csv_path, trust_remote_code) -> None:
+    """The verdict: each MODEL against the base on every probe of the recipe, with 95% intervals.
+
+    MODEL is a model folder (a soup, a trial, anyone's sentence-transformers model), a hub id, or
+    bundled:NAME. A soup of a run (RUN/soups/NAME) also lands in RUN/verdict.json for `soupkit report`.
+
+    \b
+    Example:
+      soupkit eval runs/default/soups/uniform-top5
+      soupkit eval runs/medical/soups/greedy-top5 my-model/ --recipe runs/medical/recipe.yaml --json verdict.json
+    """
+    from soupkit.soups.verdict import check_outputs, evaluate_models, write_verdict
+
+    recipe, path = _load(recipe_arg)
+    check_outputs(json_path, csv_path)
+    verdict = evaluate_models(list(models), recipe, base, split, path.parent if path else None,
+                              log=click.echo, trust_remote_code=trust_remote_code)
+    click.echo(verdict.table())
+    for written in write_verdict(verdict, json_path, csv_path):
+        click.echo(f"wrote {written}")
+
+
 @main.command(name="init-model")
 @click.option("--tiny-embeddinggemma", "tiny", type=click.Path(path_type=Path), default=None,
               help="Write a tiny EmbeddingGemma-shaped model (random weights) to this folder.")
