@@ -171,6 +171,23 @@ def search(budget, recipe_arg, out, storage, base, sampler, steps, pruner, miles
     if result.pruned:
         click.echo(f"{result.pruned} trial{'s' if result.pruned > 1 else ''} stopped early by the pruner "
                    f"({recipe.search.pruner}), counted in the budget")
+    if result.completed:
+        click.echo(_next_steps(out, storage, recipe))
+
+
+def _next_steps(out: Path, storage: str | None, recipe) -> str:
+    """The commands that turn this run into a shipped model and its verdict (soup, then eval)."""
+    import shlex
+
+    from soupkit.search.study import redact
+    from soupkit.soups.study_soup import default_soup_name
+
+    front = recipe.objective.mode == "pareto"
+    where = f"--out {shlex.quote(str(out))}" + (f" --storage {shlex.quote(redact(storage))}" if storage else "")
+    soup = out / "soups" / default_soup_name("uniform", "front" if front else "top", 5)
+    return ("next: make the soup of the best trials, then its verdict on the test halves (probe items nothing chose on):\n"
+            f"  soupkit soup {where}{' --from-front' if front else ''}\n"
+            f"  soupkit eval {shlex.quote(str(soup))} --recipe {shlex.quote(str(out / 'recipe.yaml'))}")
 
 
 # `soupkit worker` reads better in a script that starts one search process per machine
@@ -516,7 +533,7 @@ def report(out, storage, study_name, html, attach) -> None:
     _check_report_target(html)
     study, store = _open_run_storage(out, storage, study_name)
     source = f"'{study.study_name}' in {redact(storage) if storage else out / 'study.db'}"
-    result = write_report(study, html, out if attach else None, source, storage=store)
+    result = write_report(study, html, out if attach else None, source, storage=store, verdict_dir=out)
     click.echo(result.summary)
     drawn = sum(f.svg is not None for f in result.figures)
     click.echo(f"report: {html} ({drawn} of {len(result.figures)} figures drawn)")

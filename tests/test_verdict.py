@@ -161,3 +161,28 @@ def test_eval_bad_input_is_one_line(eval_setup, tmp_path, one_line_error):
     empty.write_text(yaml.safe_dump({**yaml.safe_load(recipe.read_text()), "families": [], "probe_only": []}))
     one_line_error(["eval", str(other), "--recipe", str(empty)], "at least one family", workdir=tmp_path)
     assert not out.exists()
+
+
+def test_soup_figure_draws_each_soups_members_and_its_test_verdict():
+    import optuna
+
+    from soupkit.report.model_figures import soups_vs_ingredients
+    from soupkit.report.tables import collect_study
+    from soupkit.study_record import SoupRecord, record_soup
+
+    study = optuna.create_study()
+    for value in (0.7542, 0.7521):  # the uniform soup of two trials the issue saw drawn without them
+        study.add_trial(optuna.trial.create_trial(
+            value=value, user_attrs={"objective": value, "mixture": {"a": 0.5, "b": 0.5}, "scores": {"a": value}}))
+    record_soup(study, "uniform-top2", SoupRecord("uniform", [0, 1], {"a": 0.76}, 0.76, [0.76], "/r/soups/uniform-top2"))
+    frames = collect_study(study)
+    (ax,) = soups_vs_ingredients(frames).axes
+    points = [line for line in ax.lines if line.get_marker() == "o"]
+    assert sorted(points[0].get_ydata()) == [0.7521, 0.7542]
+
+    record = {"path": "/r/soups/uniform-top2", "split": "test", "probe": "a", "difference": 0.02, "low": 0.01,
+              "high": 0.03, "beyond_noise": True}
+    frames.verdict = [record, {**record, "split": "selection"}, {**record, "path": "/r/soups/other"}]
+    assert frames.soup_verdict("uniform-top2") == [record]
+    left, right = soups_vs_ingredients(frames).axes[:2]
+    assert [t.get_text() for t in right.get_xticklabels()] == ["a"]

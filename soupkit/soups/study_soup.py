@@ -126,6 +126,11 @@ def _merge(members: list[Ingredient], out: Path, method: str, base: str | None) 
     merge_models([m.checkpoint for m in members], out, method=method, base=base, overwrite=True)
 
 
+def default_soup_name(method: str, tag: str, top_k: int, with_base: bool = False) -> str:
+    """The folder name soups/<name> of a soup not given --name: "uniform-top5", "greedy-front3-base"."""
+    return f"{method}-{tag}{top_k}{'-base' if with_base else ''}"
+
+
 def build_soup(
     study,
     run_dir: Path,
@@ -166,7 +171,7 @@ def build_soup(
     if method == "greedy":
         ranked = sorted(ranked, key=lambda i: (select.key(i.scores), -i.trial), reverse=True)
     candidates = ranked[:top_k]
-    name = name or f"{method}-{source.tag}{top_k}{'-base' if with_base else ''}"
+    name = name or default_soup_name(method, source.tag, top_k, with_base)
     out = run_dir / "soups" / name
     _check_soup_inputs(candidates, out, source.label)
     _, families = load_recipe_families(recipe, scheme=scheme)
