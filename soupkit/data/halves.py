@@ -1,11 +1,15 @@
-"""Held-out probes split in two: a selection half and a test half.
+"""Every probe split in two: a selection half and a test half.
 
-A held-out (probe-only) probe that steers a choice (the search's objective, which trials become
-soup ingredients, the greedy soup, the base share) stops being an unbiased test of that choice.
-So each one is split once, by a seeded hash of its items, into a *selection* half that the search
-and the soups score, and a *test* half that only the final report reads
-(`soupkit.data.load.load_held_out_test_halves`). Both halves keep the family's name, so recipes,
-objective weights and reports name them as before.
+A probe that steers a choice (the search's objective, which trials become soup ingredients, the
+greedy soup, the base share, adapt's proposals) stops being an unbiased test of that choice. So
+each probe, of a trained family and of a held-out (probe-only) family alike, is split once, by a
+seeded hash of its items, into a *selection* half that the search and the soups score, and a
+*test* half that only the verdict reads (`soupkit eval --split test`,
+`soupkit.data.load.load_test_probes`). Both halves keep the family's name, so recipes, objective
+weights and reports name them as before.
+
+Studies record which scheme scored them (`SPLIT_SCHEMES`): studies made before trained families
+were halved scored those on their whole probe, and keep doing so when resumed.
 
 The unit of the split is the scored item: a retrieval query (its relevant documents go with it;
 distractor documents are split too), a labelled text (the texts that fit the classifier and the
@@ -27,6 +31,11 @@ from soupkit.data.family import (
     TaskFamily,
 )
 from soupkit.data.split import stable_key
+
+# what a study's probe scores were scored on, recorded in the study (soupkit.study_record)
+HELD_OUT_HALVED = "selection half"  # older studies: held-out probes halved, trained families' probes whole
+EVERY_PROBE_HALVED = "selection half of every probe"  # trained families' probes halved too (the default)
+SPLIT_SCHEMES = (HELD_OUT_HALVED, EVERY_PROBE_HALVED)
 
 HALF = "held-out-half"  # salt: the halves do not follow the order the family's own split used
 
@@ -106,6 +115,14 @@ def test_half(family: TaskFamily, seed: int) -> TaskFamily:
 
 
 test_half.__test__ = False  # type: ignore[attr-defined]  (not a pytest test, despite its name)
+
+
+def trained_probe(family: TaskFamily, seed: int, scheme: str = EVERY_PROBE_HALVED) -> TaskFamily:
+    """What a search or a soup scores of a trained family: its selection half, or its whole probe
+    for a study scored before trained families were halved (`HELD_OUT_HALVED`)."""
+    if scheme not in SPLIT_SCHEMES:
+        raise ValueError(f"unknown probe split scheme {scheme!r}")
+    return family if scheme == HELD_OUT_HALVED or family.probe is None else selection_half(family, seed)
 
 
 def _half(family: TaskFamily, seed: int, which: int) -> TaskFamily:

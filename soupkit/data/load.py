@@ -7,7 +7,7 @@ from pathlib import Path
 
 from soupkit.config import LocalFamily, Recipe, family_name, seed_mixture_of
 from soupkit.data.family import TaskFamily
-from soupkit.data.halves import selection_half, test_half
+from soupkit.data.halves import EVERY_PROBE_HALVED, selection_half, test_half, trained_probe
 from soupkit.data.minimum import LOCAL_MIN_PROBE, LOCAL_MIN_TRAIN, check_family_size
 from soupkit.data.registry import FAMILIES, BuildOptions
 from soupkit.errors import SoupkitError
@@ -71,6 +71,21 @@ def load_held_out_test_halves(recipe: Recipe, base_dir: Path | None = None, log=
     return {name: test_half(family, recipe.seed) for name, family in whole.items()}
 
 
+SPLITS = ("selection", "test")
+
+
+def load_probes(recipe: Recipe, split: str = "test", base_dir: Path | None = None, log=None) -> dict[str, TaskFamily]:
+    """Every probe of the recipe (trained families first, then held-out ones) on one half: the
+    `selection` half that searches and soups score, or the `test` half that only the verdict
+    (`soupkit eval`) reads. No family here has training examples."""
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; splits: {', '.join(SPLITS)}")
+    half = selection_half if split == "selection" else test_half
+    trained = _build(recipe, recipe.families, base_dir, log, probe_only=False)
+    held_out = _build(recipe, recipe.probe_only, base_dir, log, probe_only=True)
+    return {name: half(family, recipe.seed) for name, family in {**trained, **held_out}.items()}
+
+
 def _build(recipe: Recipe, entries, base_dir: Path | None, log, probe_only: bool) -> dict[str, TaskFamily]:
     families: dict[str, TaskFamily] = {}
     for entry in entries:
@@ -117,10 +132,10 @@ def drop_probe_leaks(families: dict[str, TaskFamily], probes: dict[str, TaskFami
     return dropped
 
 
-def load_recipe_families(recipe: Recipe, base_dir: Path | None = None, log=None):
-    """(families trained on, every family probed) with no probe text anywhere in training. The
-    held-out (probe-only) families come as their selection halves (soupkit.data.halves); their
-    test halves are reachable only through `load_held_out_test_halves`."""
+def load_recipe_families(recipe: Recipe, base_dir: Path | None = None, log=None, scheme: str = EVERY_PROBE_HALVED):
+    """(families trained on, every family probed) with no probe text anywhere in training. Every
+    probe comes as its selection half (soupkit.data.halves; a trained family's whole probe under
+    an older study's `scheme`); the test halves are reachable only through `load_probes(split="test")`."""
     families = load_families(recipe, base_dir, log=log)
     held_out = _build(recipe, recipe.probe_only, base_dir, log, probe_only=True)
     # both halves of a held-out probe stay out of training; only the selection half is scored
@@ -131,7 +146,15 @@ def load_recipe_families(recipe: Recipe, base_dir: Path | None = None, log=None)
     if log and selection:
         log("held-out probes scored on their selection halves: "
             + ", ".join(f"{k} {f.probe.sizes()}" for k, f in selection.items()))
-    return families, {**families, **selection}
+    trained = {name: trained_probe(family, recipe.seed, scheme) for name, family in families.items()}
+    return families, {**trained, **selection}
+
+
+def probes_for_scheme(families: dict[str, TaskFamily], probes: dict[str, TaskFamily], seed: int,
+                      scheme: str) -> dict[str, TaskFamily]:
+    """`probes` (as `load_recipe_families` made them) with each trained family's probe as `scheme`
+    scores it: how a resumed older study keeps scoring its trained families on their whole probes."""
+    return {**probes, **{name: trained_probe(family, seed, scheme) for name, family in families.items()}}
 
 
 def check_recipe(recipe: Recipe, recipe_path: Path | None = None) -> list[str]:

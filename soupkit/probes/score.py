@@ -66,6 +66,22 @@ def per_item_scores(model, family: TaskFamily, settings: ProbeSettings) -> np.nd
     return family.probe.per_item(arrays, settings.seed)
 
 
+def score_and_items(model, family: TaskFamily, settings: ProbeSettings) -> tuple[float, np.ndarray | None]:
+    """The family's probe score and, for an itemwise probe, each item's score (their mean is the
+    score), from one encoding: what a verdict needs of each model on each probe."""
+    if family.probe is None:
+        raise TypeError(f"family '{family.name}' has no probe")
+    previous = model.max_seq_length
+    model.max_seq_length = settings.max_seq_length
+    try:
+        arrays = _encode_probe(model, family, settings)
+    finally:
+        model.max_seq_length = previous
+    items = family.probe.per_item(arrays, settings.seed) if family.probe.itemwise else None
+    score = float(np.mean(items)) if items is not None else family.probe.score(arrays, settings.seed)
+    return score, items
+
+
 def score_probes(model, families: Mapping[str, TaskFamily], settings: ProbeSettings) -> dict[str, float]:
     """{probe name: primary metric} for every family with a probe (probe name = family name),
     plus `<name>@<view>` entries for the Matryoshka dims and quantisations asked for."""

@@ -25,8 +25,12 @@ class Report:
     attached: Attached | None
 
 
-def write_report(study, html: Path, run_dir: Path | None = None, source: str = "", storage=None) -> Report:
+def write_report(study, html: Path, run_dir: Path | None = None, source: str = "", storage=None,
+                 verdict_dir: Path | None = None) -> Report:
     """Write the report of `study` (any storage, finished or still running) to `html`.
+
+    With `verdict_dir` (the run folder), the verdicts `soupkit eval` left there for its soups
+    (verdict.json) are shown beside the study's own, selection-side, numbers.
 
     With `run_dir`, the figures and the page are also attached to the study for optuna-dashboard
     (artifacts under `<run_dir>/artifacts`, a study note, a note per trial); that needs `storage`,
@@ -35,6 +39,10 @@ def write_report(study, html: Path, run_dir: Path | None = None, source: str = "
     if run_dir is not None and storage is None:
         raise ValueError("attaching a report to a study needs the storage object it was opened with")
     frames = collect_study(study)
+    if verdict_dir is not None:
+        from soupkit.soups.verdict import read_run_verdict
+
+        frames.verdict = read_run_verdict(verdict_dir)
     figures = draw_figures(frames)
     summary = summary_text(frames)
     atomic_write_text(html, render_page(frames, figures, summary, source or f"'{study.study_name}'"))
@@ -77,6 +85,10 @@ def summary_text(frames: StudyFrames) -> str:
         role = f", {soup['role']}" if soup.get("role") else ""
         lines.append(f"soup {soup['soup']} ({soup['method']}{role}, {members}): "
                      f"objective {soup['objective']:.4f}{gain}")
+        verdict = frames.soup_verdict(soup["soup"])
+        if verdict:
+            lines.append("  verdict, test halves (soupkit eval; points vs base, * beyond the noise): " + ", ".join(
+                f"{r['probe']} {100 * r['difference']:+.1f}{'*' if r.get('beyond_noise') else ''}" for r in verdict))
 
     rows = [] if frames.trials.is_empty() else list(frames.trials.iter_rows(named=True))
     failed = [r for r in rows if r["state"] == "FAIL"]

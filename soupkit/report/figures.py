@@ -41,7 +41,9 @@ FIGURES = [
                f"Scores on every validation probe of the base model, the {model_figures.TOP_K} best trials and "
                "every soup; colour is the change against the base model.", model_figures.probe_scores),
     FigureSpec("soups", "Soups against their ingredients",
-               "Each soup's objective (star) next to the trials merged into it.", model_figures.soups_vs_ingredients),
+               "Each soup's objective (star) next to the trials merged into it; once `soupkit eval` ran on a "
+               "soup, its verdict on the test halves beside: difference to the base per probe, points, 95% "
+               "interval.", model_figures.soups_vs_ingredients),
     FigureSpec("pareto", "Pareto front: domain vs general",
                "Trials of a two-objective study, the Pareto front, the base model and the soups.",
                model_figures.pareto_front),

@@ -53,12 +53,15 @@ def probe_scores(frames: StudyFrames, top_k: int = TOP_K):
 def soups_vs_ingredients(frames: StudyFrames):
     if frames.soups.is_empty():
         return "no soups yet: run `soupkit soup --out RUN_DIR` to make one"
+    # soups_frame holds members as text ("3"; an adapt soup's bank labels): trials are looked up so
     objective = {} if frames.trials.is_empty() else {
-        r["trial"]: r["objective"] for r in frames.trials.iter_rows(named=True) if r["state"] == "COMPLETE"
+        str(r["trial"]): r["objective"] for r in frames.trials.iter_rows(named=True) if r["state"] == "COMPLETE"
     }
     soups = list(frames.soups.iter_rows(named=True))
-    fig = new_figure(max(4.5, 1.6 + 1.4 * len(soups)), 3.6)
-    ax = fig.add_subplot()
+    tested = [s for s in soups if frames.soup_verdict(s["soup"])]
+    width = max(4.5, 1.6 + 1.4 * len(soups))
+    fig = new_figure(width + (4.5 if tested else 0), 3.6)
+    ax = fig.add_subplot(1, 2 if tested else 1, 1)
     for i, soup in enumerate(soups):
         members = [(m, objective[m]) for m in soup["members"] or [] if _finite(objective.get(m))]
         # ingredients on the left, the soup on the right, a line from each ingredient into the soup
@@ -69,7 +72,7 @@ def soups_vs_ingredients(frames: StudyFrames):
                     label="soup" if i == 0 else None, zorder=3)
         ax.plot([i - 0.2] * len(members), [v for _, v in members], "o", color=TRIAL, zorder=3,
                 label="ingredient trial" if i == 0 else None)
-        same_value: dict[float, list[int]] = {}  # ingredients that score alike share one label
+        same_value: dict[float, list[str]] = {}  # ingredients that score alike share one label
         for m, v in members:
             same_value.setdefault(v, []).append(m)
         for v, ms in same_value.items():
@@ -79,9 +82,35 @@ def soups_vs_ingredients(frames: StudyFrames):
         ax.axhline(frames.base_objective, ls="--", color=BASE, lw=1, label="base model")
     ax.set_xticks(range(len(soups)), [f"{s['soup']}\n({s['method']})" for s in soups])
     ax.set_xlim(-0.6, len(soups) - 0.4)
-    ax.set_ylabel("objective (weighted mean of probes)")
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
+    ax.set_ylabel("objective (selection halves)")
+    if tested:
+        _verdict_panel(fig.add_subplot(1, 2, 2), frames, [s["soup"] for s in tested])
+        ax.legend(loc="lower left", fontsize=7, frameon=False)
+    else:
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
     return fig
+
+
+def _verdict_panel(ax, frames: StudyFrames, soups: list[str]) -> None:
+    """Each soup's verdict on the test halves (`soupkit eval`): its difference to the base per
+    probe, in points, with the 95% paired-bootstrap interval where the probe has one."""
+    from matplotlib import colormaps
+
+    probes = list(dict.fromkeys(r["probe"] for s in soups for r in frames.soup_verdict(s)))
+    colours = colormaps["tab10"]
+    step = 0.6 / max(len(soups), 1)
+    for j, soup in enumerate(soups):
+        records = {r["probe"]: r for r in frames.soup_verdict(soup)}
+        shown = [(i, records[p]) for i, p in enumerate(probes) if p in records]
+        x = [i - 0.3 + step * (j + 0.5) for i, _ in shown]
+        y = [100 * r["difference"] for _, r in shown]
+        below = [100 * (r["difference"] - r["low"]) if r.get("low") is not None else 0.0 for _, r in shown]
+        above = [100 * (r["high"] - r["difference"]) if r.get("high") is not None else 0.0 for _, r in shown]
+        ax.errorbar(x, y, yerr=[below, above], fmt="*", ms=9, color=colours(j % 10), capsize=2, lw=1, label=soup)
+    ax.axhline(0, ls="--", color=BASE, lw=1)
+    ax.set_xticks(range(len(probes)), probes, rotation=30, ha="right", fontsize=7)
+    ax.set_ylabel("test half: points vs base (95% interval)")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False, fontsize=7)
 
 
 def pareto_front(frames: StudyFrames):

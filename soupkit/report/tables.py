@@ -8,8 +8,9 @@ study: trials that failed, run or wait are rows with their state, not dropped.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from soupkit.study_record import StudyRecord, TrialRecord, metric_names, two_objectives
@@ -62,7 +63,7 @@ def soups_frame(study):
     for name, soup in StudyRecord.of(study).soups.items():
         row: dict[str, Any] = {"soup": name, "method": soup.method, "members": [str(m) for m in soup.members],
                                "weights": json.dumps(soup.weights), "role": soup.role,
-                               "base_share": soup.base_share, "objective": soup.objective}
+                               "base_share": soup.base_share, "objective": soup.objective, "path": soup.path}
         if len(soup.values) == 2:
             row["domain"], row["general"] = soup.values
         row.update({f"score:{k}": v for k, v in soup.scores.items()})
@@ -84,6 +85,11 @@ class StudyFrames:
     base_objective: float | None
     base_values: list[float] | None
     front: list[int]  # trial numbers on the Pareto front (two objectives only)
+    verdict: list[dict] = field(default_factory=list)  # `soupkit eval` records of the run's soups (verdict.json)
+
+    def soup_verdict(self, soup: str, split: str = "test") -> list[dict]:
+        """The verdict records of the soup named `soup` (its folder soups/<soup>) on `split`."""
+        return [r for r in self.verdict if Path(str(r["path"])).name == soup and r["split"] == split]
 
     @property
     def two_objectives(self) -> bool:

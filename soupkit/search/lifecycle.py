@@ -22,6 +22,7 @@ from optuna.trial import TrialState
 from soupkit.atomic import atomic_write_text
 from soupkit.config import FinetuneSpec, Mixture, Recipe
 from soupkit.data.family import TaskFamily
+from soupkit.data.halves import EVERY_PROBE_HALVED
 from soupkit.pause import pause_for_test
 from soupkit.probes.score import ProbeSettings, objective_value, score_probes, study_values
 from soupkit.search.checkpoints import checkpoint_dir, remove_partial_checkpoints
@@ -66,6 +67,7 @@ class TrialContext:
     data_seconds: float = 0.0  # time it took to build the families
     stage: TrainedStage = field(default_factory=TrainedStage)
     sampler: str | None = None  # recorded with the worker (search trials: the sampler that proposed)
+    probe_split: str = EVERY_PROBE_HALVED  # what `probes` are: soupkit.data.halves.SPLIT_SCHEMES
 
     @property
     def checkpoint_root(self) -> Path:
@@ -98,8 +100,9 @@ class TrialContext:
 
 def load_context(recipe: Recipe, out: Path, command: str, stage: TrainedStage | None = None, base: str | None = None,
                  recipe_dir: Path | None = None, trust_remote_code: bool = False, log: Callable = print,
-                 **settings) -> TrialContext:
-    """Load the base model (`base`: the recipe's) and the families once; `settings`: other fields."""
+                 scheme: str = EVERY_PROBE_HALVED, **settings) -> TrialContext:
+    """Load the base model (`base`: the recipe's) and the families once, probes split as `scheme`
+    (soupkit.data.halves.SPLIT_SCHEMES: an older study's); `settings`: other fields."""
     from soupkit.base_model import load_model, pick_device, use_bf16
     from soupkit.data.load import load_recipe_families
     from soupkit.train.finetune import base_weights
@@ -108,10 +111,10 @@ def load_context(recipe: Recipe, out: Path, command: str, stage: TrainedStage | 
     finetune = stage.finetune or recipe.finetune
     model = load_model(base or recipe.base, device, trust_remote_code=trust_remote_code)
     start = time.perf_counter()
-    families, probes = load_recipe_families(recipe, recipe_dir, log=log)
+    families, probes = load_recipe_families(recipe, recipe_dir, log=log, scheme=scheme)
     return TrialContext(recipe, families, probes, model, base_weights(model, finetune), out,
                         use_bf16(device, finetune.bf16), command, data_seconds=time.perf_counter() - start,
-                        stage=stage, **settings)
+                        stage=stage, probe_split=scheme, **settings)
 
 
 def train_and_score(trial, ctx: TrialContext, weights: Mapping[str, float], record: Mapping[str, object] | None = None,

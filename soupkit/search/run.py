@@ -202,7 +202,12 @@ def open_search(recipe: Recipe, inputs: CheckedInputs, out: Path, storage: str |
     study.sampler = make_sampler(spec.sampler, sampler_seed(recipe.seed, n_existing, shared), startup)
     study.pruner = make_pruner(spec.pruner, recipe.milestone_steps(), recipe.finetune.steps)
     check_same_recipe(study, effective_recipe_json(recipe))
-    check_held_out_halves(study, recipe, record=True)
+    scheme = check_held_out_halves(study, recipe, record=True)
+    if scheme != ctx.probe_split:  # an older study: its trained families are scored on their whole probes
+        from soupkit.data.load import probes_for_scheme
+
+        ctx.probes = probes_for_scheme(dict(ctx.families), dict(ctx.probes), recipe.seed, scheme)
+        ctx.probe_split = scheme
     with warnings.catch_warnings():  # experimental since Optuna 3.2, and what the dashboard shows
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         study.set_metric_names(metric_names(recipe.objective.two_objectives))

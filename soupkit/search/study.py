@@ -13,13 +13,15 @@ import re
 import socket
 from pathlib import Path
 
+from soupkit.data.halves import EVERY_PROBE_HALVED, HELD_OUT_HALVED, SPLIT_SCHEMES
 from soupkit.errors import SoupkitError
 from soupkit.study_record import (
     INTERRUPTED,
     StudyRecord,
     TrialRecord,
     held_out_mark,
-    record_held_out_mark,
+    probe_split_of,
+    record_probe_split,
     record_recipe,
     record_worker_died,
     retry_attrs,
@@ -190,21 +192,26 @@ def check_same_recipe(study, recipe_json: str) -> None:
         )
 
 
-HELD_OUT_HALVES = "selection half"  # what a study's held-out probe scores are scored on
+HELD_OUT_HALVES = HELD_OUT_HALVED  # what older studies' held-out probe scores are scored on
 
 
-def check_held_out_halves(study, recipe, record: bool = False) -> None:
-    """Refuse a study whose held-out probes were scored whole (made before soupkit split them into
-    a selection and a test half): its scores and the new ones measure different items. With
-    `record`, mark a new study as scored on selection halves."""
-    if not recipe.probe_only:
-        return
-    mark = held_out_mark(study)
-    if mark == HELD_OUT_HALVES:
-        return
-    if mark is None and record and not study.get_trials(deepcopy=False):
-        record_held_out_mark(study, HELD_OUT_HALVES)
-        return
+def check_held_out_halves(study, recipe, record: bool = False) -> str:
+    """The probe split scheme of the study's scores (soupkit.data.halves.SPLIT_SCHEMES): every
+    probe's selection half for a study made since trained families were halved; held-out probes'
+    selection halves and trained families' whole probes for an older one, which keeps scoring so
+    when resumed. With `record`, a new (trial-less) study is marked with the current scheme.
+    Refuses a study whose held-out probes were scored whole (made before soupkit halved them)."""
+    scheme = probe_split_of(study)
+    if scheme is not None:
+        if scheme not in SPLIT_SCHEMES:
+            raise SoupkitError(f"study '{study.study_name}' was scored on probe split '{scheme}', which this "
+                               f"soupkit does not know ({', '.join(SPLIT_SCHEMES)}); upgrade soupkit")
+        return scheme
+    if record and not study.get_trials(deepcopy=False):
+        record_probe_split(study, EVERY_PROBE_HALVED)
+        return EVERY_PROBE_HALVED
+    if not recipe.probe_only or held_out_mark(study) == HELD_OUT_HALVES:
+        return HELD_OUT_HALVED
     raise SoupkitError(
         f"study '{study.study_name}' scored its held-out probes ({', '.join(recipe.probe_names_only())}) whole, "
         "before soupkit split them into a selection half and a test half; start a new study (another --out)"

@@ -97,11 +97,12 @@ def run_adapt(
         log(f"warning: {line}")
 
     from soupkit.base_model import pick_device, use_bf16
-    from soupkit.data.load import load_recipe_families
+    from soupkit.data.load import load_recipe_families, probes_for_scheme
+    from soupkit.search.study import check_held_out_halves
     from soupkit.merge.in_memory import InMemoryMerge
     from soupkit.probes.score import ProbeSettings
 
-    _, probes = load_recipe_families(recipe, recipe_path.parent if recipe_path else None, log=log)
+    families, probes = load_recipe_families(recipe, recipe_path.parent if recipe_path else None, log=log)
     device = pick_device()
     settings = ProbeSettings.from_recipe(recipe, use_bf16(device, recipe.finetune.bf16))
     start = time.perf_counter()
@@ -109,6 +110,7 @@ def run_adapt(
     log(f"bank: {len(bank)} models ({merger.parameter_count / 1e6:.1f}M merged parameters each) loaded in "
         f"{time.perf_counter() - start:.1f}s")
     study = _open(recipe, out, bank, overlaps)  # after every check and load: a mistake leaves no study behind
+    probes = probes_for_scheme(families, probes, recipe.seed, check_held_out_halves(study, recipe))
 
     _seed(study, bank, singles, recipe.seed)
     totals = _propose(study, recipe, bank, merger, probes, settings, budget, log)

@@ -30,6 +30,11 @@ class Difference:
         return f"{100 * self.mean:+.1f} [{100 * self.low:+.1f}, {100 * self.high:+.1f}]"
 
     @property
+    def beyond_noise(self) -> bool:
+        """The whole 95% interval lies on one side of zero: a gain or a loss, not noise."""
+        return self.low > 0 or self.high < 0
+
+    @property
     def below(self) -> bool:
         """The soup is worse than `other` beyond this probe's noise (the whole interval below zero)."""
         return self.high < 0

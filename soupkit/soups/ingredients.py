@@ -125,7 +125,7 @@ def make_ingredients(
     from soupkit.soups.study_soup import study_recipe
 
     recipe = study_recipe(search_study)
-    check_held_out_halves(search_study, recipe)  # ingredients are scored, and chosen, as its trials were
+    scheme = check_held_out_halves(search_study, recipe)  # ingredients are scored, and chosen, as its trials were
     base = base or recipe.base
     resolve_base(base)  # a missing folder fails here, before anything is recorded
     name = name or default_set_name(spec, base, recipe.base, from_front)
@@ -160,7 +160,8 @@ def make_ingredients(
             continue
         if ctx is None:
             ctx = load_context(recipe, run_dir, command, TrainedStage("ingredient", finetune, True), base,
-                               trust_remote_code=trust_remote_code, log=log, checkpoints=run_dir / FOLDER)
+                               trust_remote_code=trust_remote_code, log=log, checkpoints=run_dir / FOLDER,
+                               scheme=scheme)
         with progress_bar(show_progress, finetune.steps, f"ingredient {i + 1}/{chosen.k}") as ctx.on_step:
             trial = train_ingredient(study, ctx, source, mixture, key, base, chosen.name)
         chosen.ingredients[i] = trial.number
@@ -173,7 +174,7 @@ def make_ingredients(
     bases = scores_by_base(study)
     if base not in bases:  # the ingredients' base model: the search's, or scored once and recorded
         searched = StudyRecord.of(search_study).base_scores if base == recipe.base else None
-        probes = None if searched else (ctx.probes if ctx is not None else load_recipe_families(recipe)[1])
+        probes = None if searched else (ctx.probes if ctx is not None else load_recipe_families(recipe, scheme=scheme)[1])
         model = lambda: load_model(base, device, trust_remote_code=trust_remote_code)  # noqa: E731
         settings = ProbeSettings.from_recipe(recipe, use_bf16(device, recipe.finetune.bf16))
         bases[base] = base_scores(searched, probes, model, settings)

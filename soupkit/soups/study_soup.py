@@ -128,6 +128,11 @@ def merge_folders(paths: list[Path], out: Path, method: str = "uniform", base: s
     merge_models(list(paths), out, method=method, weights=weights, base=base, overwrite=True, command=command)
 
 
+def default_soup_name(method: str, tag: str, top_k: int, with_base: bool = False) -> str:
+    """The folder name soups/<name> of a soup not given --name: "uniform-top5", "greedy-front3-base"."""
+    return f"{method}-{tag}{top_k}{'-base' if with_base else ''}"
+
+
 def build_soup(
     study,
     run_dir: Path,
@@ -155,7 +160,7 @@ def build_soup(
         raise SoupkitError(f"--general-tolerance must be between 0 and 1 (score units), got {general_tolerance}")
     from soupkit.search.study import check_held_out_halves
 
-    check_held_out_halves(study, study_recipe(study))  # ingredients are scored as the search's trials
+    scheme = check_held_out_halves(study, study_recipe(study))  # ingredients are scored as the search's trials
     source = source or trial_source(study, from_front)
     study, recipe, ranked, base_scores = source.study, source.recipe, source.candidates, source.base_scores
     if not ranked:
@@ -168,10 +173,10 @@ def build_soup(
     if method == "greedy":
         ranked = sorted(ranked, key=lambda i: (select.key(i.scores), -i.trial), reverse=True)
     candidates = ranked[:top_k]
-    name = name or f"{method}-{source.tag}{top_k}{'-base' if with_base else ''}"
+    name = name or default_soup_name(method, source.tag, top_k, with_base)
     out = run_dir / "soups" / name
     _check_soup_inputs(candidates, out, source.label)
-    _, families = load_recipe_families(recipe)
+    _, families = load_recipe_families(recipe, scheme=scheme)
     device = pick_device()
     settings = ProbeSettings.from_recipe(recipe, use_bf16(device, recipe.finetune.bf16))
 
