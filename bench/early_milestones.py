@@ -17,7 +17,7 @@ The report: per milestone (the re-run steps, and the step the table's trials rec
 themselves), its rank correlation with the final objective, and for a successive-halving cut
 keeping the best half, third or quarter there, how many of the top-decile trials it keeps and
 how fast it finds them against running every trial to the end (`top_trials_kept` in
-bench/samplers.py, which this reads the table and the cost model from): halving the wall time
+bench/surrogates.py, which this reads the table and the cost model from): halving the wall time
 needs 2x, and the share of top-decile trials a milestone must keep for that is printed beside it.
 Trials of --table that were not re-run (the first folder above: its milestones scored all the
 items) only join the GP surrogates of `--replay`, which replays each milestone as successive

@@ -23,9 +23,9 @@ from soupkit.atomic import atomic_write_text, check_can_write
 from soupkit.config import NOT_TRIAL_SECTIONS, Mixture, Recipe, seed_mixture_of
 from soupkit.errors import Interrupted, SoupkitError
 from soupkit.pause import pause_for_test
+from soupkit.search import lifecycle
 from soupkit.search.checkpoints import keep_best_checkpoints
 from soupkit.search.heartbeat import fail_stale_trials
-from soupkit.search import lifecycle
 from soupkit.search.space import params_for_mixture
 from soupkit.search.study import (
     check_held_out_halves,
@@ -167,8 +167,8 @@ def prepare_trials(recipe: Recipe, recipe_path: Path | None, out: Path, command:
                    trust_remote_code: bool, log: Callable[[str], None]) -> TrialContext:
     """Load the base model and build the families once: what every trial shares."""
     return lifecycle.load_context(recipe, out, command, recipe_dir=recipe_path.parent if recipe_path else None,
-                        trust_remote_code=trust_remote_code, log=log, sampler=recipe.search.sampler,
-                        checkpoints=Path(checkpoints) if checkpoints else None)
+                                  trust_remote_code=trust_remote_code, log=log, sampler=recipe.search.sampler,
+                                  checkpoints=Path(checkpoints) if checkpoints else None)
 
 
 @dataclass
