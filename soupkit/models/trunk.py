@@ -145,6 +145,7 @@ def attach_trunk(model, k: int, base: str = "", create: bool = True, verify: boo
     detach_trunk(model)
     if not create and not path.exists():
         return None
+    base = base or str(getattr(backbone.module.config, "_name_or_path", ""))
     info = {"base": base, "architecture": type(backbone.module).__name__, "layers": str(backbone.layer_count),
             "first_cached_layer": str(backbone.layer_count - k)}
     binding = TrunkBinding(backbone, k, digest, TrunkCache(path, info=info),
@@ -196,3 +197,22 @@ def _decode(value: bytes) -> torch.Tensor:
     dtype = getattr(torch, DTYPES[value[0]])
     width = int.from_bytes(value[1:5], "little")
     return torch.frombuffer(bytearray(value[5:]), dtype=dtype).reshape(-1, width)
+
+
+def join_trunk_cache(model, train: str, base: str = "") -> TrunkBinding | None:
+    """For a probe pass on a model loaded from a folder (a soup, an adapt soup): bind it to the
+    trunk cache of `train: top:<k>` when one exists for its bottom (it was made from a base whose
+    frozen weights it still holds); None, and the model's own forward, otherwise."""
+    from soupkit.config import top_layers
+    from soupkit.errors import SoupkitError
+
+    k = top_layers(train)
+    if k is None:
+        return None
+    try:
+        backbone = backbone_of(model)
+    except SoupkitError:
+        return None
+    if k > backbone.layer_count:
+        return None
+    return attach_trunk(model, k, base, create=False)
