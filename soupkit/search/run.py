@@ -153,6 +153,7 @@ def check_inputs(recipe: Recipe, recipe_path: Path | None, storage: str | None, 
     from soupkit.base_model import resolve_base
     from soupkit.data.load import check_recipe
     from soupkit.search.samplers import check_sampler
+    from soupkit.train.finetune import check_train_setting
 
     check_recipe(recipe, recipe_path)
     check_run_folder(out, recipe)
@@ -160,7 +161,7 @@ def check_inputs(recipe: Recipe, recipe_path: Path | None, storage: str | None, 
         check_can_write(Path(checkpoints), "--checkpoints folder")
     seed_mixture = seed_mixture_of(recipe, recipe_path)
     check_sampler(recipe.search.sampler)
-    resolve_base(recipe.base)  # the folder exists and holds readable safetensors
+    check_train_setting(recipe.finetune, resolve_base(recipe.base))  # the folder exists and holds readable safetensors
     return CheckedInputs(seed_mixture, open_storage(storage) if storage else None)
 
 
@@ -177,6 +178,10 @@ def prepare_trials(recipe: Recipe, recipe_path: Path | None, out: Path, command:
     families, probes = load_recipe_families(recipe, recipe_path.parent if recipe_path else None, log=log)
     data_seconds = time.perf_counter() - t0
     base_state = base_weights(model, recipe.finetune)
+    if recipe.finetune.top_layers is not None:  # the base's probe pass fills the trunk cache the trials read
+        from soupkit.models.trunk import attach_trunk
+
+        attach_trunk(model, recipe.finetune.top_layers, recipe.base)
     return TrialContext(recipe, families, probes, model, base_state, out, use_bf16(device, recipe.finetune.bf16),
                         command, checkpoints=Path(checkpoints) if checkpoints else None, data_seconds=data_seconds)
 

@@ -109,6 +109,7 @@ def run_adapt(
     log(f"bank: {len(bank)} models ({merger.parameter_count / 1e6:.1f}M merged parameters each) loaded in "
         f"{time.perf_counter() - start:.1f}s")
     study = _open(recipe, out, bank, overlaps)  # after every check and load: a mistake leaves no study behind
+    _join_trunk_cache(merger, recipe, log)
 
     _seed(study, bank, singles, recipe.seed)
     totals = _propose(study, recipe, bank, merger, probes, settings, budget, log)
@@ -297,6 +298,36 @@ def _propose(study, recipe, bank, merger, probes, settings, budget: int, log) ->
             + ", ".join(f"{k} {v:.2f}" for k, v in top))
 
 
+def _join_trunk_cache(merger, recipe: Recipe, log) -> None:
+    """Proposals read the trunk cache when every bank member holds the same frozen bottom (top:<k>
+    checkpoints of one base): no merge ever writes it, so its cached output stays right."""
+    from soupkit.models.layers import backbone_of
+    from soupkit.config import top_layers
+    from soupkit.models.trunk import join_trunk_cache
+
+    train = _train_setting(recipe)
+    k = top_layers(train)
+    if k is None:
+        return
+    try:
+        backbone = backbone_of(merger.model)
+    except SoupkitError:
+        return
+    if k > backbone.layer_count or set(backbone.bottom_names(merger.model, k)) & merger.varying_names:
+        log(f"the bank's models differ below their top {k} layers: proposals are scored without the trunk cache")
+        return
+    if join_trunk_cache(merger.model, train, recipe.base) is not None:
+        log(f"proposals are scored on the cached trunk (the bank shares its bottom; top {k} layers merged)")
+
+
+def _train_setting(recipe: Recipe) -> str:
+    """`finetune.train` of the recipe for its base (finetune_by_base applied): which trunk cache a
+    bank of its checkpoints may share."""
+    from soupkit.models.fetch import same_model
+
+    return recipe.for_base(same_model).finetune.train
+
+
 def _values_text(values: list[float]) -> str:
     return f"objective {values[0]:.4f}" if len(values) == 1 else f"domain {values[0]:.4f} general {values[1]:.4f}"
 
@@ -333,6 +364,7 @@ def _chosen(study, recipe: Recipe, keep: int) -> list[tuple[object, str]]:
 
 def _write_soups(study, recipe, bank, out, probes, settings, device, keep, command, log) -> list[AdaptSoup]:
     from soupkit.base_model import load_model
+    from soupkit.models.trunk import join_trunk_cache
     from soupkit.probes.score import objective_value, score_probes, study_values
 
     paths = {m.label: m.path for m in bank}
@@ -343,7 +375,9 @@ def _write_soups(study, recipe, bank, out, probes, settings, device, keep, comma
         path = out / "soups" / name
         _write(weights, paths, path, command)
         # scored again from disk: the recorded scores are those of the folder written
-        scores = score_probes(load_model(str(path), device), probes, settings)
+        model = load_model(str(path), device)
+        join_trunk_cache(model, _train_setting(recipe), recipe.base)
+        scores = score_probes(model, probes, settings)
         value, values = objective_value(scores, recipe.objective.weights), study_values(scores, recipe.objective)
         log(f"soup {name} ({role}, trial {trial.number}): {_values_text(values)}; written to {path}")
         soups.append(AdaptSoup(name, trial.number, role, weights, path, scores, value, values))

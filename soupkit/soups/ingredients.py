@@ -132,13 +132,15 @@ def make_ingredients(
     from soupkit.base_model import load_model, pick_device, resolve_base, use_bf16
     from soupkit.data.load import load_recipe_families
     from soupkit.soups.study_soup import study_recipe
+    from soupkit.train.finetune import base_weights, check_train_setting
 
     from soupkit.search.study import check_held_out_halves
 
     recipe = study_recipe(search_study)
     check_held_out_halves(search_study, recipe)  # ingredients are scored, and chosen, as its trials were
     base = base or recipe.base
-    resolve_base(base)  # a missing folder fails here, before anything is recorded
+    # a missing folder, or a top:<k> it has too few layers for, fails here, before anything is recorded
+    check_train_setting(spec.finetune_spec(recipe.finetune), resolve_base(base))
     name = name or default_set_name(spec, base, recipe.base, from_front)
     study = open_ingredient_study(storage, search_study)
     wanted = choose_ingredients(search_study, recipe, spec, base, name, from_front, tolerance)
@@ -173,7 +175,7 @@ def make_ingredients(
             continue
         if model is None:
             model = load_model(base, device, trust_remote_code=trust_remote_code)
-            base_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            base_state = base_weights(model, finetune)  # the frozen part (top:<k>, token embeddings) shared
             families, probes = load_recipe_families(recipe, log=log)
         model.load_state_dict(base_state)
         bar = _progress(show_progress, finetune.steps, f"ingredient {i + 1}/{chosen.k}")
@@ -315,7 +317,10 @@ def _base_scores(study, search_study, recipe, base, device, trust_remote_code, m
             from soupkit.data.load import load_recipe_families
             from soupkit.probes.score import ProbeSettings, score_probes
 
+            from soupkit.models.trunk import join_trunk_cache
+
             base_model = load_model(base, device, trust_remote_code=trust_remote_code)
+            join_trunk_cache(base_model, recipe.finetune.train, base)
             if probes is None:
                 probes = load_recipe_families(recipe)[1]
             bf16 = use_bf16(device, recipe.finetune.bf16)

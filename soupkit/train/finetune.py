@@ -108,6 +108,16 @@ def frozen_names(model, spec: FinetuneSpec) -> set[str]:
     return names
 
 
+def check_train_setting(spec: FinetuneSpec, base_folder: str) -> None:
+    """One line, before anything loads or trains, when `top:<k>` asks for more layers than the
+    base folder's config has (a hub id is checked once loaded, by `frozen_names`)."""
+    from soupkit.models.layers import check_top, folder_layer_count
+
+    count = folder_layer_count(Path(base_folder)) if spec.top_layers is not None else None
+    if count is not None:
+        check_top(spec.top_layers, count, f"the base model {base_folder}")
+
+
 def base_weights(model, spec: FinetuneSpec) -> dict:
     """The state to reset the model to before each finetune: a copy of every tensor training can
     change; frozen tensors (the bottom of `top:<k>`, a frozen token-embedding matrix: on
