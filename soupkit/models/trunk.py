@@ -150,6 +150,8 @@ def attach_trunk(model, k: int, base: str = "", create: bool = True, verify: boo
             "first_cached_layer": str(backbone.layer_count - k)}
     binding = TrunkBinding(backbone, k, digest, TrunkCache(path, info=info),
                            output_name=getattr(transformer, "module_output_name", "token_embeddings"))
+    if create:
+        binding.cache.connection  # the file exists from now on: loaded models of this bottom may join it
     binding._original_forward = transformer.__dict__.get("forward")
     object.__setattr__(transformer, BINDING, binding)
     object.__setattr__(transformer, "forward", binding.forward)
