@@ -335,3 +335,27 @@ def test_a_merge_of_top_k_checkpoints_equals_a_full_merge_and_keeps_the_bottom(m
     joined = load(out)
     binding = join_trunk_cache(joined, "top:1")
     assert (encode(joined) - plain).abs().max() <= TOLERANCE and binding.hits == len(TEXTS)
+
+
+@pytest.mark.slow
+def test_a_top_k_search_keeps_the_bottom_and_fills_the_cache(tiny_model, tiny_recipe, search, load_study, tmp_path, home):
+    from soupkit.merge import merge_models
+    from soupkit.models.layers import backbone_of
+    from soupkit.models.trunk import join_trunk_cache
+    from soupkit.models.trunk_cache import TrunkCache, cache_files
+    from soupkit.study_record import TrialRecord
+
+    search(tiny_recipe(tiny_model, train="top:1"), tmp_path / "run", budget=2)
+    base = load(tiny_model)
+    frozen = set(backbone_of(base).frozen_names(base, 1))
+    trials = [t for t in load_study(tmp_path / "run").get_trials() if t.state.name == "COMPLETE"]
+    checkpoints = [TrialRecord.of(t).checkpoint for t in trials]
+    assert len(checkpoints) == 2
+    for path in checkpoints:
+        state = load(path).state_dict()
+        changed = {n for n, v in base.state_dict().items() if not torch.equal(v, state[n])}
+        assert changed and changed.isdisjoint(frozen)  # the top trained, the bottom did not move
+    (cache,) = cache_files()
+    assert TrunkCache(cache).stats().entries > 0
+    soup = load(merge_models(checkpoints, tmp_path / "soup"))
+    assert join_trunk_cache(soup, "top:1") is not None  # a soup of the trials reads the same cache
