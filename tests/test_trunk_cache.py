@@ -359,3 +359,18 @@ def test_a_top_k_search_keeps_the_bottom_and_fills_the_cache(tiny_model, tiny_re
     assert TrunkCache(cache).stats().entries > 0
     soup = load(merge_models(checkpoints, tmp_path / "soup"))
     assert join_trunk_cache(soup, "top:1") is not None  # a soup of the trials reads the same cache
+
+
+def test_train_setting_per_base_and_for_ingredients():
+    from pydantic import ValidationError
+
+    from soupkit.config import FinetuneSpec, IngredientSpec, Recipe
+
+    recipe = Recipe.model_validate({"name": "r", "base": "google/embeddinggemma-300m", "families": ["a"],
+                                    "finetune_by_base": {"google/embeddinggemma-300m": {"train": "top:4"}}})
+    assert recipe.finetune.top_layers is None and recipe.for_base().finetune.top_layers == 4
+    assert IngredientSpec(train="top:2").finetune_spec(FinetuneSpec(train="top:4")).train == "top:2"
+    assert IngredientSpec().finetune_spec(FinetuneSpec(train="top:4")).train == "top:4"
+    for bad in ("top:0", "top:-1", "top", "bottom:2", "top:2.5"):
+        with pytest.raises(ValidationError, match="is not 'all' or 'top:<k>'"):
+            FinetuneSpec(train=bad)
