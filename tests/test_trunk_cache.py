@@ -68,10 +68,10 @@ def test_embeddings_equal_with_and_without_the_cache(model_dir, k):
 
 
 def _new_rows(model, seen: set, prompt: str | None = None) -> int:
-    """How many of TEXTS (one batch) the cache has not seen: rows with new token ids."""
+    """How many texts of TEXTS (one batch) the cache has not seen: distinct new token ids."""
     features = model.preprocess(TEXTS, prompt=prompt)
     keys = [tuple(ids[mask.bool()].tolist()) for ids, mask in zip(features["input_ids"], features["attention_mask"])]
-    new = sum(key not in seen for key in keys)
+    new = len(set(keys) - seen)
     seen.update(keys)
     return new
 
@@ -374,3 +374,14 @@ def test_train_setting_per_base_and_for_ingredients():
     for bad in ("top:0", "top:-1", "top", "bottom:2", "top:2.5"):
         with pytest.raises(ValidationError, match="is not 'all' or 'top:<k>'"):
             FinetuneSpec(train=bad)
+
+
+def test_a_text_repeated_in_a_batch_is_computed_once(gemma_dir):
+    from soupkit.models.trunk import attach_trunk
+
+    model = load(gemma_dir)
+    plain = encode(model, TEXTS + TEXTS[:2])
+    binding = attach_trunk(model, 1)
+    cached = encode(model, TEXTS + TEXTS[:2])
+    assert (binding.misses, binding.hits) == (len(TEXTS), 2)
+    assert (cached - plain).abs().max() <= TOLERANCE

@@ -59,17 +59,23 @@ class TrunkBinding:
                 for b in range(input_ids.shape[0])]
         found = self.cache.get_many(keys)
         rows: dict[int, torch.Tensor] = {b: _decode(found[key]) for b, key in enumerate(keys) if key in found}
-        missing = [b for b in range(len(keys)) if b not in rows]
-        self.hits += len(rows)
+        first_of = {}  # each missing text computed once, however often the batch holds it
+        for b, key in enumerate(keys):
+            if b not in rows:
+                first_of.setdefault(key, b)
+        missing = list(first_of.values())
         self.misses += len(missing)
+        self.hits += len(keys) - len(missing)
         if missing:
             computed = self._bottom(input_ids[missing], attention_mask[missing],
                                     None if token_type_ids is None else token_type_ids[missing])
             fresh = {}
             for i, b in enumerate(missing):
-                rows[b] = computed[i][real[b]]
-                fresh[keys[b]] = _encode(rows[b])
-            self.cache.put_many(fresh)
+                fresh[keys[b]] = computed[i][real[b]]
+            self.cache.put_many({key: _encode(value) for key, value in fresh.items()})
+            for b, key in enumerate(keys):
+                if b not in rows:
+                    rows[b] = fresh[key]
         width = next(iter(rows.values())).shape[-1]
         dtype = next(iter(rows.values())).dtype
         hidden = torch.zeros((*input_ids.shape, width), dtype=dtype, device=input_ids.device)
