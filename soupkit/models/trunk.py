@@ -132,22 +132,20 @@ def bottom_digest(model, backbone: Backbone, k: int) -> str:
     return digest.hexdigest()
 
 
-def attach_trunk(model, k: int, base: str = "", create: bool = True, verify: bool = False) -> TrunkBinding | None:
+def attach_trunk(model, k: int, base: str = "", create: bool = True) -> TrunkBinding | None:
     """Bind `model` to the trunk cache of its bottom for `top:k`; its forward uses it from now on.
 
     `create=False` binds only to a cache that already exists (a probe pass on a loaded model
     must not start a cache of its own), returning None otherwise. A model already bound with the
-    same k keeps its binding unless `verify` (its frozen weights were written since)."""
+    same k keeps its binding: its bottom is frozen (a finetune resets it to the same values)."""
     transformer = model[0]
     current = binding_of(model)
-    if current is not None and current.k == k and not verify:
+    if current is not None and current.k == k:
         return current
     backbone = backbone_of(model)
     check_top(k, backbone.layer_count, "the model")
     digest = bottom_digest(model, backbone, k)
     path = cache_root() / f"{digest}{SUFFIX}"
-    if current is not None and current.digest == digest:
-        return current
     detach_trunk(model)
     if not create and not path.exists():
         return None
