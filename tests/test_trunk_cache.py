@@ -385,3 +385,16 @@ def test_a_text_repeated_in_a_batch_is_computed_once(gemma_dir):
     cached = encode(model, TEXTS + TEXTS[:2])
     assert (binding.misses, binding.hits) == (len(TEXTS), 2)
     assert (cached - plain).abs().max() <= TOLERANCE
+
+
+def test_bf16_autocast_is_part_of_the_key(tiny_model_dir):
+    from soupkit.models.trunk import attach_trunk
+    from soupkit.probes.encode import encode_texts
+
+    model = load(tiny_model_dir)
+    plain = {bf16: encode_texts(model, TEXTS, "", 8, bf16) for bf16 in (False, True)}
+    binding = attach_trunk(model, 1)
+    for bf16 in (False, True, False, True):
+        cached = encode_texts(model, TEXTS, "", 8, bf16)
+        assert abs(cached - plain[bf16]).max() <= (1e-2 if bf16 else TOLERANCE)  # bf16: its own rounding
+    assert (binding.misses, binding.hits) == (2 * len(TEXTS), 2 * len(TEXTS))
