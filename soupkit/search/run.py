@@ -178,10 +178,6 @@ def prepare_trials(recipe: Recipe, recipe_path: Path | None, out: Path, command:
     families, probes = load_recipe_families(recipe, recipe_path.parent if recipe_path else None, log=log)
     data_seconds = time.perf_counter() - t0
     base_state = base_weights(model, recipe.finetune)
-    if recipe.finetune.top_layers is not None:  # the base's probe pass fills the trunk cache the trials read
-        from soupkit.models.trunk import attach_trunk
-
-        attach_trunk(model, recipe.finetune.top_layers, recipe.base)
     return TrialContext(recipe, families, probes, model, base_state, out, use_bf16(device, recipe.finetune.bf16),
                         command, checkpoints=Path(checkpoints) if checkpoints else None, data_seconds=data_seconds)
 

@@ -108,8 +108,8 @@ def run_adapt(
     merger = InMemoryMerge([m.path for m in bank], device)
     log(f"bank: {len(bank)} models ({merger.parameter_count / 1e6:.1f}M merged parameters each) loaded in "
         f"{time.perf_counter() - start:.1f}s")
-    study = _open(recipe, out, bank, overlaps)  # after every check and load: a mistake leaves no study behind
     _join_trunk_cache(merger, recipe, log)
+    study = _open(recipe, out, bank, overlaps)  # after every check and load: a mistake leaves no study behind
 
     _seed(study, bank, singles, recipe.seed)
     totals = _propose(study, recipe, bank, merger, probes, settings, budget, log)
@@ -204,6 +204,36 @@ def _keep_base(member: BankMember, staged: dict) -> BankMember:
     return replace(member, path=target)
 
 
+def _join_trunk_cache(merger, recipe: Recipe, log) -> None:
+    """Proposals read the trunk cache when every bank member holds the same frozen bottom (top:<k>
+    checkpoints of one base): no merge ever writes it, so its cached output stays right."""
+    from soupkit.models.layers import backbone_of
+    from soupkit.config import top_layers
+    from soupkit.models.trunk import join_trunk_cache
+
+    train = _train_setting(recipe)
+    k = top_layers(train)
+    if k is None:
+        return
+    try:
+        backbone = backbone_of(merger.model)
+    except SoupkitError:
+        return
+    if k > backbone.layer_count or set(backbone.bottom_names(merger.model, k)) & merger.varying_names:
+        log(f"the bank's models differ below their top {k} layers: proposals are scored without the trunk cache")
+        return
+    if join_trunk_cache(merger.model, train, recipe.base) is not None:
+        log(f"proposals are scored on the cached trunk (the bank shares its bottom; top {k} layers merged)")
+
+
+def _train_setting(recipe: Recipe) -> str:
+    """`finetune.train` of the recipe for its base (finetune_by_base applied): which trunk cache a
+    bank of its checkpoints may share."""
+    from soupkit.models.fetch import same_model
+
+    return recipe.for_base(same_model).finetune.train
+
+
 def _open(recipe: Recipe, out: Path, bank: list[BankMember], overlaps: list[str]):
     """Create or resume the adapt study in `<out>/study.db`; a resumed one must hold the same
     recipe and bank."""
@@ -296,36 +326,6 @@ def _propose(study, recipe, bank, merger, probes, settings, budget: int, log) ->
         log(f"proposal {len(done) + 1}/{budget} (#{trial.number}{seeded}): {_values_text(trial.values)}  "
             f"merge {secs.get('merge', 0):.2f}s probe {secs.get('probe', 0):.1f}s  "
             + ", ".join(f"{k} {v:.2f}" for k, v in top))
-
-
-def _join_trunk_cache(merger, recipe: Recipe, log) -> None:
-    """Proposals read the trunk cache when every bank member holds the same frozen bottom (top:<k>
-    checkpoints of one base): no merge ever writes it, so its cached output stays right."""
-    from soupkit.models.layers import backbone_of
-    from soupkit.config import top_layers
-    from soupkit.models.trunk import join_trunk_cache
-
-    train = _train_setting(recipe)
-    k = top_layers(train)
-    if k is None:
-        return
-    try:
-        backbone = backbone_of(merger.model)
-    except SoupkitError:
-        return
-    if k > backbone.layer_count or set(backbone.bottom_names(merger.model, k)) & merger.varying_names:
-        log(f"the bank's models differ below their top {k} layers: proposals are scored without the trunk cache")
-        return
-    if join_trunk_cache(merger.model, train, recipe.base) is not None:
-        log(f"proposals are scored on the cached trunk (the bank shares its bottom; top {k} layers merged)")
-
-
-def _train_setting(recipe: Recipe) -> str:
-    """`finetune.train` of the recipe for its base (finetune_by_base applied): which trunk cache a
-    bank of its checkpoints may share."""
-    from soupkit.models.fetch import same_model
-
-    return recipe.for_base(same_model).finetune.train
 
 
 def _values_text(values: list[float]) -> str:

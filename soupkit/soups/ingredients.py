@@ -132,7 +132,7 @@ def make_ingredients(
     from soupkit.base_model import load_model, pick_device, resolve_base, use_bf16
     from soupkit.data.load import load_recipe_families
     from soupkit.soups.study_soup import study_recipe
-    from soupkit.train.finetune import base_weights, check_train_setting
+    from soupkit.train.finetune import check_train_setting
 
     from soupkit.search.study import check_held_out_halves
 
@@ -175,7 +175,7 @@ def make_ingredients(
             continue
         if model is None:
             model = load_model(base, device, trust_remote_code=trust_remote_code)
-            base_state = base_weights(model, finetune)  # the frozen part (top:<k>, token embeddings) shared
+            base_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
             families, probes = load_recipe_families(recipe, log=log)
         model.load_state_dict(base_state)
         bar = _progress(show_progress, finetune.steps, f"ingredient {i + 1}/{chosen.k}")
@@ -317,10 +317,7 @@ def _base_scores(study, search_study, recipe, base, device, trust_remote_code, m
             from soupkit.data.load import load_recipe_families
             from soupkit.probes.score import ProbeSettings, score_probes
 
-            from soupkit.models.trunk import join_trunk_cache
-
             base_model = load_model(base, device, trust_remote_code=trust_remote_code)
-            join_trunk_cache(base_model, recipe.finetune.train, base)
             if probes is None:
                 probes = load_recipe_families(recipe)[1]
             bf16 = use_bf16(device, recipe.finetune.bf16)
