@@ -163,12 +163,15 @@ def test_top_k_freezes_the_bottom_and_base_weights_share_it(model_dir):
     assert all(p.requires_grad for n, p in params.items() if not n.startswith(backbone.prefix))  # heads
 
 
-def test_k_beyond_the_models_layers_is_one_line(tiny_model, tiny_recipe_file, search_command, one_line_error, tmp_path):
+def test_k_beyond_the_models_layers_is_one_line(tiny_model, tiny_recipe_file, search_command, one_line_error, tmp_path,
+                                                 monkeypatch):
     recipe = tiny_recipe_file(tiny_model, tmp_path / "r.yaml")
     args = search_command(recipe, tmp_path / "run")
     one_line_error([*args, "--train", "top:3"], "top:3", "2 transformer layers", "top:1 to top:2",
                    workdir=tmp_path)
     one_line_error([*args, "--train", "top"], "--train", "'top' is not 'all' or 'top:<k>'", workdir=tmp_path)
+    monkeypatch.setenv("SOUPKIT_TRUNK_CACHE_GB", "lots")
+    one_line_error([*args, "--train", "top:1"], "SOUPKIT_TRUNK_CACHE_GB=lots", workdir=tmp_path)
 
 
 def test_cache_command_shows_and_clears(tiny_model_dir, home):

@@ -110,10 +110,15 @@ def frozen_names(model, spec: FinetuneSpec) -> set[str]:
 
 def check_train_setting(spec: FinetuneSpec, base_folder: str) -> None:
     """One line, before anything loads or trains, when `top:<k>` asks for more layers than the
-    base folder's config has (a hub id is checked once loaded, by `frozen_names`)."""
+    base folder's config has (a hub id is checked once loaded, by `frozen_names`), or when the
+    trunk cache's size limit ($SOUPKIT_TRUNK_CACHE_GB) is malformed."""
     from soupkit.models.layers import check_top, folder_layer_count
+    from soupkit.models.trunk_cache import size_limit
 
-    count = folder_layer_count(Path(base_folder)) if spec.top_layers is not None else None
+    if spec.top_layers is None:
+        return
+    size_limit()
+    count = folder_layer_count(Path(base_folder))
     if count is not None:
         check_top(spec.top_layers, count, f"the base model {base_folder}")
 
