@@ -130,11 +130,15 @@ def _load(recipe_arg: str):
               "vocabularies; default: the recipe's finetune.freeze_token_embeddings).")
 @field_option(Recipe, "finetune.gradient_checkpointing", "--gradient-checkpointing/--no-gradient-checkpointing",
               help="Recompute activations in the backward pass: less memory, more time (default: the recipe's).")
+@field_option(Recipe, "finetune.train", "--train", "train_layers",
+              help="Train every layer, or only the top K transformer layers and the heads, the frozen bottom's "
+                   "output cached under $SOUPKIT_HOME/trunk-cache (default: the recipe's finetune.train).")
 @trust_remote_code_option
 @quiet_option
 @click.pass_context
 def search(ctx, budget, recipe_arg, out, storage, base, sampler, steps, pruner, milestones, milestone_fraction, checkpoints,
-           keep_checkpoints, freeze_embeddings, gradient_checkpointing, trust_remote_code, quiet) -> None:
+           keep_checkpoints, freeze_embeddings, gradient_checkpointing, train_layers, trust_remote_code,
+           quiet) -> None:
     """Search data mixtures: propose, finetune, probe, record in an Optuna study.
 
     Re-running the same command resumes the study and finishes the budget. Several processes, on
@@ -391,6 +395,8 @@ def _soup_intervals(result, candidates) -> str:
               help="Batch size (default: ingredients.batch_size, else finetune's).")
 @field_option(IngredientSpec, "learning_rate", "--learning-rate",
               help="Learning rate (default: ingredients', else finetune's).")
+@field_option(IngredientSpec, "train", "--train", "train_layers",
+              help="Train every layer or only the top K (default: ingredients.train, else finetune.train).")
 @click.option("--name", default=None, help="Name of this ingredient set (default e.g. diverse4-480steps).")
 @click.option("--general-tolerance", type=float, default=0.01, show_default=True,
               help="pareto recipes: trials whose general probes stay within this of the base rank first.")
@@ -398,7 +404,7 @@ def _soup_intervals(result, candidates) -> str:
 @quiet_option
 @click.pass_context
 def ingredients(ctx, out, storage, study_name, recipe_arg, k, steps, pool, select, from_front, base, batch_size,
-                learning_rate, name, general_tolerance, trust_remote_code, quiet) -> None:
+                learning_rate, train_layers, name, general_tolerance, trust_remote_code, quiet) -> None:
     """Finetune K good and different mixtures of a search longer, as ingredients for a soup.
 
     Chooses K mixtures among the study's best trials by greedy max-min distance on the simplex,
@@ -683,6 +689,56 @@ def _check_can_listen(host: str, port: int) -> None:
             probe.bind((host, port))
     except OSError as exc:  # the port is taken, or the address is not this machine's
         raise SoupkitError(f"dashboard cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+
+
+@main.command()
+@click.option("--clear", is_flag=True, help="Remove every base model's trunk cache.")
+def cache(clear) -> None:
+    """Show the trunk cache (the frozen layers' output of `train: top:K` finetunes), or clear it.
+
+    One SQLite file per base model and K under $SOUPKIT_HOME/trunk-cache, shared by every run and
+    worker of that base; each is bounded by $SOUPKIT_TRUNK_CACHE_GB (default 8), least recently
+    used texts going first.
+
+    \b
+    Example:
+      soupkit cache
+      soupkit cache --clear
+    """
+    import sqlite3
+
+    from soupkit.models.trunk_cache import TrunkCache, cache_files, cache_root, clear_cache, size_limit
+
+    root = cache_root()
+    if root.exists() and not root.is_dir():
+        raise SoupkitError(f"trunk cache {root} is not a folder; remove it or set SOUPKIT_HOME")
+    if clear:
+        files = cache_files(root)
+        freed = clear_cache(root)
+        click.echo(f"removed {len(files)} trunk cache file{'s' if len(files) != 1 else ''} ({freed / 2**20:.1f} MB) "
+                   f"from {root}")
+        return
+    limit = size_limit()
+    files = cache_files(root)
+    if not files:
+        click.echo(f"trunk cache {root}: empty (limit {limit / 2**30:g} GB per base)")
+        return
+    total = 0
+    for path in files:
+        cache_file = TrunkCache(path, limit)
+        try:
+            stats = cache_file.stats()
+        except sqlite3.Error as exc:
+            raise SoupkitError(f"{path}: not a readable trunk cache ({exc}); remove it with: soupkit cache --clear") from None
+        finally:
+            cache_file.close()
+        total += stats.file_bytes
+        info = stats.info
+        click.echo(f"{path.name}: {info.get('base', '?')} ({info.get('architecture', '?')}, layers "
+                   f"{info.get('first_cached_layer', '?')}+ of {info.get('layers', '?')} trained) "
+                   f"{stats.entries} texts, {stats.file_bytes / 2**20:.1f} MB")
+    click.echo(f"trunk cache {root}: {len(files)} base{'s' if len(files) != 1 else ''}, {total / 2**20:.1f} MB "
+               f"(limit {limit / 2**30:g} GB per base)")
 
 
 if __name__ == "__main__":

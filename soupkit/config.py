@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from soupkit.errors import SoupkitError
 
@@ -112,6 +112,21 @@ class LossSpec(Strict):
     matryoshka_dims: list[Annotated[int, Field(gt=0, le=MAX_SEQ_LENGTH)]] | None = None
 
 
+def _train_setting(train: str) -> str:
+    if train != "all" and not re.fullmatch(r"top:[1-9][0-9]{0,3}", train):
+        raise ValueError(f"'{train}' is not 'all' or 'top:<k>' with k a layer count >= 1 (top:4)")
+    return train
+
+
+# `finetune.train`: `all`, or `top:<k>`
+TrainSetting = Annotated[str, AfterValidator(_train_setting)]
+
+
+def top_layers(train: str) -> int | None:
+    """k of a `top:<k>` train setting; None for `all`."""
+    return None if train == "all" else int(train.removeprefix("top:"))
+
+
 class FinetuneSpec(Strict):
     steps: int = Field(30, gt=0, le=MAX_STEPS)
     batch_size: int = Field(32, ge=2, le=MAX_BATCH)
@@ -127,7 +142,16 @@ class FinetuneSpec(Strict):
     # AdamW's fused kernel: the same update in one pass over the parameters (several times faster
     # than the per-tensor loop on a CPU); off falls back to torch's default implementation
     fused_optimizer: bool = True
+    # which layers train: `all`, or `top:<k>` (the last k transformer layers, the final norm,
+    # pooling and Dense heads; the layers below and the embeddings are frozen and their output is
+    # computed once per text and cached: soupkit.models.trunk)
+    train: TrainSetting = "all"
     loss: LossSpec = LossSpec()
+
+    @property
+    def top_layers(self) -> int | None:
+        """k of `train: top:<k>`; None when every layer trains."""
+        return top_layers(self.train)
 
 
 Distractors = Literal["random", "neighbours", "lexical"]
@@ -222,11 +246,12 @@ class IngredientSpec(Strict):
     batch_size: int | None = Field(None, ge=2)
     learning_rate: float | None = Field(None, gt=0)
     warmup_ratio: float | None = Field(None, ge=0, lt=1)
+    train: TrainSetting | None = None
 
     def finetune_spec(self, finetune: FinetuneSpec) -> FinetuneSpec:
         """The trials' finetune settings with this section's longer budget laid over them."""
         update = {"steps": self.steps, "batch_size": self.batch_size, "learning_rate": self.learning_rate,
-                  "warmup_ratio": self.warmup_ratio}
+                  "warmup_ratio": self.warmup_ratio, "train": self.train}
         return FinetuneSpec.model_validate({**finetune.model_dump(), **{k: v for k, v in update.items() if v is not None}})
 
 

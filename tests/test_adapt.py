@@ -211,3 +211,36 @@ def test_held_out_probes_whose_source_the_bank_trained_on_are_named(tiny_recipe,
         "it trained on topic-classification from the same source"]
     clean = Recipe.model_validate({"name": "med", "families": ["medical-icd10"], "probe_only": ["legal-courts"]})
     assert held_out_overlaps(clean, [run]) == []
+
+
+def _top_of(base: Path, donor: Path, out: Path) -> Path:
+    """A top:1 'checkpoint' of `base`: its top layer and heads taken from `donor`, the rest the base's."""
+    from sentence_transformers import SentenceTransformer
+
+    from soupkit.models.layers import backbone_of
+
+    model, other = SentenceTransformer(str(base), device="cpu"), SentenceTransformer(str(donor), device="cpu")
+    frozen = set(backbone_of(model).frozen_names(model, 1))
+    model.load_state_dict({n: v if n in frozen else other.state_dict()[n] for n, v in model.state_dict().items()})
+    model.save(str(out))
+    return out
+
+
+@pytest.mark.slow
+def test_a_bank_of_top_k_checkpoints_is_scored_on_the_cached_trunk(tiny_recipe, models, tmp_path, monkeypatch):
+    from sentence_transformers import SentenceTransformer
+
+    from soupkit.models.trunk import attach_trunk
+
+    monkeypatch.setenv("SOUPKIT_HOME", str(tmp_path / "home"))
+    recipe = tiny_recipe(models[0], train="top:1")
+    attach_trunk(SentenceTransformer(str(models[0]), device="cpu"), 1)  # as the search's finetunes made it
+    tops = [_top_of(models[0], donor, tmp_path / f"top-{i}") for i, donor in enumerate(models[1:3])]
+    lines: list[str] = []
+    run_adapt(recipe, [fake_run(tmp_path / "run", models[0], tops, [0.3, 0.5], recipe)], tmp_path / "adapt",
+              budget=3, keep=1, log=lines.append)
+    assert any("scored on the cached trunk" in line for line in lines), lines
+    lines.clear()
+    run_adapt(recipe, [fake_run(tmp_path / "full", models[0], models[1:3], [0.3, 0.5], recipe)],
+              tmp_path / "adapt-full", budget=3, keep=1, log=lines.append)
+    assert any("differ below their top 1 layers" in line for line in lines), lines

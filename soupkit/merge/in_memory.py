@@ -2,11 +2,13 @@
 
 A search over soup weights merges hundreds of times; writing and loading a folder each time would
 cost more than scoring it. `InMemoryMerge` checks the bank once (the same checks as
-`merge_models`), loads every member's state once, and keeps each floating tensor as one
-`[members, elements]` matrix. A merge is then one matrix-vector product per tensor, written
+`merge_models`), loads every member's state once, and keeps each floating tensor the members
+hold differently as one `[members, elements]` matrix. A merge is then one matrix-vector product per tensor, written
 straight into the parameters of a SentenceTransformer loaded from the first member, so every
 module (Transformer, Dense heads) is merged and nothing is written to disk. Integer buffers
-(position ids) stay the first member's, as in the streaming merge.
+(position ids) stay the first member's, as in the streaming merge, and so does a tensor every
+member holds identically (the frozen bottom of `train: top:<k>` checkpoints): it is never
+averaged (a weighted sum of equal values is not always bit-equal to them), and needs no stack.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ class _Target:
 
     name: str
     value: torch.Tensor  # the live model's parameter or buffer, overwritten by each merge
-    stack: torch.Tensor  # [members, elements], in the tensor's own dtype
+    stack: torch.Tensor | None  # [members, elements], in the tensor's own dtype; None while every member's is equal
 
 
 class InMemoryMerge:
@@ -57,7 +59,7 @@ class InMemoryMerge:
         check_compatible([read_model_folder(p) for p in self.paths])
         self.model = _load(self.paths[0], device)
         self.model.eval()
-        self._targets = _floating_targets(self.model, len(self.paths))
+        self._targets = _floating_targets(self.model)
         with torch.no_grad():
             self._fill(0, self.model)
             for index, path in enumerate(self.paths[1:], start=1):
@@ -71,7 +73,14 @@ class InMemoryMerge:
     def parameter_count(self) -> int:
         return sum(t.value.numel() for t in self._targets)
 
+    @property
+    def varying_names(self) -> set[str]:
+        """Names of the tensors a merge writes: those whose members differ."""
+        return {t.name for t in self._targets if t.stack is not None}
+
     def _fill(self, index: int, member) -> None:
+        import torch
+
         state = member.state_dict()
         for target in self._targets:
             value = state.get(target.name)
@@ -80,6 +89,11 @@ class InMemoryMerge:
                     f"{self.paths[index]}: loaded tensor '{target.name}' is missing or has another shape "
                     f"than in {self.paths[0]}"
                 )
+            if target.stack is None:
+                if index == 0 or torch.equal(value.to(target.value.device), target.value):
+                    continue  # the live model holds member 0's value, equal to every member's so far
+                target.stack = torch.empty((len(self.paths), value.numel()), dtype=value.dtype, device=value.device)
+                target.stack[:index].copy_(target.value.reshape(1, -1))
             target.stack[index].copy_(value.reshape(-1))
 
     def merge(self, weights: Sequence[float]):
@@ -88,9 +102,10 @@ class InMemoryMerge:
 
         shares = checked_shares(weights, len(self.paths))
         with torch.no_grad():
-            vector = torch.tensor(shares, dtype=torch.float32, device=self._targets[0].stack.device)
+            vector = torch.tensor(shares, dtype=torch.float32, device=self.model.device)
             for target in self._targets:
-                _weighted_rows(target, vector)
+                if target.stack is not None:
+                    _weighted_rows(target, vector)
         self.weights = shares
         return self.model
 
@@ -117,10 +132,8 @@ def _load(path: Path, device: str | None):
         raise SoupkitError(f"cannot load model folder {path}: {first}") from None
 
 
-def _floating_targets(model, members: int) -> list[_Target]:
+def _floating_targets(model) -> list[_Target]:
     """The model's saved floating parameters and buffers, each once (tied weights share one tensor)."""
-    import torch
-
     saved = set(model.state_dict())  # non-persistent buffers (rotary tables) come from the config
     seen: set[int] = set()
     targets = []
@@ -131,8 +144,7 @@ def _floating_targets(model, members: int) -> list[_Target]:
         seen.add(value.data_ptr())
         if not value.is_contiguous():
             raise SoupkitError(f"tensor '{name}' of {type(model).__name__} is not contiguous; cannot merge in place")
-        stack = torch.empty((members, value.numel()), dtype=value.dtype, device=value.device)
-        targets.append(_Target(name, value.data, stack))
+        targets.append(_Target(name, value.data, None))
     return targets
 
 

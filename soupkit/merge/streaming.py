@@ -5,6 +5,9 @@ in float32 (float64 stays float64) and cast back to its dtype. Tensors over CHUN
 float32) go in row chunks through `safe_open(...).get_slice`, so what is held at once is one chunk
 per accumulator, whatever the model size or the number of inputs. Integer and bool tensors
 (position ids, masks) are copied from the first input: an average of indices means nothing.
+A tensor (chunk) that every weighted input holds identically, such as the frozen bottom of
+`train: top:<k>` checkpoints, is copied, never averaged: a weighted sum of equal values is not
+always bit-equal to them, and the soup must keep the base's bottom exactly (its trunk cache).
 """
 
 from __future__ import annotations
@@ -132,21 +135,26 @@ class Scratch:
 
 def _weighted_sum(reader: TensorReader, scratch: Scratch, sources: list[TensorInfo], weights: list[float],
                   start: int | None, stop: int | None) -> torch.Tensor:
-    """Sum of weight * tensor in float32 (float64 kept), cast back to the inputs' dtype. The
-    result may be a view of the scratch buffer: write it before the next call."""
-    total = None
+    """Sum of weight * tensor in float32 (float64 kept), cast back to the inputs' dtype; the
+    first input's values when every weighted input's are equal. The result may be a view of the
+    scratch buffer: write it before the next call."""
+    import torch
+
+    total = first = None
     dtype = None
+    identical = True
     for source, weight in zip(sources, weights):
         if weight == 0 and total is not None:
             continue
         value = reader.read(source, start, stop)
         if total is None:
-            dtype = value.dtype
+            dtype, first = value.dtype, value
             total = scratch.like(value).copy_(value).mul_(weight)
         else:
+            identical = identical and torch.equal(value, first)
             total.add_(value, alpha=weight)
         del value
-    return total.to(dtype)
+    return first if identical else total.to(dtype)
 
 
 def as_bytes(tensor: torch.Tensor):

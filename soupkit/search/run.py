@@ -152,6 +152,7 @@ def check_inputs(recipe: Recipe, recipe_path: Path | None, storage: str | None, 
     from soupkit.base_model import resolve_base
     from soupkit.data.load import check_recipe
     from soupkit.search.samplers import check_sampler
+    from soupkit.train.finetune import check_train_setting
 
     check_recipe(recipe, recipe_path)
     check_run_folder(out, recipe)
@@ -159,7 +160,7 @@ def check_inputs(recipe: Recipe, recipe_path: Path | None, storage: str | None, 
         check_can_write(Path(checkpoints), "--checkpoints folder")
     seed_mixture = seed_mixture_of(recipe, recipe_path)
     check_sampler(recipe.search.sampler)
-    resolve_base(recipe.base)  # the folder exists and holds readable safetensors
+    check_train_setting(recipe.finetune, resolve_base(recipe.base))  # the folder exists and holds readable safetensors
     return CheckedInputs(seed_mixture, open_storage(storage) if storage else None)
 
 

@@ -109,6 +109,7 @@ def run_adapt(
     merger = InMemoryMerge([m.path for m in bank], device)
     log(f"bank: {len(bank)} models ({merger.parameter_count / 1e6:.1f}M merged parameters each) loaded in "
         f"{time.perf_counter() - start:.1f}s")
+    _join_trunk_cache(merger, recipe, log)
     study = _open(recipe, out, bank, overlaps)  # after every check and load: a mistake leaves no study behind
     probes = probes_for_scheme(families, probes, recipe.seed, check_held_out_halves(study, recipe))
 
@@ -202,6 +203,36 @@ def _keep_base(member: BankMember, staged: dict) -> BankMember:
         for child in member.path.iterdir():
             shutil.move(str(child), str(tmp / child.name))
     return replace(member, path=target)
+
+
+def _join_trunk_cache(merger, recipe: Recipe, log) -> None:
+    """Proposals read the trunk cache when every bank member holds the same frozen bottom (top:<k>
+    checkpoints of one base): no merge ever writes it, so its cached output stays right."""
+    from soupkit.models.layers import backbone_of
+    from soupkit.config import top_layers
+    from soupkit.models.trunk import join_trunk_cache
+
+    train = _train_setting(recipe)
+    k = top_layers(train)
+    if k is None:
+        return
+    try:
+        backbone = backbone_of(merger.model)
+    except SoupkitError:
+        return
+    if k > backbone.layer_count or set(backbone.bottom_names(merger.model, k)) & merger.varying_names:
+        log(f"the bank's models differ below their top {k} layers: proposals are scored without the trunk cache")
+        return
+    if join_trunk_cache(merger.model, train, recipe.base) is not None:
+        log(f"proposals are scored on the cached trunk (the bank shares its bottom; top {k} layers merged)")
+
+
+def _train_setting(recipe: Recipe) -> str:
+    """`finetune.train` of the recipe for its base (finetune_by_base applied): which trunk cache a
+    bank of its checkpoints may share."""
+    from soupkit.models.fetch import same_model
+
+    return recipe.for_base(same_model).finetune.train
 
 
 def _open(recipe: Recipe, out: Path, bank: list[BankMember], overlaps: list[str]):
@@ -326,6 +357,7 @@ def _chosen(study, recipe: Recipe, keep: int) -> list[tuple[object, str]]:
 
 def _write_soups(study, recipe, bank, out, probes, settings, device, keep, command, log) -> list[AdaptSoup]:
     from soupkit.base_model import load_model
+    from soupkit.models.trunk import join_trunk_cache
     from soupkit.probes.score import objective_value, score_probes, study_values
     from soupkit.soups.study_soup import merge_folders
 
@@ -338,7 +370,9 @@ def _write_soups(study, recipe, bank, out, probes, settings, device, keep, comma
         merge_folders([paths[label] for label in weights], path, "weighted", weights=list(weights.values()),
                       command=command or None)
         # scored again from disk: the recorded scores are those of the folder written
-        scores = score_probes(load_model(str(path), device), probes, settings)
+        model = load_model(str(path), device)
+        join_trunk_cache(model, _train_setting(recipe), recipe.base)
+        scores = score_probes(model, probes, settings)
         value, values = objective_value(scores, recipe.objective.weights), study_values(scores, recipe.objective)
         log(f"soup {name} ({role}, trial {trial.number}): {values_text(values)}; written to {path}")
         soups.append(AdaptSoup(name, trial.number, role, weights, path, scores, value, values))

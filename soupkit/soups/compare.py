@@ -42,8 +42,10 @@ class Difference:
 
 def item_scores(models: Mapping[str, str], families, recipe, device: str | None = None) -> dict[str, dict]:
     """{model label: {probe: per-item scores, or None for set-scored probes}}; `models` maps a
-    label to a model folder or reference, each loaded once and dropped before the next."""
+    label to a model folder or reference, each loaded once and dropped before the next. A model
+    holding the frozen bottom of the recipe's `train: top:<k>` base encodes on its trunk cache."""
     from soupkit.base_model import load_model, pick_device, use_bf16
+    from soupkit.models.trunk import join_trunk_cache
     from soupkit.probes.score import ProbeSettings, per_item_scores
 
     device = device or pick_device()
@@ -51,6 +53,7 @@ def item_scores(models: Mapping[str, str], families, recipe, device: str | None 
     items = {}
     for label, path in models.items():
         model = load_model(str(path), device)
+        join_trunk_cache(model, recipe.finetune.train, recipe.base)
         items[label] = {name: per_item_scores(model, fam, settings) for name, fam in families.items()}
         del model
     return items

@@ -123,11 +123,13 @@ def make_ingredients(
     from soupkit.search.lifecycle import TrainedStage, base_scores, load_context, progress_bar, recover
     from soupkit.search.study import check_held_out_halves
     from soupkit.soups.study_soup import study_recipe
+    from soupkit.train.finetune import check_train_setting
 
     recipe = study_recipe(search_study)
     scheme = check_held_out_halves(search_study, recipe)  # ingredients are scored, and chosen, as its trials were
     base = base or recipe.base
-    resolve_base(base)  # a missing folder fails here, before anything is recorded
+    # a missing folder, or a top:<k> it has too few layers for, fails here, before anything is recorded
+    check_train_setting(spec.finetune_spec(recipe.finetune), resolve_base(base))
     name = name or default_set_name(spec, base, recipe.base, from_front)
     study = open_ingredient_study(storage, search_study)
     wanted = choose_ingredients(search_study, recipe, spec, base, name, from_front, tolerance)

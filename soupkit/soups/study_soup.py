@@ -181,7 +181,11 @@ def build_soup(
     settings = ProbeSettings.from_recipe(recipe, use_bf16(device, recipe.finetune.bf16))
 
     def score(path: Path) -> dict[str, float]:
-        return score_probes(load_model(str(path), device, what="soup"), families, settings)
+        from soupkit.models.trunk import join_trunk_cache
+
+        model = load_model(str(path), device, what="soup")
+        join_trunk_cache(model, recipe.finetune.train, recipe.base)  # a soup of top:<k> trials keeps the base's bottom
+        return score_probes(model, families, settings)
 
     share = 0.0
     # everything is written and scored under a temporary name; only a whole, scored soup is renamed

@@ -92,23 +92,62 @@ def token_embeddings(model):
     return getattr(embeddings, "weight", None)
 
 
+def frozen_names(model, spec: FinetuneSpec) -> set[str]:
+    """Names of the tensors `spec` keeps fixed: the layers below the top k (`train: top:<k>`)
+    and the token-embedding matrix (`freeze_token_embeddings`)."""
+    from soupkit.models.layers import backbone_of, check_top
+
+    names: set[str] = set()
+    if spec.top_layers is not None:
+        backbone = backbone_of(model)
+        check_top(spec.top_layers, backbone.layer_count, "the base model")
+        names.update(backbone.frozen_names(model, spec.top_layers))
+    if spec.freeze_token_embeddings:
+        weight = token_embeddings(model)
+        names.update(n for n, p in model.named_parameters() if weight is not None and p is weight)
+    return names
+
+
+def check_train_setting(spec: FinetuneSpec, base_folder: str) -> None:
+    """One line, before anything loads or trains, when `top:<k>` asks for more layers than the
+    base folder's config has (a hub id is checked once loaded, by `frozen_names`), or when the
+    trunk cache's size limit ($SOUPKIT_TRUNK_CACHE_GB) is malformed."""
+    from soupkit.models.layers import check_top, folder_layer_count
+    from soupkit.models.trunk_cache import size_limit
+
+    if spec.top_layers is None:
+        return
+    size_limit()
+    count = folder_layer_count(Path(base_folder))
+    if count is not None:
+        check_top(spec.top_layers, count, f"the base model {base_folder}")
+
+
 def base_weights(model, spec: FinetuneSpec) -> dict:
     """The state to reset the model to before each finetune: a copy of every tensor training can
-    change; a frozen token-embedding matrix is shared, not copied (on EmbeddingGemma, 805 MB)."""
-    frozen = token_embeddings(model) if spec.freeze_token_embeddings else None
-    frozen_ptr = frozen.data_ptr() if frozen is not None else None
-    return {k: v.detach() if v.data_ptr() == frozen_ptr else v.detach().clone() for k, v in model.state_dict().items()}
+    change; frozen tensors (the bottom of `top:<k>`, a frozen token-embedding matrix: on
+    EmbeddingGemma 805 MB) are shared, not copied."""
+    frozen = frozen_names(model, spec)
+    return {k: v.detach() if k in frozen else v.detach().clone() for k, v in model.state_dict().items()}
 
 
 def prepare_training(model, spec: FinetuneSpec) -> None:
-    """Which parameters train (all, or all but the token embeddings) and gradient checkpointing."""
+    """Which parameters train (all, the top k layers and the heads, or all but the token
+    embeddings), the trunk cache of a `top:<k>` model, and gradient checkpointing."""
+    from soupkit.models.trunk import attach_trunk, detach_trunk
+
     for param in model.parameters():
         param.requires_grad_(True)
-    if spec.freeze_token_embeddings:
-        weight = token_embeddings(model)
-        if weight is None:
-            raise FinetuneFailed("freeze_token_embeddings: the model's first module has no token-embedding matrix")
-        weight.requires_grad_(False)
+    if spec.freeze_token_embeddings and token_embeddings(model) is None:
+        raise FinetuneFailed("freeze_token_embeddings: the model's first module has no token-embedding matrix")
+    frozen = frozen_names(model, spec)
+    for name, param in model.named_parameters():
+        if name in frozen:
+            param.requires_grad_(False)
+    if spec.top_layers is not None:
+        attach_trunk(model, spec.top_layers)
+    else:
+        detach_trunk(model)
     backbone = getattr(model[0], "auto_model", None)
     if spec.gradient_checkpointing:
         if not getattr(backbone, "supports_gradient_checkpointing", False):
