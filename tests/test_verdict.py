@@ -186,3 +186,30 @@ def test_soup_figure_draws_each_soups_members_and_its_test_verdict():
     assert frames.soup_verdict("uniform-top2") == [record]
     left, right = soups_vs_ingredients(frames).axes[:2]
     assert [t.get_text() for t in right.get_xticklabels()] == ["a"]
+
+
+@pytest.mark.slow
+def test_search_prints_the_soup_and_eval_commands_that_then_run(tiny_model, tiny_recipe_file, tmp_path, monkeypatch):
+    """The README's short path on the tiny recipe: search, then the two commands it prints, then
+    the report, which shows the verdict's test numbers beside the soup."""
+    import shlex
+
+    recipe = tiny_recipe_file(tiny_model, tmp_path / "recipe.yaml")
+    out = tmp_path / "run"
+    monkeypatch.chdir(tmp_path)
+    done = CliRunner().invoke(main, ["search", "--recipe", str(recipe), "--out", str(out), "--quiet"])
+    assert done.exit_code == 0, done.output
+    lines = done.output.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith("next: make the soup"))
+    soup_cmd, eval_cmd = (shlex.split(line.strip()) for line in lines[at + 1: at + 3])
+    assert soup_cmd[:2] == ["soupkit", "soup"] and eval_cmd[:2] == ["soupkit", "eval"]
+    made = CliRunner().invoke(main, soup_cmd[1:])
+    assert made.exit_code == 0, made.output
+    judged = CliRunner().invoke(main, eval_cmd[1:])
+    assert judged.exit_code == 0, judged.output
+    assert (out / "verdict.json").is_file()
+    report = CliRunner().invoke(main, ["report", "--out", str(out), "--no-attach"])
+    assert report.exit_code == 0, report.output
+    assert "verdict, test halves" in report.output
+    html = (out / "report.html").read_text()
+    assert "test half: points vs base" in html
