@@ -28,26 +28,32 @@ COMMANDS = {
 
 
 def fresh_status(listing: Path) -> str:
-    """A dpkg status file holding exactly the `apt` packages of `listing`, installed."""
-    wanted = {}
+    """A dpkg status file holding exactly the `apt` packages of `listing`, installed: each one's
+    stanza from this machine's dpkg status, else the newest in apt's lists."""
+    wanted = []
     for line in listing.read_text().splitlines():
         parts = line.split("\t")
         if len(parts) == 3 and parts[0] == "apt":
-            wanted[parts[1].split(":")[0]] = parts[2]
+            wanted.append(parts[1].split(":")[0])
     here = _stanzas(Path("/var/lib/dpkg/status").read_text())
+    missing = [name for name in wanted if name not in here]
+    listed = _show(missing)
     stanzas = []
-    for name, version in sorted(wanted.items()):
-        stanza = here.get(name) if here.get(name, {}).get("Version") == version else None
-        for ask in ([f"{name}={version}"], ["--no-all-versions", name]):
-            if stanza is None:  # that version from the lists; else the newest the lists hold
-                shown = subprocess.run(["apt-cache", "show", *ask], capture_output=True, text=True).stdout
-                stanza = next(iter(_stanzas(shown).values()), None)
-        stanza = stanza or here.get(name)
+    for name in sorted(set(wanted)):
+        stanza = here.get(name) or listed.get(name)
         if stanza is None:
             continue  # a package no list or status knows: apt could not resolve against it either
-        stanza = {**stanza, "Status": "install ok installed"}  # a newer version than listed: its own dependencies
+        stanza = {**stanza, "Status": "install ok installed"}
         stanzas.append("\n".join(f"{k}: {v}" for k, v in stanza.items() if k not in ("Filename", "MD5sum", "SHA256")))
     return "\n\n".join(stanzas) + "\n"
+
+
+def _show(names: list[str]) -> dict[str, dict[str, str]]:
+    """The newest stanza apt's lists hold for each name (one apt-cache call for all)."""
+    if not names:
+        return {}
+    shown = subprocess.run(["apt-cache", "show", "--no-all-versions", *names], capture_output=True, text=True).stdout
+    return _stanzas(shown)
 
 
 def _stanzas(text: str) -> dict[str, dict[str, str]]:
@@ -74,13 +80,9 @@ def simulate(status: Path, args: str) -> tuple[int, float, float]:
     # "Inst name (version ...)" is a new package; "Inst name [old] (new ...)" an upgrade of one already there
     installed = [line.split()[1] for line in done.stdout.splitlines()
                  if line.startswith("Inst ") and not line.split()[2].startswith("[")]
-    download = disk = 0.0
-    for name in installed:
-        info = list(_stanzas(subprocess.run(["apt-cache", "show", "--no-all-versions", name],
-                                            capture_output=True, text=True).stdout).values())
-        if info:
-            download += int(info[0].get("Size", 0)) / 1e6
-            disk += int(info[0].get("Installed-Size", 0)) / 1e3  # KiB-ish, as dpkg counts it
+    info = _show(installed)
+    download = sum(int(info[n].get("Size", 0)) for n in installed if n in info) / 1e6
+    disk = sum(int(info[n].get("Installed-Size", 0)) for n in installed if n in info) / 1e3  # dpkg counts KiB
     return len(installed), download, disk
 
 

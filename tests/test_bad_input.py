@@ -275,7 +275,7 @@ CASES = [
     Case("data-package-missing", search_without_a_data_package,
          ("family 'medical-icd10': PyPI package simple-icd-10-cm is missing; install it with: pip install simple-icd-10-cm",)),
     Case("debian-package-missing", search_without_a_debian_package,
-         ("family 'medical-go'", "is missing; install it with: apt-get install r-bioc-go.db",)),
+         ("family 'medical-go'", "is missing; install it with: apt-get install --no-install-recommends r-bioc-go.db",)),
     # --- the user's own data: one line naming the file and the line ---
     own_data_case("own-empty-jsonl", "mine.jsonl", "", "mine.jsonl has no rows"),
     own_data_case("own-not-utf8", "mine.jsonl", b'{"anchor": "ok", "positive": "fine"}\n{"anchor": "caf\xe9", '

@@ -28,7 +28,7 @@ def _debian_sources(families) -> set[str]:
         install = registry.get(name).install.split("(")[0]  # "(or a Python that ships .py sources)"
         # the standard library's sources come with the Python soupkit runs on, not from command 1
         if install.startswith("apt-get install ") and "libpython" not in install:
-            needed |= set(install.removeprefix("apt-get install ").split())
+            needed |= {w for w in install.removeprefix("apt-get install ").split() if not w.startswith("-")}
     return needed
 
 
