@@ -104,7 +104,12 @@ def test_eval_writes_one_record_per_model_and_probe(eval_setup, tmp_path):
     soup = run / "soups" / "uniform-top2"
     shutil.copytree(other, soup)
     (run / "recipe.yaml").write_text(recipe.read_text())
-    (run / "study.db").write_bytes(b"")
+    import optuna
+
+    from soupkit.search.study import default_storage
+
+    older = optuna.create_study(study_name="tiny", storage=default_storage(run))  # no probe split recorded
+    older.add_trial(optuna.trial.create_trial(value=0.5))
     out_json, out_csv = tmp_path / "v" / "verdict.json", tmp_path / "verdict.csv"
     result = CliRunner().invoke(main, ["eval", str(other), str(soup), "--recipe", str(recipe),
                                        "--json", str(out_json), "--csv", str(out_csv)])
@@ -129,6 +134,9 @@ def test_eval_writes_one_record_per_model_and_probe(eval_setup, tmp_path):
     in_run = json.loads((run / "verdict.json").read_text())["records"]
     assert {r["model"] for r in in_run} == {str(soup)} and len(in_run) == 3
     assert "legal-wordnet" in result.output and "held-out" in result.output
+    # the run's study chose on its trained families' whole probes: the verdict says so
+    assert len(data["notes"]) == 1 and "scored its trained families on their whole probes" in data["notes"][0]
+    assert "note: " in result.output
 
 
 def test_eval_of_a_model_against_itself_is_all_zero_and_never_beyond_the_noise(eval_setup, tmp_path):
