@@ -6,11 +6,11 @@ Rows: the base model; the best single trial (the best domain score among trials 
 score stays within 1 point of the base's, else the best domain score); every soup recorded in the
 study and every soup of its ingredients (`soupkit ingredients`). Columns: domain and general
 weighted means, then each probe (probe-only ones marked *);
-these are the scores the search and the soups saw, so a held-out probe's column is its
-*selection* half. A second table reads the held-out probes' *test* halves, which nothing before
-this report scored: each model's difference from the base with a 95% paired-bootstrap interval
-over the half's items (the models are re-encoded; the items are the same for all), so a gain can
-be told from noise. Prints Markdown, ready for docs/recipes.md.
+these are the scores the search and the soups saw: each probe's *selection* half (a trained
+family's whole probe in a study made before trained families were halved). A second table reads
+every probe's *test* half, which nothing before this report scored, through `soupkit eval`'s
+verdict: each model's difference from the base with a 95% paired-bootstrap interval over the
+half's items, so a gain can be told from noise. Prints Markdown, ready for docs/recipes.md.
 
 An `soupkit adapt` run folder works too: its rows are the base model (the bank's) and the adapt
 soups with their roles. `--compare RUN` adds another run's soups of the same recipe (e.g. the
@@ -57,15 +57,15 @@ def main() -> None:
     probes = [p for p in base_scores if "@" not in p]
     held_out = set(recipe.probe_names_only())
     header = ["model", "domain", "general"] + [f"{p}{'*' if p in held_out else ''}" for p in probes]
-    print(f"study {study.study_name}: {len(done)} complete trials; * = probe-only family (never trained on),"
-          " scored here on its selection half\n")
+    print(f"study {study.study_name}: {len(done)} complete trials; * = probe-only family (never trained on);"
+          " scores of the study, on selection halves\n")
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     for label, scores, _ in rows:
         domain, general = study_values(scores, recipe.objective)
         cells = [label, f"{domain:.4f}", f"{general:.4f}"] + [f"{scores[p]:.3f}" for p in probes]
         print("| " + " | ".join(cells) + " |")
-    held_out_intervals(recipe, rows)
+    test_half_table(recipe, rows)
 
 
 def run_study(out: Path):
@@ -115,31 +115,30 @@ def soup_rows(study, members: str = "trials") -> list[tuple[str, dict, str]]:
     return rows
 
 
-def held_out_intervals(recipe: Recipe, rows: list[tuple[str, dict, str]]) -> None:
-    from soupkit.base_model import load_model, pick_device, use_bf16
-    from soupkit.data.load import load_held_out_test_halves
-    from soupkit.probes.metrics import paired_bootstrap
-    from soupkit.probes.score import ProbeSettings, per_item_scores
+def test_half_table(recipe: Recipe, rows: list[tuple[str, dict, str]]) -> None:
+    """Every probe's test half, which nothing before this table scored: the verdict of `soupkit
+    eval` (soupkit.soups.verdict) of each model against the first row's."""
+    from soupkit.soups.verdict import evaluate_models
 
-    device = pick_device()
-    settings = ProbeSettings.from_recipe(recipe, use_bf16(device, recipe.finetune.bf16))
-    families = load_held_out_test_halves(recipe)
-    items = {}
-    for label, _, path in rows:
-        model = load_model(path, device)
-        items[label] = {name: per_item_scores(model, fam, settings) for name, fam in families.items()}
-    base_label = rows[0][0]
-    names = [n for n in families if items[base_label][n] is not None]
-    print("\nHeld-out probes, test halves (read by nothing before this table): the base model's score,"
-          " then each model's difference from it, points, with a 95% paired-bootstrap interval\n")
-    print("| model | " + " | ".join(f"{n}* test half ({len(items[base_label][n])} items)" for n in names) + " |")
-    print("|" + "---|" * (len(names) + 1))
-    print(f"| {base_label} | " + " | ".join(f"{100 * items[base_label][n].mean():.1f}" for n in names) + " |")
-    for label, _, _ in rows[1:]:
+    base_label, _, base_path = rows[0]
+    labels = {str(path): label for label, _, path in rows[1:]}
+    verdict = evaluate_models(list(labels), recipe, base=str(base_path), split="test")
+    probes = list(dict.fromkeys(r.probe for r in verdict.records))
+    first = {p: next(r for r in verdict.records if r.probe == p) for p in probes}
+    held_out = set(recipe.probe_names_only())
+    print("\nTest halves of every probe (read by nothing before this table; `soupkit eval --split test`): the base"
+          " model's score, then each model's difference from it, points, with a 95% paired-bootstrap interval"
+          " (* beyond the noise)\n")
+    print("| model | " + " | ".join(f"{p}{'*' if p in held_out else ''} ({first[p].items or 'set'})" for p in probes) + " |")
+    print("|" + "---|" * (len(probes) + 1))
+    print(f"| {base_label} | " + " | ".join(f"{100 * first[p].base_score:.1f}" for p in probes) + " |")
+    by = {(r.model, r.probe): r for r in verdict.records}
+    for path, label in labels.items():
         cells = []
-        for n in names:
-            mean, low, high = paired_bootstrap(items[base_label][n], items[label][n])
-            cells.append(f"{100 * mean:+.1f} [{100 * low:+.1f}, {100 * high:+.1f}]")
+        for p in probes:
+            r = by[(path, p)]
+            interval = f" [{100 * r.low:+.1f}, {100 * r.high:+.1f}]" if r.low is not None else ""
+            cells.append(f"{100 * r.difference:+.1f}{interval}{' *' if r.beyond_noise else ''}")
         print(f"| {label} | " + " | ".join(cells) + " |")
 
 

@@ -142,6 +142,14 @@ def search_without_a_data_package(w: Workdir) -> list[str]:
     return search(w.tiny_recipe(), w.root / "run")
 
 
+def search_without_a_debian_package(w: Workdir) -> list[str]:
+    """A recipe with a family whose Debian source README command 1 does not install (medical-go)."""
+    from soupkit.data.sources import gene_ontology
+
+    w.monkeypatch.setattr(gene_ontology.go_sqlite, "__defaults__", ((str(w.root / "no-R" / "GO.sqlite"),),))
+    return search(w.tiny_recipe(families=["medical-go", "medical-icd10"], seed_mixture=None), w.root / "run")
+
+
 def read_only(w: Workdir, also_access: bool = True) -> Path:
     """A folder on a "read-only file system": mkdir under it fails with EROFS, and (unless
     `also_access` is off, as when a disk is remounted after the checks) os.access says so."""
@@ -266,6 +274,8 @@ CASES = [
     Case("base-corrupt", search_with_corrupt_base, ("model.safetensors: not a readable safetensors file",)),
     Case("data-package-missing", search_without_a_data_package,
          ("family 'medical-icd10': PyPI package simple-icd-10-cm is missing; install it with: pip install simple-icd-10-cm",)),
+    Case("debian-package-missing", search_without_a_debian_package,
+         ("family 'medical-go'", "is missing; install it with: apt-get install --no-install-recommends r-bioc-go.db",)),
     # --- the user's own data: one line naming the file and the line ---
     own_data_case("own-empty-jsonl", "mine.jsonl", "", "mine.jsonl has no rows"),
     own_data_case("own-not-utf8", "mine.jsonl", b'{"anchor": "ok", "positive": "fine"}\n{"anchor": "caf\xe9", '

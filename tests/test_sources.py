@@ -322,7 +322,7 @@ def test_gene_ontology_definitions():
     assert terms["GO:0006915"]["ancestors"] == {"GO:0012501": 1}  # programmed cell death
     assert ("apoptotic process", " ".join(terms["GO:0006915"]["description"].split())) in retrieval_pairs(
         built("medical-go", UNCAPPED))
-    with pytest.raises(MissingSourceError, match="apt-get install r-bioc-go.db"):
+    with pytest.raises(MissingSourceError, match="apt-get install --no-install-recommends r-bioc-go.db"):
         gene_ontology.go_sqlite("medical-go", paths=("/nonexistent/GO.sqlite",))
 
 

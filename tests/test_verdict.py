@@ -104,7 +104,12 @@ def test_eval_writes_one_record_per_model_and_probe(eval_setup, tmp_path):
     soup = run / "soups" / "uniform-top2"
     shutil.copytree(other, soup)
     (run / "recipe.yaml").write_text(recipe.read_text())
-    (run / "study.db").write_bytes(b"")
+    import optuna
+
+    from soupkit.search.study import default_storage
+
+    older = optuna.create_study(study_name="tiny", storage=default_storage(run))  # no probe split recorded
+    older.add_trial(optuna.trial.create_trial(value=0.5))
     out_json, out_csv = tmp_path / "v" / "verdict.json", tmp_path / "verdict.csv"
     result = CliRunner().invoke(main, ["eval", str(other), str(soup), "--recipe", str(recipe),
                                        "--json", str(out_json), "--csv", str(out_csv)])
@@ -129,6 +134,9 @@ def test_eval_writes_one_record_per_model_and_probe(eval_setup, tmp_path):
     in_run = json.loads((run / "verdict.json").read_text())["records"]
     assert {r["model"] for r in in_run} == {str(soup)} and len(in_run) == 3
     assert "legal-wordnet" in result.output and "held-out" in result.output
+    # the run's study chose on its trained families' whole probes: the verdict says so
+    assert len(data["notes"]) == 1 and "scored its trained families on their whole probes" in data["notes"][0]
+    assert "note: " in result.output
 
 
 def test_eval_of_a_model_against_itself_is_all_zero_and_never_beyond_the_noise(eval_setup, tmp_path):
@@ -186,3 +194,30 @@ def test_soup_figure_draws_each_soups_members_and_its_test_verdict():
     assert frames.soup_verdict("uniform-top2") == [record]
     left, right = soups_vs_ingredients(frames).axes[:2]
     assert [t.get_text() for t in right.get_xticklabels()] == ["a"]
+
+
+@pytest.mark.slow
+def test_search_prints_the_soup_and_eval_commands_that_then_run(tiny_model, tiny_recipe_file, tmp_path, monkeypatch):
+    """The README's short path on the tiny recipe: search, then the two commands it prints, then
+    the report, which shows the verdict's test numbers beside the soup."""
+    import shlex
+
+    recipe = tiny_recipe_file(tiny_model, tmp_path / "recipe.yaml")
+    out = tmp_path / "run"
+    monkeypatch.chdir(tmp_path)
+    done = CliRunner().invoke(main, ["search", "--recipe", str(recipe), "--out", str(out), "--quiet"])
+    assert done.exit_code == 0, done.output
+    lines = done.output.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith("next: make the soup"))
+    soup_cmd, eval_cmd = (shlex.split(line.strip()) for line in lines[at + 1: at + 3])
+    assert soup_cmd[:2] == ["soupkit", "soup"] and eval_cmd[:2] == ["soupkit", "eval"]
+    made = CliRunner().invoke(main, soup_cmd[1:])
+    assert made.exit_code == 0, made.output
+    judged = CliRunner().invoke(main, eval_cmd[1:])
+    assert judged.exit_code == 0, judged.output
+    assert (out / "verdict.json").is_file()
+    report = CliRunner().invoke(main, ["report", "--out", str(out), "--no-attach"])
+    assert report.exit_code == 0, report.output
+    assert "verdict, test halves" in report.output
+    html = (out / "report.html").read_text()
+    assert "test half: points vs base" in html

@@ -143,11 +143,13 @@ def load_recipe_families(recipe: Recipe, base_dir: Path | None = None, log=None,
     if log and dropped:
         log("held out other probes' texts from training: " + ", ".join(f"{k} -{v}" for k, v in dropped.items()))
     selection = {name: selection_half(family, recipe.seed) for name, family in held_out.items()}
-    if log and selection:
-        log("held-out probes scored on their selection halves: "
-            + ", ".join(f"{k} {f.probe.sizes()}" for k, f in selection.items()))
     trained = {name: trained_probe(family, recipe.seed, scheme) for name, family in families.items()}
-    return families, {**trained, **selection}
+    probes = {**trained, **selection}
+    halved = [k for k, f in probes.items() if f is not families.get(k)]
+    if log and halved:
+        log("probes scored on their selection halves (the test halves are for soupkit eval): "
+            + ", ".join(f"{k} {probes[k].probe.sizes()}" for k in halved))
+    return families, probes
 
 
 def probes_for_scheme(families: dict[str, TaskFamily], probes: dict[str, TaskFamily], seed: int,

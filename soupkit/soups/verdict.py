@@ -19,7 +19,7 @@ import csv
 import io
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from soupkit.atomic import atomic_write_text, check_can_write
@@ -66,6 +66,7 @@ class Verdict:
     models: list[str]
     records: list[VerdictRecord]
     skipped: dict[str, str]  # probe -> why it has no row (an empty half)
+    notes: list[str] = field(default_factory=list)  # what a reader must know to quote it (older studies)
 
     def table(self) -> str:
         """One row per probe: its role and size, the base's score, each model's score and difference."""
@@ -90,11 +91,12 @@ class Verdict:
             notes.append("selection half: the probes searches and soups chose on; quote the test half "
                          "(--split test) as the result")
         notes += [f"{probe}: no row ({why})" for probe, why in self.skipped.items()]
+        notes += [f"note: {note}" for note in self.notes]
         return text + "\n" + "\n".join(notes)
 
     def to_json(self) -> dict:
         return {"recipe": self.recipe, "split": self.split, "base": self.base, "models": self.models,
-                "records": [asdict(r) for r in self.records], "skipped": self.skipped}
+                "records": [asdict(r) for r in self.records], "skipped": self.skipped, "notes": self.notes}
 
     def csv_text(self) -> str:
         out = io.StringIO()
@@ -192,7 +194,27 @@ def evaluate_models(models: Sequence[str], recipe: Recipe, base: str | None = No
                 base_score=round(base_score, 6), difference=round(d.mean if d else score - base_score, 6),
                 low=round(d.low, 6) if d else None, high=round(d.high, 6) if d else None,
                 beyond_noise=d.beyond_noise if d else None, base=refs[BASE_LABEL]))
-    return Verdict(recipe.name, split, base, list(models), records, skipped)
+    notes = [] if split != "test" else [
+        f"{run}'s study scored its trained families on their whole probes (made before every probe had a "
+        "test half): on the trained families' rows the test half is selection-side; the held-out rows are clean"
+        for run in sorted({run_folder_of(ref) for ref in refs.values()} - {None}) if _older_study(run)]
+    return Verdict(recipe.name, split, base, list(models), records, skipped, notes)
+
+
+def _older_study(run: Path) -> bool:
+    """Whether the run's own study (a search's or adapt's) scored its trained families whole
+    (soupkit.data.halves.HELD_OUT_HALVED: unrecorded, made before every probe was halved)."""
+    import optuna
+
+    from soupkit.search.study import default_storage
+    from soupkit.study_record import StudyRecord, probe_split_of
+
+    try:
+        summaries = optuna.get_all_study_summaries(default_storage(run), include_best_trial=False)
+    except Exception:  # not a study this soupkit can read: nothing to say about it
+        return False
+    own = [s for s in summaries if StudyRecord.of(s).stage in (None, "adapt") and s.n_trials]
+    return bool(own) and probe_split_of(own[0]) is None
 
 
 def _empty(probe) -> bool:

@@ -21,7 +21,7 @@ from soupkit.data.sources.ontologies import definition_pairs
 from soupkit.data.split import split_retrieval
 from soupkit.errors import MissingSourceError
 
-INSTALL = "apt-get install r-bioc-go.db"
+INSTALL = "apt-get install --no-install-recommends r-bioc-go.db"  # GO.sqlite is in the package: 50 packages, not 720
 SOURCE = "Gene Ontology (CC BY 4.0, Gene Ontology Consortium) via Debian r-bioc-go.db (GO.db, Artistic-2.0)"
 DESCRIPTION = "Gene Ontology term name -> its definition; hard negative a sibling term's definition"
 SEARCH_PATHS = ("/usr/lib/R/site-library/GO.db/extdata/GO.sqlite", "/usr/lib/R/library/GO.db/extdata/GO.sqlite",
