@@ -161,7 +161,7 @@ def check_inputs(recipe: Recipe, recipe_path: Path | None, storage: str | None, 
     seed_mixture = seed_mixture_of(recipe, recipe_path)
     check_sampler(recipe.search.sampler)
     resolve_base(recipe.base)  # the folder exists and holds readable safetensors
-    return CheckedInputs(seed_mixture, open_storage(storage) if storage else None)
+    return CheckedInputs(seed_mixture, open_storage(storage, create=True) if storage else None)
 
 
 def prepare_trials(recipe: Recipe, recipe_path: Path | None, out: Path, command: str, checkpoints: Path | None,
@@ -200,7 +200,7 @@ def open_search(recipe: Recipe, inputs: CheckedInputs, out: Path, storage: str |
     progress.created_folder = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     url = storage or default_storage(out)
-    store = inputs.store or open_storage(url)
+    store = inputs.store or open_storage(url, create=True)
     spec = recipe.search
     study = progress.study = open_study(store, recipe.name, None, directions(recipe))
     trials = study.get_trials(deepcopy=False)

@@ -25,7 +25,7 @@ from pathlib import Path
 import yaml
 
 from soupkit.atomic import atomic_write_text
-from soupkit.config import IngredientSpec, Mixture, Recipe
+from soupkit.config import FinetuneSpec, IngredientSpec, Mixture, Recipe
 from soupkit.errors import SoupkitError
 from soupkit.soups.ingredient_study import (
     IngredientSet,
@@ -114,6 +114,19 @@ def choose_ingredients(search_study, recipe: Recipe, spec: IngredientSpec, base:
     )
 
 
+def finetune_settings(spec: IngredientSpec, recipe: Recipe) -> FinetuneSpec:
+    """The ingredients' finetune settings (the recipe's, with the `ingredients:` section laid over
+    them), checked by FinetuneSpec's bounds: a value out of range is one line naming the option."""
+    from pydantic import ValidationError
+
+    try:
+        return spec.finetune_spec(recipe.finetune)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        option = "--" + str(err["loc"][0]).replace("_", "-") if err["loc"] else "ingredients"
+        raise SoupkitError(f"{option}: {err['msg'].removeprefix('Value error, ')}, got {err.get('input')}") from None
+
+
 def make_ingredients(
     storage,
     search_study,
@@ -140,8 +153,9 @@ def make_ingredients(
     base = base or recipe.base
     resolve_base(base)  # a missing folder fails here, before anything is recorded
     name = name or default_set_name(spec, base, recipe.base, from_front)
-    study = open_ingredient_study(storage, search_study)
+    finetune_settings(spec, recipe)
     wanted = choose_ingredients(search_study, recipe, spec, base, name, from_front, tolerance)
+    study = open_ingredient_study(storage, search_study)  # after every check: a mistake leaves no study
     recorded = ingredient_sets(study).get(name)
     if recorded is None:
         record_set(study, wanted)
