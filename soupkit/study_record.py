@@ -55,6 +55,7 @@ HELD_OUT_OVERLAPS = "held_out_overlaps"  # an adapt study's held-out probes whos
 CPU_SECONDS = "cpu_seconds"  # summed over every run of an adapt study
 WALL_SECONDS = "wall_seconds"
 SOUPS = "soups"  # {name: SoupRecord as a dict}
+RUN_ID = "run_id"  # a random id given once to a search study: the checkpoints folder it owns names it
 
 INTERRUPTED = "interrupted"
 WORKER_DIED = "worker process died"
@@ -318,6 +319,22 @@ def record_base_result(study, scores: Mapping[str, float], objective: float, val
     study.set_user_attr(BASE_SCORES, dict(scores))
     study.set_user_attr(BASE_OBJECTIVE, objective)
     study.set_user_attr(BASE_VALUES, list(values))
+
+
+def run_id(study) -> str | None:
+    value = study.user_attrs.get(RUN_ID)
+    return value if isinstance(value, str) else None
+
+
+def record_run_id(study) -> str:
+    """The study's run id, given now if it has none (a study made before soupkit kept one)."""
+    import uuid
+
+    value = run_id(study)
+    if value is None:
+        value = uuid.uuid4().hex
+        study.set_user_attr(RUN_ID, value)
+    return value
 
 
 def held_out_mark(study) -> str | None:

@@ -22,6 +22,7 @@ import yaml
 from soupkit.atomic import atomic_write_text
 from soupkit.config import Mixture, Recipe
 from soupkit.data.family import TaskFamily
+from soupkit.errors import SoupkitError
 from soupkit.pause import pause_for_test
 from soupkit.probes.score import ProbeSettings, objective_value, score_probes, study_values
 from soupkit.search.checkpoints import checkpoint_dir, remove_folder
@@ -173,6 +174,8 @@ def _run_trial(trial, ctx: TrialContext) -> float | list[float]:
     mixture = Mixture(name=f"{recipe.name}-trial-{trial.number:04d}", weights={k: round(v, 6) for k, v in weights.items()})
     record_mixture(trial, mixture.weights)
     ckpt = checkpoint_dir(ctx.checkpoint_root, trial.number)
+    if ckpt.exists():  # a trial number is new: whatever holds its name, this study did not write
+        raise SoupkitError(f"{ckpt} exists and no trial of this study wrote it; soupkit does not replace it")
 
     ctx.reset_model()
     readme = {"mixture.yaml": mixture.to_yaml()}
