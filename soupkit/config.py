@@ -375,7 +375,11 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 
 def read_yaml_text(text: str) -> object:
     """YAML as soupkit reads every file a user writes: safe, and no key written twice."""
-    return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
+    loader = _UniqueKeyLoader(text)  # what yaml.safe_load does, with the safe loader above
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
 
 
 def _read_yaml(path: Path, what: str) -> object:

@@ -169,7 +169,7 @@ def read_only(w: Workdir, also_access: bool = True) -> Path:
 def dashboard_on_a_taken_port(w: Workdir) -> list[str]:
     from soupkit.search.study import open_storage
 
-    open_storage(f"sqlite:///{w.root / 'study.db'}")
+    open_storage(f"sqlite:///{w.root / 'study.db'}", create=True)
     taken = socket.socket()
     taken.bind(("127.0.0.1", 0))
     taken.listen()

@@ -144,7 +144,7 @@ def finish(worker: subprocess.Popen, timeout: float = 240) -> str:
 def storage(url: str):
     """One storage (one connection pool) per database for the test's own polling: a pool per poll
     filled the server's 50 connections before the garbage collector closed them (CI failure)."""
-    return open_storage(url)
+    return open_storage(url, create=True)
 
 
 def tiny_study(url: str):
