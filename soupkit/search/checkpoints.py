@@ -51,7 +51,10 @@ def check_checkpoint_folder(root: Path, study, storage: str, inside_run: bool) -
         return
     owner = read_owner(root)
     if owner is not None:
-        mine = study is not None and owner.get("run_id") == run_id(study)
+        # the same study in the same storage is ours even under another id: two workers starting a
+        # new study together may each have given it one (claim_checkpoint_folder writes the last)
+        mine = study is not None and (owner.get("run_id") == run_id(study) or (
+            owner.get("study") == study.study_name and owner.get("storage") == storage))
         if not mine:
             raise SoupkitError(f"checkpoints folder {root} belongs to study '{owner.get('study')}' in "
                                f"{owner.get('storage')}; give each study its own checkpoints folder")
