@@ -197,14 +197,15 @@ def redact(url: str) -> str:
 
 def _secrets(url: str) -> list[str]:
     """The passwords a URL carries (user-info part and query parameters), and the pieces a driver
-    that split the user-info at its first '@' may print (a host name "ngPw55@host")."""
+    that split the user-info elsewhere may print (at its first '@': a host name "ngPw55@host")."""
     _, sep, rest = url.partition("://")
     if not sep:
         return []
     found = []
     if "@" in rest:
         password = rest.rsplit("@", 1)[0].partition(":")[2]
-        found += [password, *password.split("@")]
+        # pieces a parser may cut it into (at '@', ':', '/', '#', '?'), if long enough to be no common word
+        found += [password, *(piece for piece in re.split(r"[@:/#?]", password) if len(piece) >= 4)]
     found += re.findall(rf"(?i)[?&](?:{'|'.join(SECRET_PARAMETERS)})=([^&#]*)", rest)
     return sorted({s for s in found if s}, key=len, reverse=True)  # the whole before its pieces
 
