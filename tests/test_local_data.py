@@ -22,5 +22,7 @@ def test_jsonl_with_unicode_line_separators_inside_strings_is_read_row_for_row(t
     assert all(sep in path.read_text(encoding="utf-8") for sep in separators)  # raw, not escaped
     family = build_local_family(LocalFamily(name="mine", path=str(path)), BuildOptions(probe_size=10, probe_corpus=20))
     anchors = {example.anchor for example in family.train} | set(family.probe.queries)
-    assert len(family.train) + len(family.probe.queries) == 60
-    assert "query 0\u2028tail" in anchors and "query 2\u0085tail" in anchors
+    documents = {example.positive for example in family.train} | set(family.probe.corpus)
+    assert documents == {row["positive"] for row in rows}  # every row read, none split in two
+    assert anchors <= {row["anchor"] for row in rows}  # each text whole, its separator kept
+    assert any("\u2028" in a for a in anchors) and any("\u0085" in a for a in anchors)
