@@ -14,6 +14,8 @@ from pathlib import Path
 
 # what libraries say, in their own exception types, when a write fails for lack of space
 _NO_SPACE_TEXTS = ("No space left on device", "os error 28", "Disk quota exceeded", "os error 122")
+# the errors of the disk being written to (other errors name their own cause)
+_DISK_ERRORS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EFBIG})
 
 
 @contextlib.contextmanager
@@ -24,7 +26,7 @@ def naming_the_output(final: Path) -> Iterator[None]:
     try:
         yield
     except OSError as exc:
-        if exc.filename is None and exc.errno is not None:
+        if exc.filename is None and exc.errno in _DISK_ERRORS:
             raise OSError(exc.errno, exc.strerror or os.strerror(exc.errno), str(final)) from None
         raise
     except Exception as exc:  # safetensors, torch: "No space left on device (os error 28)"

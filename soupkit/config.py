@@ -383,6 +383,9 @@ def read_yaml_text(text: str) -> object:
 
 
 def _read_yaml(path: Path, what: str) -> object:
+    if path.exists() and not path.is_file():
+        kind = "a folder" if path.is_dir() else "not a regular file (a pipe, socket or device)"
+        raise SoupkitError(f"{what} file {path} is {kind}; give a YAML file")
     if not path.is_file():
         raise SoupkitError(f"{what} file not found: {path}")
     try:

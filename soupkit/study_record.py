@@ -134,9 +134,23 @@ class TrialRecord:
             return None
         return pruned_text(self.pruned_at, self.milestones.get(self.pruned_at, float("nan")))
 
-    def has_model(self) -> bool:
-        """Completed, with its model folder still on disk."""
-        return self.state == "COMPLETE" and self.checkpoint is not None and (self.checkpoint / "modules.json").is_file()
+    def has_model(self, run: Path | None = None) -> bool:
+        """Completed, with its model folder still on disk (as seen from run folder `run`)."""
+        folder = self.checkpoint_in(run)
+        return self.state == "COMPLETE" and folder is not None and (folder / "modules.json").is_file()
+
+    def checkpoint_in(self, run: Path | None) -> Path | None:
+        """The trial's model folder as run folder `run` holds it: a copied or moved run keeps its
+        models under the same names in its own folder, while its study records the original's
+        absolute paths. A checkpoint outside any run (`--checkpoints`) is the recorded one."""
+        recorded = self.checkpoint
+        if recorded is None or run is None:
+            return recorded
+        run = Path(run).resolve()
+        if run in recorded.resolve().parents:
+            return recorded
+        local = run / recorded.parent.name / recorded.name
+        return local if (local / "modules.json").is_file() else recorded
 
 
 # writers for a live trial (optuna.Trial)

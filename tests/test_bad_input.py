@@ -694,6 +694,10 @@ CASES = [
                                                str(dangling(w, "soup"))], ("output folder", "gone, which does not exist")),
     Case("checkpoints-dangling-link", lambda w: search(w.tiny_recipe(), w.root / "run", "--checkpoints",
                                                        str(dangling(w, "models"))), ("--checkpoints folder", "does not exist")),
+    Case("recipe-is-a-fifo", lambda w: os.mkfifo(w.root / "r.yaml") or ["validate", str(w.root / "r.yaml")],
+         ("recipe file", "r.yaml is not a regular file (a pipe, socket or device)",)),
+    Case("mixture-is-a-folder", lambda w: (w.root / "mix.yaml").mkdir() or search(
+        w.recipe(BASE + f"seed_mixture: {w.root / 'mix.yaml'}\n"), w.root / "run"), ("mix.yaml is a folder",)),
     Case("own-data-fifo", fifo_data, ("mine.jsonl: is not a regular file (a pipe, socket or device)",)),
     Case("fetch-model-read-only", lambda w: fetch_into(w, read_only(w) / "gemma"), ("model folder", "is read-only")),
     Case("fetch-model-dangling-link", lambda w: fetch_into(w, dangling(w, "gemma")), ("gone, which does not exist",)),

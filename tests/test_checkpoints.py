@@ -3,6 +3,7 @@ crashed writes are cleaned, never another worker's write in progress."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import optuna
@@ -146,3 +147,28 @@ def test_a_checkpoints_folder_is_one_studys(tmp_path):
     with pytest.raises(SoupkitError, match="trial-0009, which this study did not write"):
         check_checkpoint_folder(tmp_path / "trials", mine, "memory", inside_run=True)
     assert keep_best_checkpoints(mine, 0 + 1, tmp_path / "trials", log=lambda s: None) == []  # not claimed: no act
+
+
+def test_a_run_from_before_owner_files_keeps_working_in_its_own_folder(tmp_path):
+    """Old studies record absolute paths and their folder has no owner file: the search claims it
+    (every name in it is one the study recorded) and the disk budget works as before."""
+    study = fake_study(tmp_path, [0.1, 0.5, 0.3])
+    (tmp_path / "trials" / OWNER_FILE).unlink()
+    check_checkpoint_folder(tmp_path / "trials", study, str(tmp_path / "study.db"), inside_run=True)
+    claim_checkpoint_folder(tmp_path / "trials", study, str(tmp_path / "study.db"))
+    assert keep_best_checkpoints(study, 1, tmp_path / "trials", log=lambda s: None) == [2, 0]
+    assert kept(tmp_path) == ["trial-0001"]
+
+
+def test_a_copied_run_reads_its_own_models(tmp_path):
+    """Soups and adapt's bank of a copied run read the copy's models, not the original's."""
+    orig = tmp_path / "orig"
+    study = fake_study(orig, [0.1, 0.5])
+    for folder in (orig / "trials").glob("trial-*"):
+        (folder / "modules.json").write_text("[]")
+    copy = copy_run(orig)
+    assert [i.checkpoint for i in ranked_ingredients(study, run=copy)] == [copy / "trials" / "trial-0001",
+                                                                           copy / "trials" / "trial-0000"]
+    assert ranked_ingredients(study, run=orig)[0].checkpoint == orig / "trials" / "trial-0001"
+    shutil.rmtree(orig)  # moved, not copied: the models are found all the same
+    assert len(ranked_ingredients(study, run=copy)) == 2 and ranked_ingredients(study) == []
