@@ -204,8 +204,10 @@ def _secrets(url: str) -> list[str]:
     found = []
     if "@" in rest:
         password = rest.rsplit("@", 1)[0].partition(":")[2]
-        # pieces a parser may cut it into (at '@', ':', '/', '#', '?'), if long enough to be no common word
-        found += [password, *(piece for piece in re.split(r"[@:/#?]", password) if len(piece) >= 4)]
+        # what a parser cutting at one of '@', ':', '/', '#', '?' may print: the part before or after
+        # that cut (if long enough to be no common word)
+        cuts = [m.start() for m in re.finditer(r"[@:/#?]", password)]
+        found += [password, *(piece for i in cuts for piece in (password[:i], password[i + 1:]) if len(piece) >= 4)]
     found += re.findall(rf"(?i)[?&](?:{'|'.join(SECRET_PARAMETERS)})=([^&#]*)", rest)
     return sorted({s for s in found if s}, key=len, reverse=True)  # the whole before its pieces
 
