@@ -142,15 +142,16 @@ class TrialRecord:
     def checkpoint_in(self, run: Path | None) -> Path | None:
         """The trial's model folder as run folder `run` holds it: a copied or moved run keeps its
         models under the same names in its own folder, while its study records the original's
-        absolute paths. A checkpoint outside any run (`--checkpoints`) is the recorded one."""
+        absolute paths: where the run has a folder of that name (`trials/`), the model is the one in
+        it or none. A checkpoint outside any run (`--checkpoints`) is the recorded one."""
         recorded = self.checkpoint
         if recorded is None or run is None:
             return recorded
         run = Path(run).resolve()
         if run in recorded.resolve().parents:
             return recorded
-        local = run / recorded.parent.name / recorded.name
-        return local if (local / "modules.json").is_file() else recorded
+        own = run / recorded.parent.name
+        return own / recorded.name if own.is_dir() else recorded
 
 
 # writers for a live trial (optuna.Trial)

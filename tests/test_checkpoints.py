@@ -172,3 +172,20 @@ def test_a_copied_run_reads_its_own_models(tmp_path):
     assert ranked_ingredients(study, run=orig)[0].checkpoint == orig / "trials" / "trial-0001"
     shutil.rmtree(orig)  # moved, not copied: the models are found all the same
     assert len(ranked_ingredients(study, run=copy)) == 2 and ranked_ingredients(study) == []
+
+
+@pytest.mark.slow
+def test_a_copied_run_searches_on_without_touching_the_original(load_study, search, tiny_recipe, tiny_model, tmp_path):
+    """Issue 31 #1 as reported: `cp -a runs/orig runs/copy && soupkit search --out runs/copy
+    --budget 3 --keep-checkpoints 1` removed runs/orig's trial folders."""
+    orig = tmp_path / "orig"
+    search(tiny_recipe(tiny_model), orig, budget=2)
+    before = sorted(p.name for p in (orig / "trials").iterdir())
+    copy = copy_run(orig)
+    recipe = tiny_recipe(tiny_model)
+    recipe = Recipe.model_validate({**recipe.model_dump(), "search": {**recipe.search.model_dump(), "keep_checkpoints": 1}})
+    assert search(recipe, copy, budget=3).completed == 3
+    assert sorted(p.name for p in (orig / "trials").iterdir()) == before  # the original is whole
+    assert len(kept(copy)) == 1
+    study = load_study(copy)
+    assert [i.checkpoint.parent for i in ranked_ingredients(study, run=copy)] == [copy / "trials"]
