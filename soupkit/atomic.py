@@ -11,7 +11,6 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-
 # what libraries say, in their own exception types, when a write fails for lack of space
 _NO_SPACE_TEXTS = ("No space left on device", "os error 28", "Disk quota exceeded", "os error 122")
 # the errors of the disk being written to (other errors name their own cause)

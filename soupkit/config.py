@@ -253,8 +253,8 @@ class Recipe(Strict):
     def _valid_finetune_by_base(self) -> Recipe:
         for base, changes in self.finetune_by_base.items():
             if not isinstance(changes.get("loss") or {}, dict):
-                raise ValueError(f"finetune_by_base.{base}.loss: must be a mapping of loss settings, "
-                                 f"got {type(changes['loss']).__name__}")
+                kind = type(changes["loss"]).__name__  # pydantic reports a ValueError as a validation error
+                raise ValueError(f"finetune_by_base.{base}.loss: must be a mapping of loss settings, got {kind}")  # noqa: TRY004
             try:
                 self._finetune_with(base)
             except ValidationError as exc:

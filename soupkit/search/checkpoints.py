@@ -25,7 +25,13 @@ from pathlib import Path
 
 from soupkit.atomic import atomic_write_text
 from soupkit.errors import SoupkitError
-from soupkit.study_record import StudyRecord, TrialRecord, objective_of, record_run_id, run_id
+from soupkit.study_record import (
+    StudyRecord,
+    TrialRecord,
+    objective_of,
+    record_run_id,
+    run_id,
+)
 
 _PARTIAL = re.compile(r"^\.tmp-trial-(\d+)-")
 _FINAL = re.compile(r"trial-\d{4,}")
