@@ -186,10 +186,11 @@ def bad_mixture_file(w: Workdir) -> list[str]:
 # --- issue 31: runs that are not their own, storage opened for writing, writes before checks ------
 
 
-def fake_run(w: Workdir, name: str = "orig", checkpoints: Path | None = None, trials: int = 2) -> Path:
+def fake_run(w: Workdir, name: str = "orig", checkpoints: Path | None = None, trials: int = 2,
+             base: bool = False) -> Path:
     """A run folder of the tiny recipe as a search leaves it (recipe.yaml, study.db, owned
     checkpoints folder), with `trials` completed trials whose model folders are stand-ins: made in
-    a moment, without training."""
+    a moment, without training. With `base`, the study names its base model (adapt saves it)."""
     import optuna
 
     from soupkit.search.checkpoints import claim_checkpoint_folder
@@ -210,6 +211,10 @@ def fake_run(w: Workdir, name: str = "orig", checkpoints: Path | None = None, tr
         study.add_trial(optuna.trial.create_trial(value=0.5 + number / 10, user_attrs={
             "checkpoint": str(folder.resolve()), "objective": 0.5 + number / 10}))
     claim_checkpoint_folder(root, study, storage_label(None, out))
+    if base:
+        from soupkit.study_record import record_base_scores
+
+        record_base_scores(study, str(w.model), {})
     close_storage(store)
     return out
 
@@ -289,7 +294,7 @@ def adapt_bank_foreign_db(w: Workdir) -> list[str]:
 
 def adapt_with_bad_own_data(w: Workdir) -> list[str]:
     """Issue 31 #4: adapt wrote <out>/base-model before it read the recipe's own data."""
-    run = fake_run(w)
+    run = fake_run(w, base=True)
     w.write("mine.jsonl", '{"anchor": "a", "positive": "b"}\n{"anchor": "c", "posi')
     recipe = w.tiny_recipe(families=[{"name": "mine", "path": str(w.root / "mine.jsonl")}, "medical-icd10"],
                            seed_mixture=None)
