@@ -329,7 +329,7 @@ def soup(out, storage, study_name, top_k, method, name, source, set_name, from_f
             raise SoupkitError("--from-front chooses trials; ingredients were chosen by `soupkit ingredients --from-front`")
         from soupkit.soups.ingredients import ingredient_soup_source
 
-        candidates = ingredient_soup_source(store, study, set_name)
+        candidates = ingredient_soup_source(store, study, set_name, out if storage is None else None)
     else:
         if set_name is not None:
             raise SoupkitError("--set names an ingredient set: use it with --from ingredients")

@@ -105,6 +105,7 @@ def ingredient_key(mixture: Mapping[str, float], base: str, finetune: dict, seed
     return json.dumps({"mixture": weights, "base": base, "finetune": finetune, "seed": seed}, sort_keys=True)
 
 
-def checkpoint_of(trial) -> Path | None:
-    ckpt = TrialRecord.of(trial).checkpoint
+def checkpoint_of(trial, run: Path | None = None) -> Path | None:
+    """An ingredient's model folder, if it is on disk (a copied or moved run's own: checkpoint_in)."""
+    ckpt = TrialRecord.of(trial).checkpoint_in(run)
     return ckpt if ckpt and (ckpt / "modules.json").is_file() else None

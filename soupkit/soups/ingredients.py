@@ -179,7 +179,7 @@ def make_ingredients(
     reused = []
     for i, (source, mixture) in enumerate(zip(chosen.sources, chosen.mixtures)):
         key = ingredient_key(mixture, base, chosen.finetune, recipe.seed)
-        done = _trained(study, key)
+        done = _trained(study, key, run_dir)
         if done is not None:
             chosen.ingredients[i] = done.number
             reused.append(done.number)
@@ -278,10 +278,10 @@ def train_ingredient(study, ctx: _Training, source: int, mixture: dict, key: str
     return study.tell(trial, values)
 
 
-def _trained(study, key: str):
-    """A completed ingredient with this key whose checkpoint is still on disk."""
+def _trained(study, key: str, run: Path | None = None):
+    """A completed ingredient with this key whose checkpoint is still on disk (in run folder `run`)."""
     for t in study.get_trials(deepcopy=False, states=None):
-        if t.state.name == "COMPLETE" and ingredient_key_of(t) == key and checkpoint_of(t) is not None:
+        if t.state.name == "COMPLETE" and ingredient_key_of(t) == key and checkpoint_of(t, run) is not None:
             return t
     return None
 
@@ -379,7 +379,7 @@ def _progress(enabled: bool, total: int, desc: str):
     return tqdm(total=total, desc=desc, leave=False, file=sys.stderr, dynamic_ncols=True)
 
 
-def ingredient_soup_source(storage, search_study, set_name: str | None = None):
+def ingredient_soup_source(storage, search_study, set_name: str | None = None, run: Path | None = None):
     """The trained ingredients of a set (the last one recorded by default) as soup candidates, best
     objective first, with their own base model; their soups are recorded in the ingredient study."""
     from soupkit.soups.study_soup import Ingredient, SoupSource, study_recipe
@@ -391,9 +391,9 @@ def ingredient_soup_source(storage, search_study, set_name: str | None = None):
     candidates = []
     for number in chosen.ingredients:
         trial = by_number.get(number) if number is not None else None
-        if trial is not None and trial.state.name == "COMPLETE" and checkpoint_of(trial) is not None:
+        if trial is not None and trial.state.name == "COMPLETE" and checkpoint_of(trial, run) is not None:
             done = TrialRecord.of(trial)
-            candidates.append(Ingredient(number, checkpoint_of(trial), float(done.objective), done.scores))
+            candidates.append(Ingredient(number, checkpoint_of(trial, run), float(done.objective), done.scores))
     missing = chosen.k - len(candidates)
     if missing:
         raise SoupkitError(f"ingredient set '{chosen.name}' has {missing} of {chosen.k} ingredients not trained "
