@@ -345,11 +345,11 @@ def soup(out, storage, study_name, top_k, method, name, source, set_name, from_f
             raise SoupkitError("--from-front chooses trials; ingredients were chosen by `soupkit ingredients --from-front`")
         from soupkit.soups.ingredients import ingredient_soup_source
 
-        candidates = ingredient_soup_source(store, study, set_name)
+        candidates = ingredient_soup_source(store, study, set_name, out if storage is None else None)
     else:
         if set_name is not None:
             raise SoupkitError("--set names an ingredient set: use it with --from ingredients")
-        candidates = trial_source(study, from_front)
+        candidates = trial_source(study, from_front, out if storage is None else None)  # a copied run: its own models
     top_k = top_k if top_k is not None else (5 if source == "trials" else len(candidates.candidates))
     result = build_soup(study, out, method=method, top_k=top_k, name=name, log=click.echo, from_front=from_front,
                         with_base=with_base, general_tolerance=general_tolerance, source=candidates)

@@ -48,7 +48,10 @@ MAX_SEQ_LENGTH = 32_768
 MAX_PROBE = 100_000
 MAX_SEED = 2**32 - 1
 # A recipe's name names its study and its run folder (runs/<name>): a plain slug, never a path.
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+# (matched whole with fullmatch: `$` would also match before a trailing newline)
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+# Objective weights are relative: bounded so that their normalised sum cannot overflow or vanish
+MAX_OBJECTIVE_WEIGHT = 1e6
 
 
 class Strict(BaseModel):
@@ -207,8 +210,11 @@ class ObjectiveSpec(Strict):
     @classmethod
     def _non_negative(cls, weights: dict[str, float]) -> dict[str, float]:
         for probe, w in weights.items():
-            if not math.isfinite(w) or w < 0:
-                raise ValueError(f"objective weight of '{probe}' must be >= 0, got {w}")
+            if not math.isfinite(w) or w < 0 or w > MAX_OBJECTIVE_WEIGHT:
+                raise ValueError(f"objective weight of '{probe}' must be between 0 and {MAX_OBJECTIVE_WEIGHT:g}, got {w}")
+            if 0 < w < 1 / MAX_OBJECTIVE_WEIGHT:
+                raise ValueError(f"objective weight of '{probe}' must be 0 or at least {1 / MAX_OBJECTIVE_WEIGHT:g}, "
+                                 f"got {w}")
         return weights
 
 
@@ -239,12 +245,13 @@ class IngredientSpec(Strict):
     """`soupkit ingredients`: K good and different mixtures of the study, each finetuned longer than
     a trial, to be souped. Fields left unset (batch size, learning rate, warm-up) keep `finetune`'s."""
 
-    k: int = Field(4, ge=1)
-    pool: int | None = Field(None, ge=1)  # the best N trials to choose from (default 2k)
+    # the finetune fields carry FinetuneSpec's bounds, so a typo is refused before anything is made
+    k: int = Field(4, ge=1, le=MAX_TRIALS)
+    pool: int | None = Field(None, ge=1, le=MAX_TRIALS)  # the best N trials to choose from (default 2k)
     select: Literal["diverse", "top"] = "diverse"  # greedy max-min distance, or simply the best k
-    steps: int = Field(480, gt=0)
-    batch_size: int | None = Field(None, ge=2)
-    learning_rate: float | None = Field(None, gt=0)
+    steps: int = Field(480, gt=0, le=MAX_STEPS)
+    batch_size: int | None = Field(None, ge=2, le=MAX_BATCH)
+    learning_rate: float | None = Field(None, gt=0, le=1)
     warmup_ratio: float | None = Field(None, ge=0, lt=1)
     train: TrainSetting | None = None
 
@@ -274,7 +281,10 @@ class Recipe(Strict):
 
     @model_validator(mode="after")
     def _valid_finetune_by_base(self) -> Recipe:
-        for base in self.finetune_by_base:
+        for base, changes in self.finetune_by_base.items():
+            if not isinstance(changes.get("loss") or {}, dict):
+                kind = type(changes["loss"]).__name__  # pydantic reports a ValueError as a validation error
+                raise ValueError(f"finetune_by_base.{base}.loss: must be a mapping of loss settings, got {kind}")  # noqa: TRY004
             try:
                 self._finetune_with(base)
             except ValidationError as exc:
@@ -364,7 +374,7 @@ class Recipe(Strict):
 
 def plain_name_problem(name: str) -> str | None:
     """Why `name` cannot name a folder soupkit creates (a path, `..`, empty), or None."""
-    if NAME_PATTERN.match(name):
+    if NAME_PATTERN.fullmatch(name):
         return None
     return (f"{name!r} is not a plain name: use letters, digits, '.', '_' and '-' (at most 100, starting with "
             "a letter or digit)")
@@ -374,11 +384,42 @@ def family_name(entry: FamilyEntry) -> str:
     return entry if isinstance(entry, str) else entry.name
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """yaml's safe loader, refusing a key written twice in one mapping (plain YAML keeps the last
+    silently, and a recipe ignores no key silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if isinstance(key, (str, int, float, bool)) and key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key '{key}' is written twice in one mapping", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def read_yaml_text(text: str) -> object:
+    """YAML as soupkit reads every file a user writes: safe, and no key written twice."""
+    loader = _UniqueKeyLoader(text)  # what yaml.safe_load does, with the safe loader above
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
+
+
 def _read_yaml(path: Path, what: str) -> object:
+    if path.exists() and not path.is_file():
+        kind = "a folder" if path.is_dir() else "not a regular file (a pipe, socket or device)"
+        raise SoupkitError(f"{what} file {path} is {kind}; give a YAML file")
     if not path.is_file():
         raise SoupkitError(f"{what} file not found: {path}")
     try:
-        return yaml.safe_load(path.read_text())
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SoupkitError(f"{path}: not UTF-8 text (byte {exc.start + 1}); save the {what} as UTF-8") from None
+    try:
+        return read_yaml_text(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""

@@ -56,6 +56,7 @@ HELD_OUT_OVERLAPS = "held_out_overlaps"  # an adapt study's held-out probes whos
 CPU_SECONDS = "cpu_seconds"  # summed over every run of an adapt study
 WALL_SECONDS = "wall_seconds"
 SOUPS = "soups"  # {name: SoupRecord as a dict}
+RUN_ID = "run_id"  # a random id given once to a search study: the checkpoints folder it owns names it
 
 INTERRUPTED = "interrupted"
 WORKER_DIED = "worker process died"
@@ -134,9 +135,24 @@ class TrialRecord:
             return None
         return pruned_text(self.pruned_at, self.milestones.get(self.pruned_at, float("nan")))
 
-    def has_model(self) -> bool:
-        """Completed, with its model folder still on disk."""
-        return self.state == "COMPLETE" and self.checkpoint is not None and (self.checkpoint / "modules.json").is_file()
+    def has_model(self, run: Path | None = None) -> bool:
+        """Completed, with its model folder still on disk (as seen from run folder `run`)."""
+        folder = self.checkpoint_in(run)
+        return self.state == "COMPLETE" and folder is not None and (folder / "modules.json").is_file()
+
+    def checkpoint_in(self, run: Path | None) -> Path | None:
+        """The trial's model folder as run folder `run` holds it: a copied or moved run keeps its
+        models under the same names in its own folder, while its study records the original's
+        absolute paths: where the run has a folder of that name (`trials/`), the model is the one in
+        it or none. A checkpoint outside any run (`--checkpoints`) is the recorded one."""
+        recorded = self.checkpoint
+        if recorded is None or run is None:
+            return recorded
+        run = Path(run).resolve()
+        if run in recorded.resolve().parents:
+            return recorded
+        own = run / recorded.parent.name
+        return own / recorded.name if own.is_dir() else recorded
 
 
 # writers for a live trial (optuna.Trial)
@@ -345,6 +361,22 @@ def record_base(study, scores: Mapping[str, float], objective: float, values: li
                        BASE_VALUES: list(values), DATA_SECONDS: data_seconds}.items():
         if value is not None:
             study.set_user_attr(key, round(value, 2) if key == DATA_SECONDS else value)
+
+
+def run_id(study) -> str | None:
+    value = study.user_attrs.get(RUN_ID)
+    return value if isinstance(value, str) else None
+
+
+def record_run_id(study) -> str:
+    """The study's run id, given now if it has none (a study made before soupkit kept one)."""
+    import uuid
+
+    value = run_id(study)
+    if value is None:
+        value = uuid.uuid4().hex
+        study.set_user_attr(RUN_ID, value)
+    return value
 
 
 def held_out_mark(study) -> str | None:

@@ -21,6 +21,7 @@ from click.testing import CliRunner
 from soupkit.cli import main
 import soupkit.search.study
 from soupkit.model_folder import read_model_folder
+from soupkit.search.checkpoints import OWNER_FILE
 
 TRIAL_FILES = {"modules.json", "model.safetensors", "mixture.yaml", "config.json"}
 
@@ -64,7 +65,7 @@ def test_search_killed_mid_trial_resumes_and_loses_nothing(load_study, search, t
     study = load_study(out)
     first, killed = study.trials[0], study.trials[1]
     assert (first.state.name, killed.state.name) == ("COMPLETE", "RUNNING")
-    hidden = [p.name for p in trials_dir.iterdir() if p.name.startswith(".")]
+    hidden = [p.name for p in trials_dir.iterdir() if p.name.startswith(".") and p.name != OWNER_FILE]
     if phase.startswith("finetune"):
         # half-written under a temporary name; nothing of it under trial-0001
         assert not (trials_dir / "trial-0001").exists() and hidden and hidden[0].startswith(".tmp-trial-0001-")
@@ -80,7 +81,7 @@ def test_search_killed_mid_trial_resumes_and_loses_nothing(load_study, search, t
     assert trials[1].state.name == "FAIL" and trials[1].user_attrs["error"] == "worker process died"
     retry = [t for t in trials if t.user_attrs.get("retry_of") == 1]
     assert len(retry) == 1 and retry[0].state.name == "COMPLETE" and retry[0].params == killed.params
-    assert not [p for p in trials_dir.iterdir() if p.name.startswith(".")]  # leftovers cleaned
+    assert not [p for p in trials_dir.iterdir() if p.name.startswith(".") and p.name != OWNER_FILE]  # leftovers cleaned
     # (a trial killed while probing keeps its whole model folder, without the scores of a finished one)
     assert_only_whole_models(trials_dir, TRIAL_FILES)
 

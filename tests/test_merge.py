@@ -165,7 +165,9 @@ def test_identical_inputs_give_the_input(method, models, tmp_path):
     kwargs = {"base": same} if spec.base != "ignored" else {}
     if spec.needs_weights:
         kwargs["weights"] = [0.3] * spec.min_models
-    out = merge_models([same] * spec.min_models, tmp_path / "out", method=method, **kwargs)
+    # identical inputs, each its own folder: one folder given twice is refused (issue 31 #11)
+    copies = [shutil.copytree(same, tmp_path / f"copy-{i}") for i in range(1, spec.min_models)]
+    out = merge_models([same, *copies], tmp_path / "out", method=method, **kwargs)
     assert_same_tensors(out, same)
 
 

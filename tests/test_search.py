@@ -160,6 +160,11 @@ def test_hard_negative_column_is_used_when_some_rows_have_one(tiny_model):
         ("mysql+pymysql://u:hunter2@db/x", "mysql+pymysql://u:***@db/x"),
         ("sqlite:////tmp/run/study.db", "sqlite:////tmp/run/study.db"),
         ("not a url ://u:hunter2@x/?password=hunter2", "not a url ://u:***@x/?password=***"),
+        # issue 31 #5: a raw '@' (or ':', '/', '#', '?') in the password: masked up to the last '@'
+        ("postgresql://alice:hunter2@ngPw55@db/x", "postgresql://alice:***@db/x"),
+        ("postgresql://alice:hunter2:w@rd@db:5432/x?sslmode=require", "postgresql://alice:***@db:5432/x?sslmode=require"),
+        ("postgresql://alice:hunter2/#?x@db/x", "postgresql://alice:***@db/x"),
+        ("postgresql://u@db/x?sslmode=require&PASSWORD=hunter2", "postgresql://u@db/x?sslmode=require&PASSWORD=***"),
     ],
 )
 def test_storage_urls_are_shown_without_passwords(url, shown):

@@ -113,7 +113,7 @@ def test_dashboard_listens_on_loopback_unless_told(monkeypatch, tmp_path, flag, 
 
     from soupkit.search.study import default_storage, open_storage
 
-    open_storage(default_storage(tmp_path))
+    open_storage(default_storage(tmp_path), create=True)
     seen = {}
     monkeypatch.setattr(optuna_dashboard, "run_server", lambda storage, **kwargs: seen.update(kwargs))
     result = CliRunner().invoke(main, ["dashboard", "--out", str(tmp_path), "--port", "0", *flag])

@@ -21,6 +21,7 @@ from soupkit.errors import SoupkitError
 
 FORMATS = (".jsonl", ".json", ".csv", ".parquet")
 TEXT_COLUMNS = ("anchor", "positive", "negative", "text")
+TOO_DEEP = "JSON nested too deeply (a row holds named columns of text, not nested structures)"
 
 
 class Rows:
@@ -51,10 +52,14 @@ def _read_json_lines(spec: LocalFamily, path: Path, text: str) -> Rows:
             items = json.loads(text)
         except json.JSONDecodeError as exc:
             raise _fail(spec, f"{path}: line {exc.lineno}", f"not valid JSON ({exc.msg}, column {exc.colno})") from None
+        except RecursionError:
+            raise _fail(spec, str(path), TOO_DEEP) from None
         places = [f"item {i + 1}" for i in range(len(items))]
     else:
         items, places = [], []
-        lines = text.splitlines()
+        # JSON Lines ends lines at '\n' only: str.splitlines() would also split at U+2028, U+0085 and
+        # other characters JSON allows raw inside a string
+        lines = [line.removesuffix("\r") for line in text.split("\n")]
         last = max((i for i, line in enumerate(lines, start=1) if line.strip()), default=0)
         for number, line in enumerate(lines, start=1):
             if not line.strip():
@@ -65,6 +70,8 @@ def _read_json_lines(spec: LocalFamily, path: Path, text: str) -> Rows:
                 cut = " (the last line is cut short: an interrupted copy or write?)" if number == last else ""
                 raise _fail(spec, f"{path}: line {number}",
                             f"not valid JSON ({exc.msg}, column {exc.colno}){cut}") from None
+            except RecursionError:
+                raise _fail(spec, f"{path}: line {number}", TOO_DEEP) from None
             places.append(f"line {number}")
     for item, place in zip(items, places):
         if not isinstance(item, dict):
@@ -104,8 +111,12 @@ def _read_file(spec: LocalFamily, base_dir: Path | None) -> Rows:
         path = base_dir / path
     if path.is_dir():
         raise _fail(spec, str(path), "is a folder, not a data file (give the jsonl, csv or parquet file inside it)")
+    if path.exists() and not path.is_file():
+        raise _fail(spec, str(path), "is not a regular file (a pipe, socket or device); give a jsonl, csv or "
+                    "parquet file")
     if not path.is_file():
-        raise SoupkitError(f"family '{spec.name}': data file not found: {path}")
+        dangling = " (a symbolic link to a missing file)" if path.is_symlink() else ""
+        raise SoupkitError(f"family '{spec.name}': data file not found: {path}{dangling}")
     suffix = path.suffix.lower()
     if suffix not in FORMATS:
         raise _fail(spec, str(path), f"unsupported file type '{path.suffix}' (use {', '.join(FORMATS)})")

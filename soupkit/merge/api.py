@@ -103,7 +103,12 @@ def parse_parameters(items: Sequence[str]) -> dict[str, Any]:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise SoupkitError(f"parameter {item!r} is not KEY=VALUE (e.g. density=0.5)")
-        parameters[key.strip()] = yaml.safe_load(value)
+        try:
+            parameters[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as exc:
+            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            raise SoupkitError(f"parameter '{key.strip()}': {value!r} is not a value ({problem}); "
+                               "give a number, true/false or a list such as [0.2, 0.8]") from None
     return parameters
 
 
@@ -117,6 +122,14 @@ def _read_inputs(spec: MergeMethod, inputs: list[PathLike], base: PathLike | Non
     if base is not None and spec.base == "ignored":
         raise SoupkitError(f"merge method '{spec.name}' does not use a base model; leave out --base")
     folders = [read_model_folder(p) for p in inputs]
+    seen: dict[Path, PathLike] = {}
+    for given, folder in zip(inputs, folders):
+        real = folder.path.resolve()  # a link to an input is that input
+        if real in seen:
+            also = f" ({given} is a link to it)" if Path(given).absolute() != real else ""
+            raise SoupkitError(f"model folder {seen[real]} is given twice{also}: a soup of one model with itself "
+                               "is that model; give each input once (use --weights to weigh one more)")
+        seen[real] = given
     base_folder, base_index = None, None
     if base is not None:
         resolved = [f.path.resolve() for f in folders]
@@ -182,6 +195,9 @@ def _check_destination(out: Path, sources: list[Path], overwrite: bool) -> None:
     """The output may not be, hold or sit inside an input; an existing non-empty folder is replaced
     only with `overwrite`, and only when soupkit wrote it (it holds soupkit's merge record)."""
     target = out.resolve()
+    if target == Path.cwd().resolve() or target in Path.cwd().resolve().parents:
+        raise SoupkitError(f"output folder {out} is the current folder or holds it; run the merge from outside it "
+                           "(the folder is replaced as a whole)")
     for source in sources:
         resolved = source.resolve()
         if target == resolved or resolved in target.parents:

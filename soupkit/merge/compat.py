@@ -122,7 +122,7 @@ def _check_vocabulary(ref_dir: Path, other_dir: Path) -> None:
         return
     if name.endswith(".model"):
         raise SoupkitError(f"{other_file}: tokenizer model differs from {ref_file}")
-    ref_tokens, other_tokens = _tokens_by_id(name, ref_bytes), _tokens_by_id(name, other_bytes)
+    ref_tokens, other_tokens = _tokens_by_id(ref_file, ref_bytes), _tokens_by_id(other_file, other_bytes)
     if ref_tokens == other_tokens:
         return  # same vocabulary, other tokenizer settings (those are taken from the first input)
     first = next(
@@ -136,7 +136,16 @@ def _check_vocabulary(ref_dir: Path, other_dir: Path) -> None:
     )
 
 
-def _tokens_by_id(name: str, data: bytes) -> dict[int, str]:
+def _tokens_by_id(file: Path, data: bytes) -> dict[int, str]:
+    """The vocabulary of a tokenizer file, id -> token; a damaged file is one line naming it."""
+    try:
+        return _read_tokens(file.name, data)
+    except (ValueError, TypeError, KeyError, AttributeError, IndexError, RecursionError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise SoupkitError(f"{file}: not a readable tokenizer file ({reason}); is it truncated?") from None
+
+
+def _read_tokens(name: str, data: bytes) -> dict[int, str]:
     text = data.decode("utf-8")
     if name == "vocab.txt":
         return dict(enumerate(text.splitlines()))

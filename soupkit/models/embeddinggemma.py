@@ -20,6 +20,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Literal
 
+from soupkit.atomic import atomic_dir
 from soupkit.errors import SoupkitError
 from soupkit.prompts import EMBEDDINGGEMMA_PROMPTS
 
@@ -123,8 +124,9 @@ def build_embeddinggemma(out_dir: str | Path, size: Size = "tiny", seed: int = 0
             similarity_fn_name="cosine",
             device="cpu",
         )
-        model.save(str(out))
-    _write_manifest(out, size, seed, CORPUS, sum(p.numel() for p in model.parameters()))
+        with atomic_dir(out) as staging:  # a full disk or Ctrl-C leaves no half-written model
+            model.save(str(staging))
+            _write_manifest(staging, size, seed, CORPUS, sum(p.numel() for p in model.parameters()))
     return out
 
 

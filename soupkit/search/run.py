@@ -24,7 +24,12 @@ from soupkit.config import NOT_TRIAL_SECTIONS, Mixture, Recipe, seed_mixture_of
 from soupkit.errors import Interrupted, SoupkitError
 from soupkit.pause import pause_for_test
 from soupkit.search import lifecycle
-from soupkit.search.checkpoints import keep_best_checkpoints
+from soupkit.search.checkpoints import (
+    OWNER_FILE,
+    check_checkpoint_folder,
+    claim_checkpoint_folder,
+    keep_best_checkpoints,
+)
 from soupkit.search.heartbeat import fail_stale_trials
 from soupkit.search.space import params_for_mixture
 from soupkit.search.study import (
@@ -161,7 +166,35 @@ def check_inputs(recipe: Recipe, recipe_path: Path | None, storage: str | None, 
     seed_mixture = seed_mixture_of(recipe, recipe_path)
     check_sampler(recipe.search.sampler)
     check_train_setting(recipe.finetune, resolve_base(recipe.base))  # the folder exists and holds readable safetensors
-    return CheckedInputs(seed_mixture, open_storage(storage) if storage else None)
+    store = open_storage(storage, create=True) if storage else None
+    root = Path(checkpoints) if checkpoints else out / "trials"
+    inside_run = out.resolve() in root.resolve().parents
+    study, opened = _existing_study(store, out, recipe.name)
+    try:
+        check_checkpoint_folder(root, study, storage_label(storage, out), inside_run)
+    finally:
+        if opened is not None:
+            close_storage(opened)
+    return CheckedInputs(seed_mixture, store)
+
+
+def storage_label(storage: str | None, out: Path) -> str:
+    """Where a search's study lives, as a checkpoints folder's owner file names it."""
+    return redact(storage) if storage else str((out / "study.db").resolve())
+
+
+def _existing_study(store, out: Path, name: str):
+    """The study `name` as it is before this search writes anything (None: there is none yet),
+    and the storage opened for it here (to close); the run folder's study.db is read, not created."""
+    import optuna
+
+    opened = None
+    if store is None:
+        if not (out / "study.db").is_file():
+            return None, None
+        store = opened = open_storage(default_storage(out))
+    names = {s.study_name for s in optuna.get_all_study_summaries(store, include_best_trial=False)}
+    return (optuna.load_study(study_name=name, storage=store) if name in names else None), opened
 
 
 def prepare_trials(recipe: Recipe, recipe_path: Path | None, out: Path, command: str, checkpoints: Path | None,
@@ -191,7 +224,7 @@ def open_search(recipe: Recipe, inputs: CheckedInputs, out: Path, storage: str |
     progress.created_folder = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     url = storage or default_storage(out)
-    store = inputs.store or open_storage(url)
+    store = inputs.store or open_storage(url, create=True)
     spec = recipe.search
     study = progress.study = open_study(store, recipe.name, None, directions(recipe))
     trials = study.get_trials(deepcopy=False)
@@ -217,6 +250,7 @@ def open_search(recipe: Recipe, inputs: CheckedInputs, out: Path, storage: str |
     if n_existing == 0 and inputs.seed_mixture is not None:
         params = params_for_mixture(inputs.seed_mixture.weights, list(ctx.families))
         study.enqueue_trial(params, user_attrs=seeded_attrs(), skip_if_exists=True)
+    claim_checkpoint_folder(ctx.checkpoint_root, study, storage_label(storage, out))  # checked by check_inputs
     requeued, removed = lifecycle.recover(study, store, ctx.checkpoint_root)
     if requeued:
         which = ", ".join(f"#{n}" for n in requeued)
@@ -225,7 +259,7 @@ def open_search(recipe: Recipe, inputs: CheckedInputs, out: Path, storage: str |
     if removed:
         log(f"removed partial checkpoints of interrupted trials: {', '.join(removed)}")
     if spec.keep_checkpoints:
-        keep_best_checkpoints(study, spec.keep_checkpoints, log)
+        keep_best_checkpoints(study, spec.keep_checkpoints, ctx.checkpoint_root, log)
     return OpenSearch(study, store, url)
 
 
@@ -282,7 +316,7 @@ def run_worker(search: OpenSearch, ctx: TrialContext, base_value: float, max_fai
                 f"total {time.perf_counter() - before:.0f}s"
             )
             if spec.keep_checkpoints:
-                keep_best_checkpoints(study, spec.keep_checkpoints, log)
+                keep_best_checkpoints(study, spec.keep_checkpoints, ctx.checkpoint_root, log)
         else:
             failures += 1
             log(f"trial #{last.number} failed: {record.error or 'unknown error'}")
@@ -333,6 +367,9 @@ def _remove_new_run_folder(out: Path, progress: _Progress) -> None:
     if not progress.created_folder or progress.started or not out.is_dir():
         return
     names = {p.name for p in out.iterdir() if not p.name.startswith(".tmp-recipe.yaml-")}
+    trials = out / "trials"  # made by this search for its owner file only
+    if trials.is_dir() and {p.name for p in trials.iterdir()} <= {OWNER_FILE}:
+        names.discard("trials")
     if names <= FIRST_FILES:
         shutil.rmtree(out, ignore_errors=True)
 

@@ -7,6 +7,7 @@ mixture. A worker killed on this host is recognised at once by its pid, without 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -44,15 +45,21 @@ def worker_id() -> dict[str, object]:
     return {"host": socket.gethostname(), "pid": os.getpid()}
 
 
-def open_storage(url: str, attempts: int = 3):
+def open_storage(url: str, attempts: int = 3, create: bool = False):
     """An RDBStorage with heartbeats. Workers that start together on an empty database race to
-    create its tables; the loser's error is retried. A server that cannot be reached is not."""
+    create its tables; the loser's error is retried. A server that cannot be reached is not.
+
+    Only a command that creates a study passes `create`: then a new or empty database gets
+    Optuna's tables. Otherwise (every reader) the database must already be a study storage, and
+    one that is missing or foreign is refused without a byte written. A database holding other
+    tables than Optuna's is refused either way: it is someone else's."""
     import time
     import warnings
 
     import optuna
     from optuna.storages import RetryHeartbeatStaleTrialCallback
 
+    _check_is_study_storage(url, create)
     for attempt in range(1, attempts + 1):
         try:
             with warnings.catch_warnings():
@@ -77,6 +84,74 @@ def open_storage(url: str, attempts: int = 3):
                 continue
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise SoupkitError(f"cannot open study storage '{redact(url)}': {redact_text(first, url)}") from None
+
+
+OPTUNA_TABLES = frozenset({"studies", "trials", "version_info"})  # what every Optuna RDB storage holds
+
+
+def _sqlite_file(url: str) -> Path | None:
+    """The file of a `sqlite:///PATH` URL (None: not SQLite, or an in-memory database)."""
+    from sqlalchemy.engine import make_url
+
+    if not url.startswith("sqlite"):
+        return None
+    database = make_url(url).database
+    return Path(database) if database and database != ":memory:" and not database.startswith("file:") else None
+
+
+def _tables_of(url: str) -> set[str]:
+    """The tables a database holds, read without writing (SQLite: opened read-only)."""
+    import sqlite3
+
+    file = _sqlite_file(url)
+    if file is not None:
+        uri = f"{file.absolute().as_uri()}?mode=ro"
+        try:
+            with contextlib.closing(sqlite3.connect(uri, uri=True)) as con:
+                return {row[0] for row in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        except sqlite3.Error as exc:
+            raise SoupkitError(f"cannot open study storage '{url}': {file} is not a readable SQLite database "
+                               f"({exc})") from None
+    from sqlalchemy import create_engine, inspect
+
+    engine = create_engine(url, **(_engine_kwargs(url) or {}))
+    try:
+        return set(inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+
+
+def _check_is_study_storage(url: str, create: bool) -> None:
+    file = _sqlite_file(url)
+    if file is not None and not file.exists():
+        if create:
+            return
+        raise SoupkitError(f"no study found: {file} does not exist (run `soupkit search` first, or check the path)")
+    if file is not None and not file.is_file():
+        raise SoupkitError(f"cannot open study storage '{url}': {file} is not a file")
+    if file is None and create:
+        tables = None  # a server: opening it tells the same, with the driver's own message
+    else:
+        try:
+            tables = _tables_of(url)
+        except SoupkitError:
+            raise
+        except ImportError:
+            return  # the driver is missing: open_storage says which, with how to install it
+        except Exception as exc:  # an unreachable server, a bad URL: open_storage reports it in one line
+            if file is not None:
+                raise SoupkitError(f"cannot open study storage '{redact(url)}': {str(exc).splitlines()[0]}") from None
+            return
+    if tables is None or OPTUNA_TABLES <= tables:
+        return
+    shown = redact(url)
+    if tables:
+        raise SoupkitError(f"storage '{shown}' is not an Optuna study storage: it holds other tables "
+                           f"({', '.join(sorted(tables)[:3])}{', ...' if len(tables) > 3 else ''}) and none of Optuna's; "
+                           "soupkit does not add tables to a database of yours")
+    if not create:
+        raise SoupkitError(f"no study found: storage '{shown}' holds no study (an empty database; run "
+                           "`soupkit search` first, or check the path)")
 
 
 def close_storage(storage) -> None:
@@ -107,34 +182,36 @@ SECRET_PARAMETERS = frozenset({"password", "passwd", "pwd", "sslpassword", "secr
 
 
 def redact(url: str) -> str:
-    """The URL with every password masked (the user-info part and any `?password=`), for whatever
-    is printed or saved: messages, logs, the command recorded beside a model."""
-    from sqlalchemy.engine import make_url
-
-    if "://" not in url:
+    """The URL with every password masked, for whatever is printed or saved (messages, logs, the
+    command recorded beside a model): everything after the user name up to the LAST '@' (a raw
+    '@' in a password must not leave the rest of it behind, as a URL parser splitting at the first
+    '@' would), and any `?password=` and the like."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
         return url
-    try:
-        parsed = make_url(url)
-    except Exception:  # not a URL sqlalchemy can read: mask what looks like a secret anyway
-        masked = re.sub(r"(://[^:/@?#]*:)[^@/]*@", r"\1***@", url)
-        return re.sub(rf"(?i)\b({'|'.join(SECRET_PARAMETERS)})=[^&#]*", r"\1=***", masked)
-    secrets = {key: "***" for key in parsed.query if key.lower() in SECRET_PARAMETERS}
-    if secrets:
-        parsed = parsed.update_query_dict(secrets)
-    return parsed.render_as_string(hide_password=True).replace("%2A%2A%2A", "***")
+    if "@" in rest:
+        userinfo, host = rest.rsplit("@", 1)
+        user, colon, _ = userinfo.partition(":")
+        rest = f"{user}:***@{host}" if colon else f"{userinfo}@{host}"
+    masked = re.sub(rf"(?i)([?&]({'|'.join(SECRET_PARAMETERS)})=)[^&#]*", r"\1***", rest)
+    return f"{scheme}://{masked}"
 
 
 def _secrets(url: str) -> list[str]:
-    """The passwords a URL carries (user-info part and query parameters)."""
-    from sqlalchemy.engine import make_url
-
-    try:
-        parsed = make_url(url)
-    except Exception:  # not a URL sqlalchemy reads: the same parts, found by pattern
-        found = re.findall(r"://[^:/@?#]*:([^@/]*)@", url)
-        return found + re.findall(rf"(?i)\b(?:{'|'.join(SECRET_PARAMETERS)})=([^&#]*)", url)
-    values = [parsed.password] + [v for k, v in parsed.query.items() if k.lower() in SECRET_PARAMETERS]
-    return [s for v in values for s in ([v] if isinstance(v, str) else list(v or []))]
+    """The passwords a URL carries (user-info part and query parameters), and the pieces a driver
+    that split the user-info elsewhere may print (at its first '@': a host name "ngPw55@host")."""
+    _, sep, rest = url.partition("://")
+    if not sep:
+        return []
+    found = []
+    if "@" in rest:
+        password = rest.rsplit("@", 1)[0].partition(":")[2]
+        # what a parser cutting at one of '@', ':', '/', '#', '?' may print: the part before or after
+        # that cut (if long enough to be no common word)
+        cuts = [m.start() for m in re.finditer(r"[@:/#?]", password)]
+        found += [password, *(piece for i in cuts for piece in (password[:i], password[i + 1:]) if len(piece) >= 4)]
+    found += re.findall(rf"(?i)[?&](?:{'|'.join(SECRET_PARAMETERS)})=([^&#]*)", rest)
+    return sorted({s for s in found if s}, key=len, reverse=True)  # the whole before its pieces
 
 
 def redact_text(text: str, url: str) -> str:
@@ -163,7 +240,7 @@ def open_study(storage_url, name: str, sampler, directions: list[str]):
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = open_storage(storage_url) if isinstance(storage_url, str) else storage_url
+    storage = open_storage(storage_url, create=True) if isinstance(storage_url, str) else storage_url
     return optuna.create_study(
         storage=storage, study_name=name, sampler=sampler, directions=directions, load_if_exists=True
     )

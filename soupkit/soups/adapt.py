@@ -89,12 +89,8 @@ def run_adapt(
     check_recipe(recipe, recipe_path)
     runs, out = [Path(r) for r in runs], Path(out)
     check_run_folders(runs)
-    _check_out(out, runs)
+    _check_out(out, runs, recipe.name + STUDY_SUFFIX)
     bank = collect_bank(runs, log)
-    bank, skipped = _mergeable(bank, out, recipe, log)
-    overlaps = held_out_overlaps(recipe, runs)
-    for line in overlaps:
-        log(f"warning: {line}")
 
     from soupkit.base_model import pick_device, use_bf16
     from soupkit.data.load import load_recipe_families, probes_for_scheme
@@ -102,7 +98,12 @@ def run_adapt(
     from soupkit.merge.in_memory import InMemoryMerge
     from soupkit.probes.score import ProbeSettings
 
+    # the probes (the user's own data above all) are checked before the bank's base is written
     families, probes = load_recipe_families(recipe, recipe_path.parent if recipe_path else None, log=log)
+    bank, skipped = _mergeable(bank, out, recipe, log)
+    overlaps = held_out_overlaps(recipe, runs)
+    for line in overlaps:
+        log(f"warning: {line}")
     device = pick_device()
     settings = ProbeSettings.from_recipe(recipe, use_bf16(device, recipe.finetune.bf16))
     start = time.perf_counter()
@@ -126,9 +127,13 @@ def run_adapt(
                        record.cpu_seconds, record.wall_seconds, totals)
 
 
-def _check_out(out: Path, runs: list[Path]) -> None:
-    """`out` is new, empty, or an adapt run (resumed): a user's folder is never written into."""
+def _check_out(out: Path, runs: list[Path], name: str) -> None:
+    """`out` is new, empty, or an adapt run of this recipe (resumed), its study.db holding the
+    study `name` and no other: a user's folder is never written into."""
+    import optuna
+
     from soupkit.atomic import check_can_write
+    from soupkit.search.study import close_storage, default_storage, open_storage
 
     for run in runs:
         if Path(out).resolve() == run.resolve():
@@ -138,6 +143,15 @@ def _check_out(out: Path, runs: list[Path]) -> None:
     if entries and not (out / "study.db").is_file():
         shown = ", ".join(entries[:3]) + (", ..." if len(entries) > 3 else "")
         raise SoupkitError(f"--out {out} is not empty ({shown}) and not an adapt run; choose a new or empty folder")
+    if (out / "study.db").is_file():
+        storage = open_storage(default_storage(out))  # a reader: an empty or foreign file is refused as is
+        try:
+            names = [s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)]
+        finally:
+            close_storage(storage)
+        if names != [name]:
+            raise SoupkitError(f"--out {out}: its study.db holds the studies {', '.join(names) or 'none'}, not "
+                               f"'{name}'; give adapt a folder of its own")
 
 
 def _mergeable(bank: list[BankMember], out: Path, recipe: Recipe, log) -> tuple[list[BankMember], dict[str, str]]:
@@ -252,12 +266,8 @@ def _open(recipe: Recipe, out: Path, bank: list[BankMember], overlaps: list[str]
 
     name = recipe.name + STUDY_SUFFIX
     bank_record = [{"label": m.label, "path": str(m.path.resolve()), "kind": m.kind, "run": m.run} for m in bank]
-    if (out / "study.db").is_file():
+    if (out / "study.db").is_file():  # holds this study and no other (_check_out)
         storage = open_storage(default_storage(out))
-        names = [s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)]
-        if names not in ([], [name]):
-            raise SoupkitError(f"{out / 'study.db'} holds the studies {', '.join(names) or 'none'}, not '{name}'; "
-                               "give adapt a folder of its own with --out")
         recorded = StudyRecord.of(optuna.load_study(study_name=name, storage=storage)).bank
         if recorded is not None and recorded != bank_record:
             raise SoupkitError(f"{out}: the bank differs from the one this adapt study was started with; "

@@ -72,7 +72,7 @@ def collect_bank(runs: Sequence[Path], log: Callable[[str], None] = print) -> li
         for study in open_run_studies(run):
             for base in _bases_of(study, Path(run)):
                 bases.setdefault(str(base.path or base.reference), base)
-            found.extend(_checkpoints(study, name))
+            found.extend(_checkpoints(study, name, Path(run)))
         log(f"bank: {run}: {sum(m.kind == 'trial' for m in found)} trials, "
             f"{sum(m.kind == 'ingredient' for m in found)} ingredients, {sum(m.kind == 'soup' for m in found)} soups")
         members.extend(found)
@@ -153,13 +153,14 @@ def _base_member(reference: str, run: Path) -> BankMember:
     return BankMember(BASE_LABEL, None, "base", run.name, reference=reference)
 
 
-def _checkpoints(study, run_name: str) -> Iterator[BankMember]:
-    """A search study's trials, an ingredient study's ingredients, and either's recorded soups."""
+def _checkpoints(study, run_name: str, run: Path | None = None) -> Iterator[BankMember]:
+    """A search study's trials, an ingredient study's ingredients, and either's recorded soups
+    (a copied or moved run's own models: TrialRecord.checkpoint_in)."""
     study_record = StudyRecord.of(study)
     trial_kind = "ingredient" if study_record.stage == "ingredients" else "trial"
     for trial in map(TrialRecord.of, study.get_trials(deepcopy=False)):
-        if trial.has_model():
-            yield BankMember(f"{run_name}:{trial_kind}-{trial.number:04d}", trial.checkpoint, trial_kind, run_name,
+        if trial.has_model(run):
+            yield BankMember(f"{run_name}:{trial_kind}-{trial.number:04d}", trial.checkpoint_in(run), trial_kind, run_name,
                              trial.objective)
     for attribute, kind in RECORD_KINDS.items():
         for name, (folder, objective) in study_record.models[attribute].items():

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from soupkit.config import IngredientSpec, Mixture, Recipe
+from soupkit.config import FinetuneSpec, IngredientSpec, Mixture, Recipe
 from soupkit.errors import SoupkitError
 from soupkit.soups.ingredient_study import (
     IngredientSet,
@@ -102,6 +102,21 @@ def choose_ingredients(search_study, recipe: Recipe, spec: IngredientSpec, base:
     )
 
 
+def finetune_settings(spec: IngredientSpec, recipe: Recipe) -> FinetuneSpec:
+    """The ingredients' finetune settings (the recipe's, with the `ingredients:` section laid over
+    them), checked by FinetuneSpec's bounds: a value out of range is one line naming the option."""
+    from pydantic import ValidationError
+
+    from soupkit.config import validation_problem
+
+    try:
+        return spec.finetune_spec(recipe.finetune)
+    except ValidationError as exc:
+        loc, msg, err = validation_problem(exc)
+        option = "--" + loc.split(".")[0].replace("_", "-") if loc else "ingredients"
+        raise SoupkitError(f"{option}: {msg}, got {err.get('input')}") from None
+
+
 def make_ingredients(
     storage,
     search_study,
@@ -120,6 +135,7 @@ def make_ingredients(
     from soupkit.base_model import load_model, pick_device, resolve_base, use_bf16
     from soupkit.data.load import load_recipe_families
     from soupkit.probes.score import ProbeSettings, objective_value
+    from soupkit.search.checkpoints import claim_checkpoint_folder
     from soupkit.search.lifecycle import TrainedStage, base_scores, load_context, progress_bar, recover
     from soupkit.search.study import check_held_out_halves
     from soupkit.soups.study_soup import study_recipe
@@ -131,8 +147,9 @@ def make_ingredients(
     # a missing folder, or a top:<k> it has too few layers for, fails here, before anything is recorded
     check_train_setting(spec.finetune_spec(recipe.finetune), resolve_base(base))
     name = name or default_set_name(spec, base, recipe.base, from_front)
-    study = open_ingredient_study(storage, search_study)
+    finetune_settings(spec, recipe)
     wanted = choose_ingredients(search_study, recipe, spec, base, name, from_front, tolerance)
+    study = open_ingredient_study(storage, search_study)  # after every check: a mistake leaves no study
     recorded = ingredient_sets(study).get(name)
     if recorded is None:
         record_set(study, wanted)
@@ -149,12 +166,14 @@ def make_ingredients(
     device = pick_device()
     finetune = recipe.finetune.model_validate(chosen.finetune)
     # a dead ingredient is failed, not queued again: each run enqueues the mixtures it still needs
+    # the ingredients folder is this study's (its partial folders may go; nothing else is touched)
+    claim_checkpoint_folder(run_dir / FOLDER, study, str((run_dir / "study.db").resolve()))
     recover(study, storage, run_dir / FOLDER, "ingredient", requeue=False)
     ctx = None
     reused = []
     for i, (source, mixture) in enumerate(zip(chosen.sources, chosen.mixtures)):
         key = ingredient_key(mixture, base, chosen.finetune, recipe.seed)
-        done = _trained(study, key)
+        done = _trained(study, key, run_dir)
         if done is not None:
             chosen.ingredients[i] = done.number
             reused.append(done.number)
@@ -213,10 +232,10 @@ def train_ingredient(study, ctx, source: int, mixture: dict, key: str, base: str
         raise SoupkitError(f"ingredient #{trial.number} (mixture of trial {source}) failed: {reason}") from exc
 
 
-def _trained(study, key: str):
-    """A completed ingredient with this key whose checkpoint is still on disk."""
+def _trained(study, key: str, run: Path | None = None):
+    """A completed ingredient with this key whose checkpoint is still on disk (in run folder `run`)."""
     for t in study.get_trials(deepcopy=False, states=None):
-        if ingredient_key_of(t) == key and TrialRecord.of(t).has_model():
+        if ingredient_key_of(t) == key and TrialRecord.of(t).has_model(run):
             return t
     return None
 
@@ -253,7 +272,7 @@ def describe_set(chosen: IngredientSet) -> str:
     return "\n".join(lines)
 
 
-def ingredient_soup_source(storage, search_study, set_name: str | None = None):
+def ingredient_soup_source(storage, search_study, set_name: str | None = None, run: Path | None = None):
     """The trained ingredients of a set (the last one recorded by default) as soup candidates, best
     objective first, with their own base model; their soups are recorded in the ingredient study."""
     from soupkit.soups.study_soup import Ingredient, SoupSource, study_recipe
@@ -265,8 +284,8 @@ def ingredient_soup_source(storage, search_study, set_name: str | None = None):
     candidates = []
     for number in chosen.ingredients:
         done = TrialRecord.of(by_number[number]) if number in by_number else None
-        if done is not None and done.has_model():
-            candidates.append(Ingredient(number, done.checkpoint, float(done.objective), done.scores))
+        if done is not None and done.has_model(run):
+            candidates.append(Ingredient(number, done.checkpoint_in(run), float(done.objective), done.scores))
     missing = chosen.k - len(candidates)
     if missing:
         raise SoupkitError(f"ingredient set '{chosen.name}' has {missing} of {chosen.k} ingredients not trained "

@@ -99,20 +99,21 @@ def study_recipe(study) -> Recipe:
     return recipe
 
 
-def ranked_ingredients(study, from_front: bool = False) -> list[Ingredient]:
+def ranked_ingredients(study, from_front: bool = False, run: Path | None = None) -> list[Ingredient]:
     """Completed trials whose checkpoint still exists, best scalar objective first (the weighted
-    mean over every probe). With `from_front`, only trials on the study's Pareto front."""
+    mean over every probe). With `from_front`, only trials on the study's Pareto front. Given the
+    run folder, a copied or moved run's own models are read (TrialRecord.checkpoint_in)."""
     trials = study.best_trials if from_front else study.get_trials(deepcopy=False)
     found = []
     for record in map(TrialRecord.of, trials):
-        if record.has_model():
-            found.append(Ingredient(record.number, record.checkpoint, record.objective, record.scores))
+        if record.has_model(run):
+            found.append(Ingredient(record.number, record.checkpoint_in(run), record.objective, record.scores))
     return sorted(found, key=lambda i: (-i.objective, i.trial))
 
 
-def trial_source(study, from_front: bool = False) -> SoupSource:
-    """The search's own trials as soup candidates."""
-    return SoupSource(study, study_recipe(study), ranked_ingredients(study, from_front),
+def trial_source(study, from_front: bool = False, run: Path | None = None) -> SoupSource:
+    """The search's own trials as soup candidates (those in run folder `run`, when given)."""
+    return SoupSource(study, study_recipe(study), ranked_ingredients(study, from_front, run),
                       StudyRecord.of(study).base_scores, tag="front" if from_front else "top")
 
 
@@ -161,7 +162,7 @@ def build_soup(
     from soupkit.search.study import check_held_out_halves
 
     scheme = check_held_out_halves(study, study_recipe(study))  # ingredients are scored as the search's trials
-    source = source or trial_source(study, from_front)
+    source = source or trial_source(study, from_front, run_dir)
     study, recipe, ranked, base_scores = source.study, source.recipe, source.candidates, source.base_scores
     if not ranked:
         raise SoupkitError(f"study '{study.study_name}' has no completed {source.label} with a checkpoint to soup")
