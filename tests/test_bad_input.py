@@ -220,9 +220,9 @@ def fake_run(w: Workdir, name: str = "orig", checkpoints: Path | None = None, tr
             "checkpoint": str(folder.resolve()), "objective": 0.5 + number / 10}))
     claim_checkpoint_folder(root, study, storage_label(None, out))
     if base:
-        from soupkit.study_record import record_base_scores
+        from soupkit.study_record import record_base
 
-        record_base_scores(study, str(w.model), {})
+        record_base(study, {}, 0.5, [0.5], base_model=str(w.model))
     close_storage(store)
     return out
 

@@ -96,7 +96,7 @@ def test_the_table_is_read_from_a_study_as_soupkit_search_records_it(tmp_path):
 
     recipe = Recipe(name="t", families=["a", "b"], seed_mixture={"a": 1.0, "b": 1.0},
                     finetune={"steps": 10}, search={"n_startup_trials": 1})
-    storage = open_storage(default_storage(tmp_path))
+    storage = open_storage(default_storage(tmp_path), create=True)
     study = optuna.create_study(storage=storage, study_name="t", direction="maximize")
     study.set_user_attr(RECIPE, json.dumps(recipe.model_dump(mode="json")))
     study.set_user_attr(BASE_SCORES, {"a": 0.5, "b": 0.3})
