@@ -158,6 +158,22 @@ def ask(study):
         return study.ask()
 
 
+def ask_mixture(study, families: list[str], mixture: Mapping[str, float]):
+    """A trial that trains exactly `mixture` (a stage's fixed candidate): queued, then asked; a
+    mixture an interrupted run queued and never ran is popped first and failed. Returns (trial,
+    its weights over `families`)."""
+    from soupkit.search.space import params_for_mixture, suggest_mixture
+
+    study.enqueue_trial(params_for_mixture(mixture, families))
+    while True:
+        trial = ask(study)  # pops the oldest queued mixture: ours, or one a killed run queued
+        weights = suggest_mixture(trial, families)
+        if all(abs(weights.get(f, 0.0) - w) < 1e-5 for f, w in mixture.items()):
+            return trial, weights
+        record_error(trial, "a mixture queued by an interrupted run")
+        study.tell(trial, state=TrialState.FAIL)
+
+
 def run_and_tell(study, trial, ctx: TrialContext, body: Callable[[object], float | list[float]], store=None):
     """Run `body(trial)` (heartbeats with a `store`), record why it failed, tell the outcome, return the
     finished trial. Ctrl-C is raised; another error too when the stage says so (`raise_failures`)."""

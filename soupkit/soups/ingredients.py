@@ -34,7 +34,6 @@ from soupkit.study_record import (
     TrialRecord,
     ingredient_key_of,
     ingredient_sets,
-    record_error,
     record_ingredient,
     record_scores_by_base,
     scores_by_base,
@@ -187,20 +186,9 @@ def make_ingredients(
 def train_ingredient(study, ctx, source: int, mixture: dict, key: str, base: str, set_name: str):
     """One ingredient as a trial of the ingredient study, through the trained-candidate lifecycle:
     RUNNING while it trains, then COMPLETE, or FAIL with its error (and a later run trains it again)."""
-    from optuna.trial import TrialState
+    from soupkit.search.lifecycle import ask_mixture, run_and_tell, train_and_score
 
-    from soupkit.search.lifecycle import ask, run_and_tell, train_and_score
-    from soupkit.search.space import params_for_mixture, suggest_mixture
-
-    names = list(ctx.families)
-    study.enqueue_trial(params_for_mixture(mixture, names))
-    while True:
-        trial = ask(study)  # pops the oldest queued mixture: ours, or one a killed run queued
-        weights = suggest_mixture(trial, names)
-        if all(abs(weights.get(f, 0.0) - w) < 1e-5 for f, w in mixture.items()):
-            break
-        record_error(trial, "a mixture queued by an interrupted run")
-        study.tell(trial, state=TrialState.FAIL)
+    trial, weights = ask_mixture(study, list(ctx.families), mixture)
 
     def body(trial) -> list[float]:
         record_ingredient(trial, key, source, base, ctx.finetune.model_dump(mode="json"), set_name)
