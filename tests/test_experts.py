@@ -40,6 +40,7 @@ def test_expert_mixtures_default_pareto_and_alone():
     (["--general-share", "1"], ["--general-share", "[0, 1)", "got 1.0"]),
     (["--general-share", "-0.1"], ["--general-share", "got -0.1"]),
     (["--general-share", "nan"], ["--general-share"]),
+    (["--general-share", "0.5"], ["--general-share 0.5", "as much of another family"]),  # two families: one model
 ])
 def test_a_general_share_outside_zero_one_is_one_line(args, needles, tiny_model, tiny_recipe_file, tmp_path,
                                                        one_line_error):
@@ -84,9 +85,10 @@ def expert_run(tmp_path_factory, tiny_model_dir):
     }).model_dump(mode="json")
     recipe.write_text(yaml.safe_dump(data, sort_keys=False))
     out = root / "run"
-    result = CliRunner().invoke(main, ["experts", "--recipe", str(recipe), "--out", str(out), "--quiet"])
+    result = CliRunner().invoke(main, EXPERTS := ["experts", "--recipe", str(recipe), "--out", str(out), "--quiet",
+                                                  "--general-share", "0.25"])
     assert result.exit_code == 0, result.output
-    return recipe, out, result.output
+    return recipe, out, result.output, EXPERTS
 
 
 def _expert_study(out: Path):
@@ -104,22 +106,22 @@ def test_an_expert_bank_is_recorded_and_resumed(expert_run, folder_hash):
     from soupkit.search.merge_proxy import load_expert_bank
     from soupkit.study_record import StudyRecord, TrialRecord, expert_banks
 
-    recipe, out, output = expert_run
-    assert "expert bank 'share0.5-3steps'" in output
+    recipe, out, output, args = expert_run
+    assert "expert bank 'share0.25-3steps'" in output
     study = _expert_study(out)
     assert StudyRecord.of(study).stage == "experts"
-    bank = expert_banks(study)["share0.5-3steps"]
+    bank = expert_banks(study)["share0.25-3steps"]
     assert bank["experts"] == {"medical-icd10": 0, "medical-icd10-chapters": 1}
-    assert bank["settings"]["mixtures"]["medical-icd10"] == {"medical-icd10": 0.5, "medical-icd10-chapters": 0.5}
+    assert bank["settings"]["mixtures"]["medical-icd10"] == {"medical-icd10": 0.75, "medical-icd10-chapters": 0.25}
     for trial in study.get_trials():
         record = TrialRecord.of(trial)
         assert record.has_model() and record.checkpoint.parent == (out / "experts").resolve()
         assert trial.user_attrs["expert_family"] in bank["experts"]
     loaded = load_expert_bank(study._storage, "tiny", ["medical-icd10", "medical-icd10-chapters"])
-    assert loaded.name == "share0.5-3steps" and loaded.steps == 3 and loaded.general_share == 0.5
+    assert loaded.name == "share0.25-3steps" and loaded.steps == 3 and loaded.general_share == 0.25
 
     before = folder_hash(out / "experts")
-    again = CliRunner().invoke(main, ["experts", "--recipe", str(recipe), "--out", str(out), "--quiet"])
+    again = CliRunner().invoke(main, args)
     assert again.exit_code == 0, again.output
     assert "resuming expert bank" in again.output and again.output.count("already trained") == 2
     assert folder_hash(out / "experts") == before and len(_expert_study(out).get_trials()) == 2
@@ -133,9 +135,9 @@ def test_an_expert_bank_is_recorded_and_resumed(expert_run, folder_hash):
 
 @pytest.mark.slow
 def test_experts_of_another_base_are_one_line(expert_run, tiny_bert, tmp_path, one_line_error):
-    recipe, out, _ = expert_run
+    recipe, out, _, args = expert_run
     other = tiny_bert(tmp_path / "other", seed=1)
-    one_line_error(["experts", "--recipe", str(recipe), "--out", str(out), "--base", str(other)],
+    one_line_error([*args, "--base", str(other)],
                    "different recipe", "'base'", workdir=out)
     one_line_error(["search", "--recipe", str(recipe), "--out", str(out), "--by-merging", "--base", str(other)],
                    "different recipe", "'base'", workdir=out)
@@ -152,13 +154,13 @@ def test_a_merge_proxy_trial_scores_the_merge_of_the_experts_with_its_weights(ex
     from soupkit.search.study import check_held_out_halves, default_storage, open_study
     from soupkit.study_record import StudyRecord, TrialRecord, merge_proxy_of
 
-    recipe_path, out, _ = expert_run
+    recipe_path, out, _, _ = expert_run
     result = CliRunner().invoke(main, ["search", "--recipe", str(recipe_path), "--out", str(out), "--by-merging",
                                        "--quiet"])
     assert result.exit_code == 0, result.output
     assert "soupkit ingredients --out" in result.output
     study = open_study(default_storage(out), "tiny", None, ["maximize"])
-    assert merge_proxy_of(study) == "share0.5-3steps" and StudyRecord.of(study).base_scores
+    assert merge_proxy_of(study) == "share0.25-3steps" and StudyRecord.of(study).base_scores
     done = [t for t in study.get_trials() if t.state.name == "COMPLETE"]
     assert len(done) == 3 and not (out / "trials").exists()
     recipe = load_recipe(recipe_path)
@@ -168,7 +170,7 @@ def test_a_merge_proxy_trial_scores_the_merge_of_the_experts_with_its_weights(ex
     experts = [out / "experts" / "expert-0000", out / "experts" / "expert-0001"]
     for trial in done[:2]:
         record = TrialRecord.of(trial)
-        assert merge_proxy_of(trial) == "share0.5-3steps" and record.checkpoint is None
+        assert merge_proxy_of(trial) == "share0.25-3steps" and record.checkpoint is None
         assert set(record.seconds) == {"merge", "probe"}
         weights = [record.mixture["medical-icd10"], record.mixture["medical-icd10-chapters"]]
         folder = out.parent / f"merged-{trial.number}"

@@ -80,6 +80,12 @@ def expert_mixtures(recipe: Recipe, share: float) -> dict[str, dict[str, float]]
             mixtures[family] = {family: 1.0}
         else:
             mixtures[family] = {family: round(1 - share, 6), **{g: round(share / len(others), 6) for g in others}}
+    # an expert must lean to its own family: with two general families at share 0.5 both would be
+    # the same model, and no merge could tell one mixture from another
+    for family, mixture in mixtures.items():
+        if any(w >= mixture[family] for f, w in mixture.items() if f != family):
+            raise SoupkitError(f"--general-share {share:g} gives the expert of {family} as much of another family "
+                               "as of its own; use a smaller share")
     return mixtures
 
 
