@@ -319,9 +319,11 @@ def merge(models, out, method, weights, base, params, overwrite) -> None:
 @click.option("--method", default="uniform", show_default=True,
               help=f"greedy (the model-soups recipe) or a merge method: {MERGE_METHODS}.")
 @click.option("--name", default=None, help="Soup name (default <method>-top<k>).")
-@click.option("--from", "source", type=click.Choice(["trials", "ingredients"]), default="trials", show_default=True,
-              help="Soup the search's trials, or the ingredients `soupkit ingredients` trained.")
-@click.option("--set", "set_name", default=None, help="With --from ingredients: the ingredient set (default the last made).")
+@click.option("--from", "source", type=click.Choice(["trials", "ingredients", "experts"]), default="trials", show_default=True,
+              help="Soup the search's trials, the ingredients `soupkit ingredients` trained, or the experts of "
+                   "`soupkit experts`.")
+@click.option("--set", "set_name", default=None,
+              help="With --from ingredients: the ingredient set; with --from experts: the expert bank (default the last made).")
 @click.option("--from-front", is_flag=True, help="Take ingredients from the Pareto front (pareto recipes).")
 @click.option("--with-base", is_flag=True,
               help="uniform/greedy: average the soup with the base model, at the smallest share (0.25, 0.5, 0.75) "
@@ -350,16 +352,27 @@ def soup(out, storage, study_name, top_k, method, name, source, set_name, from_f
 
     if name is not None and plain_name_problem(name):  # before the study is even opened
         raise SoupkitError(f"--name: {plain_name_problem(name)}; it names the folder soups/<name>")
-    study, store = _open_run_storage(out, storage, study_name)
-    if source == "ingredients":
+    if source == "experts":  # a bank of `soupkit experts` (--set: its name); the run may hold no search yet
+        from soupkit.soups.experts import expert_soup_source
+
+        candidates = expert_soup_source(out, storage, set_name)
+        study = candidates.study
+    elif source == "ingredients":
+        study, store = _open_run_storage(out, storage, study_name)
         if from_front:
             raise SoupkitError("--from-front chooses trials; ingredients were chosen by `soupkit ingredients --from-front`")
         from soupkit.soups.ingredients import ingredient_soup_source
 
         candidates = ingredient_soup_source(store, study, set_name)
     else:
+        study, store = _open_run_storage(out, storage, study_name)
         if set_name is not None:
             raise SoupkitError("--set names an ingredient set: use it with --from ingredients")
+        from soupkit.study_record import merge_proxy_of
+
+        if merge_proxy_of(study):
+            raise SoupkitError(f"study '{study.study_name}' is a search by merging: its trials are merges with no "
+                               "model; train the best with `soupkit ingredients`, then soup --from ingredients")
         candidates = trial_source(study, from_front)
     top_k = top_k if top_k is not None else (5 if source == "trials" else len(candidates.candidates))
     result = build_soup(study, out, method=method, top_k=top_k, name=name, log=click.echo, from_front=from_front,

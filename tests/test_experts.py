@@ -183,12 +183,19 @@ def test_a_merge_proxy_trial_scores_the_merge_of_the_experts_with_its_weights(ex
                                       "--quiet"])
     assert again.exit_code == 2 and "is a search by merging" in again.output
 
+    # proxies have no models to soup; the experts of the bank do
+    proxies = CliRunner().invoke(main, ["soup", "--out", str(out), "--no-intervals"])
+    assert proxies.exit_code == 2 and "search by merging" in proxies.output
+    experts = CliRunner().invoke(main, ["soup", "--out", str(out), "--from", "experts", "--no-intervals"])
+    assert experts.exit_code == 0, experts.output
+    assert (out / "soups" / "uniform-share0.25-3steps-experts2").is_dir()
+
     # confirm: the best proxies finetuned for real as ingredients, then souped
     made = CliRunner().invoke(main, ["ingredients", "--out", str(out), "--k", "2", "--steps", "3", "--quiet"])
     assert made.exit_code == 0, made.output
     souped = CliRunner().invoke(main, ["soup", "--out", str(out), "--from", "ingredients", "--no-intervals"])
     assert souped.exit_code == 0, souped.output
-    assert list((out / "soups").iterdir())
+    assert len(list((out / "soups").iterdir())) == 2
 
 
 @pytest.mark.slow

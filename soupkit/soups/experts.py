@@ -111,7 +111,7 @@ def make_experts(
     from soupkit.data.load import check_recipe
     from soupkit.search.lifecycle import load_context, progress_bar, recover
     from soupkit.search.run import check_run_folder, directions, effective_recipe_json, write_run_recipe
-    from soupkit.search.study import close_storage, default_storage, open_storage
+    from soupkit.search.study import check_held_out_halves, close_storage, default_storage, open_storage
     from soupkit.soups.ingredient_study import ingredient_key
     from soupkit.train.finetune import check_train_setting
 
@@ -143,6 +143,7 @@ def make_experts(
         if beside_of(study) is None:
             record_beside(study, STAGE, recipe.name)
             record_recipe(study, effective_recipe_json(recipe))
+        scheme = check_held_out_halves(study, recipe, record=True)  # experts are scored as trials are
         write_run_recipe(out, recipe)
         experts = dict((recorded or {}).get("experts") or dict.fromkeys(mixtures))
         record_expert_bank(study, name, {"settings": settings, "experts": experts})
@@ -164,7 +165,8 @@ def make_experts(
 
                 ctx = load_context(recipe, out, command, TrainedStage(KIND, finetune, True),
                                    recipe_dir=recipe_path.parent if recipe_path else None,
-                                   trust_remote_code=trust_remote_code, log=log, checkpoints=out / FOLDER)
+                                   trust_remote_code=trust_remote_code, log=log, checkpoints=out / FOLDER,
+                                   scheme=scheme)
             with progress_bar(show_progress, finetune.steps, f"expert {i + 1}/{len(mixtures)}") as ctx.on_step:
                 trial = _train_expert(study, ctx, family, mixture, key, share, name)
             experts[family] = trial.number
@@ -173,9 +175,57 @@ def make_experts(
             log(f"expert {i + 1}/{len(mixtures)} ({family}, #{trial.number}) objective {done.objective:.4f}  "
                 f"finetune {done.seconds['finetune']:.0f}s probe {done.seconds['probe']:.0f}s")
         record_expert_bank(study, name, {"settings": settings, "experts": experts})
+        if not StudyRecord.of(study).base_scores:  # the base's, for tables and soups of the experts
+            _record_base(study, recipe, ctx, scheme, recipe_path, trust_remote_code, log)
         return ExpertsResult(study, name, experts, reused, mixtures)
     finally:
         close_storage(store)
+
+
+def _record_base(study, recipe: Recipe, ctx, scheme: str, recipe_path, trust_remote_code: bool, log) -> None:
+    from soupkit.base_model import load_model, pick_device, use_bf16
+    from soupkit.data.load import load_recipe_families
+    from soupkit.probes.score import ProbeSettings
+    from soupkit.search.lifecycle import base_scores, record_base_model
+
+    if ctx is not None:
+        ctx.reset_model()
+        model, probes, settings = (lambda: ctx.model), ctx.probes, ctx.probe_settings
+    else:
+        device = pick_device()
+        probes = load_recipe_families(recipe, recipe_path.parent if recipe_path else None, log=log, scheme=scheme)[1]
+        model = lambda: load_model(recipe.base, device, trust_remote_code=trust_remote_code)  # noqa: E731
+        settings = ProbeSettings.from_recipe(recipe, use_bf16(device, recipe.finetune.bf16))
+    record_base_model(study, recipe, base_scores(None, probes, model, settings, log), base_model=recipe.base)
+
+
+def expert_soup_source(out: Path, storage: str | None, bank_name: str | None):
+    """The trained experts of a bank (the last made by default) as soup candidates, best objective
+    first; their soups are recorded in the expert study."""
+    import optuna
+
+    from soupkit.search.merge_proxy import find_expert_study, load_expert_bank
+    from soupkit.search.study import default_storage, open_storage, search_study_names
+    from soupkit.soups.study_soup import Ingredient, SoupSource, study_recipe
+
+    if storage is None and not (Path(out) / "study.db").is_file():
+        raise SoupkitError(f"no study found: {Path(out) / 'study.db'} does not exist (run `soupkit experts` first)")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    store = open_storage(storage or default_storage(Path(out)))
+    experts = [n for n in optuna.get_all_study_summaries(store, include_best_trial=False)
+               if n.study_name.endswith(".experts")]
+    names = [n.study_name.removesuffix(".experts") for n in experts] or search_study_names(store)
+    if len(names) != 1:
+        raise SoupkitError(f"storage holds experts of {len(names)} studies ({', '.join(names)}); one is expected")
+    study = find_expert_study(store, names[0], str(out))
+    recipe = study_recipe(study)
+    bank = load_expert_bank(store, recipe.name, recipe.family_names(), bank_name, str(out))
+    by_number = {t.number: TrialRecord.of(t) for t in study.get_trials(deepcopy=False)}
+    candidates = [Ingredient(n, by_number[n].checkpoint, float(by_number[n].objective), by_number[n].scores)
+                  for n in bank.trials]
+    candidates.sort(key=lambda c: (-c.objective, c.trial))
+    return SoupSource(study, recipe, candidates, StudyRecord.of(study).base_scores, label="expert",
+                      tag=f"{bank.name}-experts")
 
 
 def _train_expert(study, ctx, family: str, mixture: dict, key: str, share: float, bank: str):
