@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from surrogates import read_trials_csv, study_source, write_trials_csv  # noqa: E402
+from surrogates import read_trials_csv, study_source, write_trials_csv
 
 
 def main() -> None:

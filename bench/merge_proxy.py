@@ -28,7 +28,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from surrogates import read_trials_csv, study_source  # noqa: E402
+from surrogates import read_trials_csv, study_source
 
 
 def spearman(x, y) -> float:
@@ -60,7 +60,11 @@ def proxy_scores(experts: Path, bank_name: str, source, limit: int | None, log=p
     from soupkit.base_model import pick_device, use_bf16
     from soupkit.data.load import load_recipe_families
     from soupkit.probes.score import ProbeSettings, objective_value
-    from soupkit.search.merge_proxy import MergeProxy, find_expert_study, load_expert_bank
+    from soupkit.search.merge_proxy import (
+        MergeProxy,
+        find_expert_study,
+        load_expert_bank,
+    )
     from soupkit.search.study import default_storage, open_storage
     from soupkit.study_record import StudyRecord
 

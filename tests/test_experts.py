@@ -106,7 +106,7 @@ def test_an_expert_bank_is_recorded_and_resumed(expert_run, folder_hash):
     from soupkit.search.merge_proxy import load_expert_bank
     from soupkit.study_record import StudyRecord, TrialRecord, expert_banks
 
-    recipe, out, output, args = expert_run
+    _, out, output, args = expert_run
     assert "expert bank 'share0.25-3steps'" in output
     study = _expert_study(out)
     assert StudyRecord.of(study).stage == "experts"
@@ -145,11 +145,10 @@ def test_experts_of_another_base_are_one_line(expert_run, tiny_bert, tmp_path, o
 
 @pytest.mark.slow
 def test_a_merge_proxy_trial_scores_the_merge_of_the_experts_with_its_weights(expert_run):
-    from soupkit.base_model import pick_device, use_bf16
+    from soupkit.base_model import load_model, pick_device, use_bf16
     from soupkit.config import load_recipe
     from soupkit.data.load import load_recipe_families, probes_for_scheme
     from soupkit.merge.api import merge_models
-    from soupkit.base_model import load_model
     from soupkit.probes.score import ProbeSettings, score_probes
     from soupkit.search.study import check_held_out_halves, default_storage, open_study
     from soupkit.study_record import StudyRecord, TrialRecord, merge_proxy_of

@@ -110,8 +110,18 @@ def make_experts(
     from soupkit.base_model import resolve_base
     from soupkit.data.load import check_recipe
     from soupkit.search.lifecycle import load_context, progress_bar, recover
-    from soupkit.search.run import check_run_folder, directions, effective_recipe_json, write_run_recipe
-    from soupkit.search.study import check_held_out_halves, close_storage, default_storage, open_storage
+    from soupkit.search.run import (
+        check_run_folder,
+        directions,
+        effective_recipe_json,
+        write_run_recipe,
+    )
+    from soupkit.search.study import (
+        check_held_out_halves,
+        close_storage,
+        default_storage,
+        open_storage,
+    )
     from soupkit.soups.ingredient_study import ingredient_key
     from soupkit.train.finetune import check_train_setting
 
@@ -194,7 +204,7 @@ def _record_base(study, recipe: Recipe, ctx, scheme: str, recipe_path, trust_rem
     else:
         device = pick_device()
         probes = load_recipe_families(recipe, recipe_path.parent if recipe_path else None, log=log, scheme=scheme)[1]
-        model = lambda: load_model(recipe.base, device, trust_remote_code=trust_remote_code)  # noqa: E731
+        model = lambda: load_model(recipe.base, device, trust_remote_code=trust_remote_code)
         settings = ProbeSettings.from_recipe(recipe, use_bf16(device, recipe.finetune.bf16))
     record_base_model(study, recipe, base_scores(None, probes, model, settings, log), base_model=recipe.base)
 
