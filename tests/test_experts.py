@@ -63,6 +63,8 @@ def test_search_by_merging_without_experts_is_one_line(tiny_model, tiny_recipe_f
                    "--by-merging", "no experts", "soupkit experts", workdir=tmp_path)
     one_line_error(["search", "--recipe", str(recipe), "--out", str(tmp_path / "run"), "--expert-bank", "x"],
                    "--by-merging", workdir=tmp_path)
+    one_line_error(["search", "--recipe", str(recipe), "--out", str(tmp_path / "run"), "--by-merging",
+                    "--storage", f"sqlite:///{tmp_path / 'other.db'}"], "--by-merging", "--storage", workdir=tmp_path)
 
 
 # --- a tiny expert bank, shared by the tests below (each expert: 3 steps on the tiny model) ---
@@ -222,3 +224,24 @@ def test_a_killed_experts_run_loses_nothing(tiny_model, tiny_recipe_file, tmp_pa
     assert (out / "experts" / "expert-0000" / "model.safetensors").read_bytes() == first
     assert not [p for p in (out / "experts").iterdir() if p.name.startswith(".")]
     assert study.get_trials()[2].user_attrs["mixture"] == {"medical-icd10": 0.0, "medical-icd10-chapters": 1.0}
+
+
+@pytest.mark.slow
+def test_experts_of_the_top_layers_merge_on_the_cached_trunk(tiny_model, tiny_recipe_file, tmp_path, monkeypatch):
+    from soupkit.search.study import default_storage, open_study
+    from soupkit.study_record import TrialRecord
+
+    monkeypatch.setenv("SOUPKIT_HOME", str(tmp_path / "home"))
+    recipe = tiny_recipe_file(tiny_model, tmp_path / "tiny.yaml")
+    out = tmp_path / "run"
+    made = CliRunner().invoke(main, ["experts", "--recipe", str(recipe), "--out", str(out), "--train", "top:1",
+                                     "--general-share", "0", "--quiet"])
+    assert made.exit_code == 0, made.output
+    assert "expert bank 'share0-3steps-top:1'" in made.output
+    searched = CliRunner().invoke(main, ["search", "--recipe", str(recipe), "--out", str(out), "--by-merging",
+                                         "--quiet"])
+    assert searched.exit_code == 0, searched.output
+    assert "proposals are scored on the cached trunk" in searched.output
+    assert any((tmp_path / "home" / "trunk-cache").rglob("*"))
+    done = [TrialRecord.of(t) for t in open_study(default_storage(out), "tiny", None, ["maximize"]).get_trials()]
+    assert [t.state for t in done] == ["COMPLETE", "COMPLETE"] and all(t.scores for t in done)

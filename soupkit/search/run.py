@@ -110,6 +110,9 @@ def run_search(
     from soupkit.models.fetch import same_model
 
     recipe = recipe.for_base(same_model)  # the command line applied it already; a Python caller may not have
+    if by_merging is not None and storage is not None:  # before check_inputs opens (creates) the storage
+        raise SoupkitError("--by-merging merges the experts in the run folder's study.db (`soupkit experts --out`); "
+                           "it runs without --storage")
     progress = _Progress()
     try:
         return _search(recipe, out, storage, recipe_path, command, log, show_progress, max_failures,
