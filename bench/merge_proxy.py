@@ -127,6 +127,8 @@ def main() -> None:
     parser.add_argument("--reference", default=None,
                         help="a table of the same mixtures trained otherwise (longer): the baseline correlation")
     args = parser.parse_args()
+    if not (args.experts / "study.db").is_file():
+        raise SystemExit(f"error: --experts {args.experts}: no study.db (make the experts with `soupkit experts --out`)")
     source = trials_of(args.trials)
     lines = ["| bank | probe | trials | Spearman (proxy vs real) |", "|---|---|---|---|"]
     for bank in args.banks.split(","):
