@@ -48,6 +48,30 @@ def trials_of(paths: str):
                                kinds=[k for s in sources for k in s.kinds])
 
 
+def reference_rows(paths: str) -> list:
+    """Other trainings of the same mixtures: a CSV table's trials; for a run folder, the ingredients
+    beside its search (`soupkit ingredients --select top --k N --pool N --steps 96`: its N best
+    mixtures finetuned longer), not its own trials."""
+    import optuna
+
+    from soupkit.search.study import close_storage, default_storage, open_storage
+    from soupkit.study_record import StudyRecord, TrialRecord
+
+    rows = []
+    for path in paths.split(","):
+        if path.endswith(".csv"):
+            rows += trials_of(path).rows
+            continue
+        storage = open_storage(default_storage(Path(path)))
+        for summary in optuna.get_all_study_summaries(storage, include_best_trial=False):
+            study = optuna.load_study(study_name=summary.study_name, storage=storage)
+            if StudyRecord.of(study).stage == "ingredients":
+                rows += [r for r in map(TrialRecord.of, study.get_trials(deepcopy=False))
+                         if r.state == "COMPLETE" and r.mixture and r.objective is not None]
+        close_storage(storage)
+    return rows
+
+
 def mixture_key(mixture: dict[str, float]) -> tuple:
     total = sum(mixture.values())
     return tuple(sorted((f, round(w / total, 4)) for f, w in mixture.items() if w > 0))
@@ -125,7 +149,8 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=None, help="only the first N trials")
     parser.add_argument("--save", type=Path, default=None, help="write DIR-<bank>.csv with each bank's proxy scores")
     parser.add_argument("--reference", default=None,
-                        help="a table of the same mixtures trained otherwise (longer): the baseline correlation")
+                        help="the same mixtures trained otherwise (a table, or a run whose ingredients trained its "
+                             "trials' mixtures longer): the baseline correlation a proxy must beat")
     args = parser.parse_args()
     if not (args.experts / "study.db").is_file():
         raise SystemExit(f"error: --experts {args.experts}: no study.db (make the experts with `soupkit experts --out`)")
@@ -137,7 +162,7 @@ def main() -> None:
             save(args.save.with_name(f"{args.save.name}-{bank}.csv"), rows)
         lines += report(bank, source, rows)
     if args.reference:
-        other = {mixture_key(t.mixture): t for t in trials_of(args.reference).rows}
+        other = {mixture_key(t.mixture): t for t in reference_rows(args.reference)}
         pairs = [(t, other[mixture_key(t.mixture)]) for t in source.rows if mixture_key(t.mixture) in other]
         lines.append(f"| reference {args.reference} | all (objective) | {len(pairs)} | "
                      f"{spearman([a.objective for a, _ in pairs], [b.objective for _, b in pairs]):.2f} |")
