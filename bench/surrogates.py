@@ -46,42 +46,39 @@ class Table:
         """What one trial costs without milestones: the whole finetune and one probe pass."""
         return self.steps * self.step_seconds + self.probe_seconds
 
+@dataclass
+class _Source:
+    """One run folder's (or exported CSV's) completed trials and what the table needs of its recipe."""
+
+    families: list[str]
+    base_scores: dict[str, float]
+    base_objective: float
+    seed_weights: dict[str, float]
+    steps: int
+    rows: list  # soupkit.study_record.TrialRecord of each completed trial
+    kinds: list[str]
+    pruned: bool  # a pruner stopped trials of this run
+    recipe: str = ""
+    base: str = ""
+    train: str = "all"
+
+
 def load_table(runs: list[Path], drop: tuple[str, ...] = ()) -> Table:
     """The completed trials of one or more run folders of the same recipe (the recorded table,
-    real end-to-end searches); `drop` leaves probes out of the objective (every probe of the
-    default recipe weighs 1, so the objective is the mean of the rest)."""
-    import optuna
-
-    from soupkit.config import seed_mixture_of
-    from soupkit.search.study import close_storage, default_storage, open_storage
-    from soupkit.study_record import StudyRecord, TrialRecord, stopped_by_pruner
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    rows, kinds, sources, fractions, pruned_runs = [], [], [], [], set()
-    for index, run in enumerate(runs):
-        storage = open_storage(default_storage(run))
-        study = optuna.load_study(study_name=None, storage=storage)
-        record = StudyRecord.of(study)
-        recipe = record.recipe()
-        search = recipe.search
-        if index == 0:
-            first, families = record, list(recipe.families)
-        elif list(recipe.families) != families or record.base_scores != first.base_scores:
+    real end-to-end searches), or of the CSV files bench/export_trials.py wrote from them; `drop`
+    leaves probes out of the objective (every probe of the default recipe weighs 1, so the
+    objective is the mean of the rest)."""
+    sources = [read_trials_csv(Path(run)) if str(run).endswith(".csv") else study_source(Path(run)) for run in runs]
+    first = sources[0]
+    for run, source in zip(runs[1:], sources[1:]):
+        if source.families != first.families or source.base_scores != first.base_scores:
             raise SystemExit(f"{run}: not the same recipe and base model as {runs[0]}")
-        for t in study.get_trials(deepcopy=False):
-            if stopped_by_pruner(t):
-                pruned_runs.add(index)
-            if t.state.name == "COMPLETE":
-                rows.append(TrialRecord.of(t))
-                # trial 0 is the seed mixture, the next n_startup_trials are the sampler's random draws;
-                # a trial recorded before soupkit kept its sampler was recorded by --record: random first
-                sampler = rows[-1].sampler or ("random" if t.number < RANDOM_TRIALS else "gp")
-                kinds.append("random" if sampler == "random" or t.number <= search.n_startup_trials else sampler)
-                sources.append(index)
-                fractions.append(rows[-1].milestone_fraction)
-        close_storage(storage)
-    record, recipe = first, first.recipe()
-    probes = [p for p in record.base_scores if p not in drop]
+    rows = [r for source in sources for r in source.rows]
+    kinds = [k for source in sources for k in source.kinds]
+    origin = [i for i, source in enumerate(sources) for _ in source.rows]
+    fractions = [r.milestone_fraction for r in rows]
+    families, steps = first.families, first.steps
+    probes = [p for p in first.base_scores if p not in drop]
     weights = np.array([[r.mixture.get(f, 0.0) for f in families] for r in rows])
     seconds = [r.seconds.get("finetune", 0) + r.seconds.get("probe", 0) for r in rows]
     fidelities = sorted({(step, fraction) for r, fraction in zip(rows, fractions) for step in r.milestones})
@@ -91,15 +88,15 @@ def load_table(runs: list[Path], drop: tuple[str, ...] = ()) -> Table:
         weights=weights / weights.sum(axis=1, keepdims=True),
         objective=np.array([np.mean([r.scores[p] for p in probes]) if drop else r.objective for r in rows]),
         scores=np.array([[r.scores[p] for p in probes] for r in rows]),
-        base_objective=float(np.mean([record.base_scores[p] for p in probes]) if drop else record.base_objective),
-        base_scores={p: record.base_scores[p] for p in probes},
+        base_objective=float(np.mean([first.base_scores[p] for p in probes]) if drop else first.base_objective),
+        base_scores={p: first.base_scores[p] for p in probes},
         numbers=np.array([r.number for r in rows]),
         kinds=np.array(kinds),
-        runs=np.array(sources),
-        seed_weights=dict(seed_mixture_of(recipe, None).weights),
+        runs=np.array(origin),
+        seed_weights=dict(first.seed_weights),
         trial_seconds=float(np.median(seconds)),
-        steps=recipe.finetune.steps,
-        step_seconds=float(np.median([r.seconds["finetune"] for r in rows])) / recipe.finetune.steps,
+        steps=steps,
+        step_seconds=float(np.median([r.seconds["finetune"] for r in rows])) / steps,
         probe_seconds=float(np.median([r.seconds["probe"] for r in rows])),
         milestones={(step, fraction): np.array([r.milestones.get(step, np.nan) if f == fraction else np.nan
                                                 for r, f in zip(rows, fractions)])
@@ -108,8 +105,114 @@ def load_table(runs: list[Path], drop: tuple[str, ...] = ()) -> Table:
             [r.seconds["milestones"] / len(r.milestones) for r, f in zip(rows, fractions)
              if f == fraction and step in r.milestones and r.seconds.get("milestones")]))
             for step, fraction in fidelities},
-        pruned_runs=pruned_runs,
+        pruned_runs={i for i, source in enumerate(sources) if source.pruned},
     )
+
+
+def study_source(run: Path) -> _Source:
+    import optuna
+
+    from soupkit.config import seed_mixture_of
+    from soupkit.search.study import close_storage, default_storage, open_storage
+    from soupkit.study_record import StudyRecord, TrialRecord, stopped_by_pruner
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = open_storage(default_storage(run))
+    try:
+        from soupkit.search.study import search_study_names
+
+        study = optuna.load_study(study_name=search_study_names(storage)[0], storage=storage)
+        record = StudyRecord.of(study)
+        recipe = record.recipe()
+        rows, kinds, pruned = [], [], False
+        for t in study.get_trials(deepcopy=False):
+            pruned = pruned or stopped_by_pruner(t)
+            if t.state.name == "COMPLETE":
+                rows.append(TrialRecord.of(t))
+                # trial 0 is the seed mixture, the next n_startup_trials are the sampler's random draws;
+                # a trial recorded before soupkit kept its sampler was recorded by --record: random first
+                sampler = rows[-1].sampler or ("random" if t.number < RANDOM_TRIALS else "gp")
+                kinds.append("random" if sampler == "random" or t.number <= recipe.search.n_startup_trials else sampler)
+    finally:
+        close_storage(storage)
+    return _Source(list(recipe.family_names()), dict(record.base_scores), float(record.base_objective),
+                   dict(seed_mixture_of(recipe, None).weights), recipe.finetune.steps, rows, kinds, pruned,
+                   recipe.name, recipe.base, recipe.finetune.train)
+
+
+# The CSV form of a table (bench/export_trials.py): one row per completed trial, a `base` row with
+# the base model's scores and the seed mixture's weights, a `stopped` row when a pruner stopped trials.
+CSV_FIXED = ("row", "number", "kind", "recipe", "base", "train", "steps", "objective", "finetune_seconds",
+             "probe_seconds", "milestone_seconds", "milestone_fraction", "milestones")
+WEIGHT, SCORE = "weight:", "score:"
+
+
+def read_trials_csv(path: Path) -> _Source:
+    import csv
+    import json
+
+    from soupkit.study_record import TrialRecord
+
+    with open(path, newline="") as handle:
+        lines = list(csv.DictReader(handle))
+    if not lines:
+        raise SystemExit(f"{path}: no rows")
+    columns = list(lines[0])
+    families = [c.removeprefix(WEIGHT) for c in columns if c.startswith(WEIGHT)]
+    probes = [c.removeprefix(SCORE) for c in columns if c.startswith(SCORE)]
+    base = next((line for line in lines if line["row"] == "base"), None)
+    if base is None:
+        raise SystemExit(f"{path}: no base row")
+    rows, kinds = [], []
+    for line in lines:
+        if line["row"] != "trial":
+            continue
+        seconds = {"finetune": float(line["finetune_seconds"]), "probe": float(line["probe_seconds"])}
+        if line["milestone_seconds"]:
+            seconds["milestones"] = float(line["milestone_seconds"])
+        rows.append(TrialRecord(
+            number=int(line["number"]), state="COMPLETE",
+            mixture={f: float(line[WEIGHT + f]) for f in families}, scores={p: float(line[SCORE + p]) for p in probes},
+            objective=float(line["objective"]), values=None, checkpoint=None, seconds=seconds, error=None,
+            skipped=None, retry_of=None, seeded=None, worker={}, base=line["base"],
+            milestones={int(k): float(v) for k, v in json.loads(line["milestones"] or "{}").items()},
+            sampler=line["kind"], milestone_fraction=float(line["milestone_fraction"] or 1.0)))
+        kinds.append(line["kind"])
+    return _Source(families, {p: float(base[SCORE + p]) for p in probes}, float(base["objective"]),
+                   {f: float(base[WEIGHT + f]) for f in families if float(base[WEIGHT + f]) > 0}, int(base["steps"]),
+                   rows, kinds, any(line["row"] == "stopped" for line in lines), base["recipe"], base["base"],
+                   base["train"] or "all")
+
+
+def write_trials_csv(source: _Source, path: Path) -> None:
+    """A run's trials as CSV (read back by read_trials_csv): small, no model weights, enough to
+    replay samplers and rank checks on a fresh machine without training."""
+    import csv
+    import json
+
+    probes = list(source.base_scores)
+    header = [*CSV_FIXED, *(WEIGHT + f for f in source.families), *(SCORE + p for p in probes)]
+    common = {"recipe": source.recipe, "base": source.base, "train": source.train, "steps": source.steps}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as handle:
+        out = csv.DictWriter(handle, header)
+        out.writeheader()
+        out.writerow({**common, "row": "base", "objective": round(source.base_objective, 6),
+                      **{WEIGHT + f: source.seed_weights.get(f, 0.0) for f in source.families},
+                      **{SCORE + p: round(source.base_scores[p], 6) for p in probes}})
+        for r, kind in zip(source.rows, source.kinds):
+            total = sum(r.mixture.values())
+            out.writerow({**common, "row": "trial", "number": r.number, "kind": kind,
+                          "objective": round(r.objective, 6), "finetune_seconds": r.seconds.get("finetune", 0),
+                          "probe_seconds": r.seconds.get("probe", 0),
+                          "milestone_seconds": r.seconds.get("milestones", ""),
+                          "milestone_fraction": r.milestone_fraction,
+                          "milestones": json.dumps({str(k): v for k, v in r.milestones.items()}) if r.milestones else "",
+                          **{WEIGHT + f: round(r.mixture.get(f, 0.0) / total, 6) for f in source.families},
+                          **{SCORE + p: round(r.scores[p], 6) for p in probes}})
+        if source.pruned:
+            out.writerow({**common, "row": "stopped"})
+
 
 class GPSurrogate:
     """Matern 5/2 GP on the mixture weights with a learned white-noise level, never below

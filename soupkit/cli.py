@@ -133,12 +133,16 @@ def _load(recipe_arg: str):
 @field_option(Recipe, "finetune.train", "--train", "train_layers",
               help="Train every layer, or only the top K transformer layers and the heads, the frozen bottom's "
                    "output cached under $SOUPKIT_HOME/trunk-cache (default: the recipe's finetune.train).")
+@click.option("--by-merging", is_flag=True,
+              help="Score each mixture as the merge of the run's experts with its weights (`soupkit experts`), "
+                   "in memory, instead of finetuning it.")
+@click.option("--expert-bank", default=None, help="With --by-merging: the expert bank to merge (default: the last made).")
 @trust_remote_code_option
 @quiet_option
 @click.pass_context
 def search(ctx, budget, recipe_arg, out, storage, base, sampler, steps, pruner, milestones, milestone_fraction, checkpoints,
-           keep_checkpoints, freeze_embeddings, gradient_checkpointing, train_layers, trust_remote_code,
-           quiet) -> None:
+           keep_checkpoints, freeze_embeddings, gradient_checkpointing, train_layers, by_merging, expert_bank,
+           trust_remote_code, quiet) -> None:
     """Search data mixtures: propose, finetune, probe, record in an Optuna study.
 
     Re-running the same command resumes the study and finishes the budget. Several processes, on
@@ -153,6 +157,7 @@ def search(ctx, budget, recipe_arg, out, storage, base, sampler, steps, pruner, 
       soupkit search --budget 40 --pruner hyperband --milestones 8,16
       soupkit search --budget 40 --pruner successive-halving --milestones 8 --milestone-fraction 0.25
       soupkit worker --budget 40 --storage postgresql://soupkit@db/soupkit --out /shared/runs/default
+      soupkit experts --out runs/merged --steps 48 && soupkit search --out runs/merged --by-merging
     """
     from soupkit.config import with_overrides
     from soupkit.models.fetch import same_model
@@ -163,8 +168,11 @@ def search(ctx, budget, recipe_arg, out, storage, base, sampler, steps, pruner, 
     recipe = with_overrides(recipe, field_values(ctx, {"base"})).for_base(same_model)
     recipe = with_overrides(recipe, {k: v for k, v in field_values(ctx).items() if k != "base"})
     out = out or Path("runs") / recipe.name
+    if expert_bank is not None and not by_merging:
+        raise SoupkitError("--expert-bank names the experts a search by merging merges; add --by-merging")
     result = run_search(recipe, out, storage, path, command_line(), log=click.echo, show_progress=not quiet,
-                        checkpoints=checkpoints, trust_remote_code=trust_remote_code)
+                        checkpoints=checkpoints, trust_remote_code=trust_remote_code,
+                        by_merging=(expert_bank or "") if by_merging else None)
 
     from soupkit.report.tables import top_trials_table
     from soupkit.search.study import redact
@@ -178,7 +186,10 @@ def search(ctx, budget, recipe_arg, out, storage, base, sampler, steps, pruner, 
     if result.pruned:
         click.echo(f"{result.pruned} trial{'s' if result.pruned > 1 else ''} stopped early by the pruner "
                    f"({recipe.search.pruner}), counted in the budget")
-    if result.completed:
+    if result.completed and by_merging:  # proxies have no models: confirm the best by training them
+        click.echo(f"next: finetune the best merged mixtures for real and soup them:\n"
+                   f"  soupkit ingredients --out {out}\n  soupkit soup --out {out} --from ingredients")
+    elif result.completed:
         click.echo(_next_steps(out, storage, recipe))
 
 
@@ -308,9 +319,11 @@ def merge(models, out, method, weights, base, params, overwrite) -> None:
 @click.option("--method", default="uniform", show_default=True,
               help=f"greedy (the model-soups recipe) or a merge method: {MERGE_METHODS}.")
 @click.option("--name", default=None, help="Soup name (default <method>-top<k>).")
-@click.option("--from", "source", type=click.Choice(["trials", "ingredients"]), default="trials", show_default=True,
-              help="Soup the search's trials, or the ingredients `soupkit ingredients` trained.")
-@click.option("--set", "set_name", default=None, help="With --from ingredients: the ingredient set (default the last made).")
+@click.option("--from", "source", type=click.Choice(["trials", "ingredients", "experts"]), default="trials", show_default=True,
+              help="Soup the search's trials, the ingredients `soupkit ingredients` trained, or the experts of "
+                   "`soupkit experts`.")
+@click.option("--set", "set_name", default=None,
+              help="With --from ingredients: the ingredient set; with --from experts: the expert bank (default the last made).")
 @click.option("--from-front", is_flag=True, help="Take ingredients from the Pareto front (pareto recipes).")
 @click.option("--with-base", is_flag=True,
               help="uniform/greedy: average the soup with the base model, at the smallest share (0.25, 0.5, 0.75) "
@@ -339,16 +352,27 @@ def soup(out, storage, study_name, top_k, method, name, source, set_name, from_f
 
     if name is not None and plain_name_problem(name):  # before the study is even opened
         raise SoupkitError(f"--name: {plain_name_problem(name)}; it names the folder soups/<name>")
-    study, store = _open_run_storage(out, storage, study_name)
-    if source == "ingredients":
+    if source == "experts":  # a bank of `soupkit experts` (--set: its name); the run may hold no search yet
+        from soupkit.soups.experts import expert_soup_source
+
+        candidates = expert_soup_source(out, storage, set_name)
+        study = candidates.study
+    elif source == "ingredients":
+        study, store = _open_run_storage(out, storage, study_name)
         if from_front:
             raise SoupkitError("--from-front chooses trials; ingredients were chosen by `soupkit ingredients --from-front`")
         from soupkit.soups.ingredients import ingredient_soup_source
 
         candidates = ingredient_soup_source(store, study, set_name, out if storage is None else None)
     else:
+        study, store = _open_run_storage(out, storage, study_name)
         if set_name is not None:
             raise SoupkitError("--set names an ingredient set: use it with --from ingredients")
+        from soupkit.study_record import merge_proxy_of
+
+        if merge_proxy_of(study):
+            raise SoupkitError(f"study '{study.study_name}' is a search by merging: its trials are merges with no "
+                               "model; train the best with `soupkit ingredients`, then soup --from ingredients")
         candidates = trial_source(study, from_front, out if storage is None else None)  # a copied run: its own models
     top_k = top_k if top_k is not None else (5 if source == "trials" else len(candidates.candidates))
     result = build_soup(study, out, method=method, top_k=top_k, name=name, log=click.echo, from_front=from_front,
@@ -442,6 +466,51 @@ def ingredients(ctx, out, storage, study_name, recipe_arg, k, steps, pool, selec
     click.echo(f"ingredient set '{result.chosen.name}': ingredients {result.chosen.ingredients} in study "
                f"'{result.study.study_name}'; soup them with: soupkit soup --out {out} --from ingredients "
                f"--set {result.chosen.name}")
+
+
+@main.command()
+@click.option("--recipe", "recipe_arg", default=DEFAULT_RECIPE, show_default=True, help="Recipe name or YAML path.")
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="Run folder (default runs/<recipe name>).")
+@field_option(Recipe, "base", "--base", help="Base model: folder or hub id (default: the recipe's; bundled MiniLM).")
+@click.option("--steps", type=click.IntRange(1), default=None, help="Finetune steps per expert (default: the recipe's).")
+@click.option("--general-share", type=float, default=0.5, show_default=True,
+              help="Share of each expert's batches drawn from the recipe's general families, in [0, 1); 0: the "
+                   "family alone.")
+@field_option(Recipe, "finetune.train", "--train", "train_layers",
+              help="Train every layer, or only the top K layers (`top:K`): merges then score on the cached trunk "
+                   "(default: the recipe's finetune.train).")
+@click.option("--name", default=None, help="Name of this expert bank (default e.g. share0.5-24steps).")
+@trust_remote_code_option
+@quiet_option
+@click.pass_context
+def experts(ctx, recipe_arg, out, base, steps, general_share, train_layers, name, trust_remote_code, quiet) -> None:
+    """Finetune one expert per family of the recipe, the bank a search by merging merges.
+
+    Each expert trains on its family mixed with the recipe's general families at --general-share
+    (a pareto recipe's non-domain families; for a weighted recipe every other family). Recorded in
+    the run's storage beside the search (`soupkit adapt --bank RUN` reads the experts too);
+    re-running the same command resumes, and an expert already trained is reused.
+
+    \b
+    Example:
+      soupkit experts --out runs/merged --steps 48
+      soupkit search --out runs/merged --by-merging --budget 40
+      soupkit ingredients --out runs/merged --k 4 && soupkit soup --out runs/merged --from ingredients
+    """
+    from soupkit.config import with_overrides
+    from soupkit.models.fetch import same_model
+    from soupkit.soups.experts import experts_table, make_experts
+
+    recipe, path = _load(recipe_arg)
+    recipe = with_overrides(recipe, field_values(ctx, {"base"})).for_base(same_model)
+    train = field_values(ctx).get("finetune.train")
+    out = out or Path("runs") / recipe.name
+    result = make_experts(recipe, out, general_share, steps, train[1] if train else None, name, path,
+                          log=click.echo, show_progress=not quiet, command=command_line(),
+                          trust_remote_code=trust_remote_code)
+    click.echo(experts_table(result))
+    click.echo(f"expert bank '{result.name}': experts {result.experts} in study '{result.study.study_name}'; "
+               f"search by merging with: soupkit search --out {out} --by-merging --expert-bank {result.name}")
 
 
 def _validated(model, data: dict):

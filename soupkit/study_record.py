@@ -49,7 +49,7 @@ BASE_VALUES = "base_values"  # the study's objective values for the base model
 DATA_SECONDS = "data_seconds"  # time to build the families
 HELD_OUT_PROBES = "held_out_probes"  # older studies: what the held-out probes were scored on (search.study.HELD_OUT_HALVES)
 PROBE_SPLIT = "probe_split"  # what every probe was scored on: one of soupkit.data.halves.SPLIT_SCHEMES
-STAGE = "stage"  # the stage that made the study: none for a search, "ingredients", "adapt"
+STAGE = "stage"  # the stage that made the study: none for a search, "ingredients", "experts", "adapt"
 BANK = "bank"  # an adapt study's bank: [{label, path, kind, run}]
 INGREDIENTS = "ingredients"  # an ingredient study's trained ingredients, as soups are recorded
 HELD_OUT_OVERLAPS = "held_out_overlaps"  # an adapt study's held-out probes whose source a bank run trained on
@@ -490,3 +490,42 @@ def record_ingredient(trial, key: str, source_trial: int, base: str, finetune: M
 def ingredient_key_of(trial) -> str | None:
     return trial.user_attrs.get(KEY)
 
+
+
+# expert studies (`soupkit experts`): a study beside a search's, one trial per expert, and the
+# banks they form; a search by merging (`soupkit search --by-merging`) marks its study and trials
+
+EXPERT_FAMILY = "expert_family"  # the family an expert is the expert of
+GENERAL_SHARE = "general_share"  # the share of its batches drawn from the recipe's general families
+EXPERT_BANKS = "expert_banks"  # {bank name: {"settings": {...}, "experts": {family: trial number | None}}}
+MERGE_PROXY = "merge_proxy"  # on a search study and its trials: the expert bank its proposals merge
+
+
+def record_expert(trial, key: str, family: str, share: float, base: str, finetune: Mapping[str, Any],
+                  bank: str) -> None:
+    for attr, value in {KEY: key, EXPERT_FAMILY: family, GENERAL_SHARE: share, BASE: base,
+                        FINETUNE: dict(finetune), SET: bank}.items():
+        trial.set_user_attr(attr, value)
+
+
+def expert_family_of(trial) -> str | None:
+    return trial.user_attrs.get(EXPERT_FAMILY)
+
+
+def expert_banks(study) -> dict[str, dict[str, Any]]:
+    return dict(study.user_attrs.get(EXPERT_BANKS) or {})
+
+
+def record_expert_bank(study, name: str, body: Mapping[str, Any]) -> None:
+    banks = expert_banks(study)
+    banks[name] = json.loads(json.dumps(dict(body)))
+    study.set_user_attr(EXPERT_BANKS, banks)
+
+
+def merge_proxy_of(study_or_trial) -> str | None:
+    """The expert bank a search by merging (or one of its trials) merged; None for a trained search."""
+    return study_or_trial.user_attrs.get(MERGE_PROXY)
+
+
+def record_merge_proxy(study_or_trial, bank: str) -> None:
+    study_or_trial.set_user_attr(MERGE_PROXY, bank)

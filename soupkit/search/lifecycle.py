@@ -31,6 +31,8 @@ from soupkit.search.heartbeat import heartbeat
 from soupkit.search.study import recover_dead_trials, worker_id
 from soupkit.study_record import (
     INTERRUPTED,
+    TrialRecord,
+    ingredient_key_of,
     record_base,
     record_checkpoint,
     record_error,
@@ -161,6 +163,22 @@ def ask(study):
         return study.ask()
 
 
+def ask_mixture(study, families: list[str], mixture: Mapping[str, float]):
+    """A trial that trains exactly `mixture` (a stage's fixed candidate): queued, then asked; a
+    mixture an interrupted run queued and never ran is popped first and failed. Returns (trial,
+    its weights over `families`)."""
+    from soupkit.search.space import params_for_mixture, suggest_mixture
+
+    study.enqueue_trial(params_for_mixture(mixture, families))
+    while True:
+        trial = ask(study)  # pops the oldest queued mixture: ours, or one a killed run queued
+        weights = suggest_mixture(trial, families)
+        if all(abs(weights.get(f, 0.0) - w) < 1e-5 for f, w in mixture.items()):
+            return trial, weights
+        record_error(trial, "a mixture queued by an interrupted run")
+        study.tell(trial, state=TrialState.FAIL)
+
+
 def run_and_tell(study, trial, ctx: TrialContext, body: Callable[[object], float | list[float]], store=None):
     """Run `body(trial)` (heartbeats with a `store`), record why it failed, tell the outcome, return the
     finished trial. Ctrl-C is raised; another error too when the stage says so (`raise_failures`)."""
@@ -181,6 +199,15 @@ def run_and_tell(study, trial, ctx: TrialContext, body: Callable[[object], float
                 raise
             return frozen
     return study.tell(trial, values)
+
+
+def trained_with_key(study, key: str, run: Path | None = None):
+    """A completed candidate recorded with this key (same mixture, base, settings, seed) whose model
+    folder is still on disk (as run folder `run` holds it): a stage reuses it instead of training."""
+    for t in study.get_trials(deepcopy=False):
+        if ingredient_key_of(t) == key and TrialRecord.of(t).has_model(run):
+            return t
+    return None
 
 
 def recover(study, store, root: Path, kind: str = "trial", requeue: bool = True) -> tuple[list[int], list[str]]:

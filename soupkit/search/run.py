@@ -43,7 +43,7 @@ from soupkit.search.study import (
     redact,
     trial_counts,
 )
-from soupkit.search.trial import TrialContext, search_trial
+from soupkit.search.trial import TrialContext, merge_trial, search_trial
 from soupkit.search.workers import sampler_seed
 from soupkit.study_record import (
     INTERRUPTED,
@@ -102,20 +102,26 @@ def run_search(
     max_failures: int = MAX_CONSECUTIVE_FAILURES,
     checkpoints: Path | None = None,
     trust_remote_code: bool = False,
+    by_merging: str | None = None,
 ) -> SearchResult:
     """Run trials until the study holds `recipe.search.budget` trials, completed or stopped by the
     pruner (soupkit.search.study.trial_counts). `checkpoints` is the folder for trial models
     (default <out>/trials); with workers on several machines, one all of them reach at one path.
 
     Ctrl-C raises `Interrupted` (exit 130) saying what is saved and how to resume; stopped
-    before its first trial, the search removes the run folder it created."""
+    before its first trial, the search removes the run folder it created. `by_merging`: the name of
+    an expert bank of the run ("" for the last made): each trial merges the experts with its
+    mixture's weights instead of training (soupkit.search.merge_proxy)."""
     from soupkit.models.fetch import same_model
 
     recipe = recipe.for_base(same_model)  # the command line applied it already; a Python caller may not have
+    if by_merging is not None and storage is not None:  # before check_inputs opens (creates) the storage
+        raise SoupkitError("--by-merging merges the experts in the run folder's study.db (`soupkit experts --out`); "
+                           "it runs without --storage")
     progress = _Progress()
     try:
         return _search(recipe, out, storage, recipe_path, command, log, show_progress, max_failures,
-                       checkpoints, trust_remote_code, progress)
+                       checkpoints, trust_remote_code, progress, by_merging)
     except KeyboardInterrupt:
         _remove_new_run_folder(out, progress)
         raise Interrupted(_interrupted_message(out, storage, checkpoints, command, progress)) from None
@@ -125,24 +131,60 @@ def run_search(
 
 
 def _search(recipe, out, storage, recipe_path, command, log, show_progress, max_failures, checkpoints,
-            trust_remote_code, progress: _Progress) -> SearchResult:
+            trust_remote_code, progress: _Progress, by_merging: str | None = None) -> SearchResult:
     if not show_progress:  # --quiet: no bars from the libraries either (loading, saving shards)
         _silence_library_progress_bars()
     inputs = check_inputs(recipe, recipe_path, storage, out, checkpoints)
     opened = [inputs.store] if inputs.store is not None else []  # closed at the end, whatever happens
     try:
+        bank = _check_search_mode(recipe, inputs, out, storage, by_merging, opened)
         ctx = prepare_trials(recipe, recipe_path, out, command, checkpoints, trust_remote_code, log)
+        proxy = None
+        if bank is not None:
+            from soupkit.search.merge_proxy import MergeProxy
+
+            proxy = MergeProxy(bank, str(ctx.model.device), log)
         search = open_search(recipe, inputs, out, storage, ctx, log, progress)
         opened.append(search.store)
+        if proxy is not None:
+            from soupkit.study_record import record_merge_proxy
+
+            record_merge_proxy(search.study, bank.name)
         base_value = score_base(search, ctx, log)
         pause_for_test("first_trial")
-        run_worker(search, ctx, base_value, max_failures, show_progress, log, progress)
+        run_worker(search, ctx, base_value, max_failures, show_progress, log, progress, proxy)
         counts = trial_counts(search.study)
         return SearchResult(recipe.name, search.url, out, best_objective(search.study), base_value,
                             counts["COMPLETE"], counts["STOPPED"])
     finally:
         for store in opened:
             close_storage(store)
+
+
+def _check_search_mode(recipe: Recipe, inputs, out: Path, storage: str | None, by_merging: str | None,
+                       opened: list):
+    """The expert bank of a search by merging (None for a trained search), checked before anything
+    is written: the run holds it, every expert is trained from the recipe's base, and the study is
+    not one searched the other way."""
+    from soupkit.search.merge_proxy import check_search_mode, load_expert_bank
+
+    if storage is None and not (out / "study.db").is_file():
+        if by_merging is None:
+            return None
+        raise SoupkitError(f"--by-merging: {out} holds no experts; make them first with "
+                           f"`soupkit experts --out {out}`")
+    store = inputs.store
+    if store is None:
+        store = open_storage(storage or default_storage(out))
+        opened.append(store)
+    bank = None
+    if by_merging is not None:
+        bank = load_expert_bank(store, recipe.name, recipe.family_names(), by_merging or None, str(out))
+        if bank.base != recipe.base:
+            raise SoupkitError(f"expert bank '{bank.name}' was trained from {bank.base}, but the search's base is "
+                               f"{recipe.base}; merge experts of the base you search")
+    check_search_mode(store, recipe.name, bank.name if bank else None)
+    return bank
 
 
 @dataclass
@@ -245,7 +287,7 @@ def open_search(recipe: Recipe, inputs: CheckedInputs, out: Path, storage: str |
     with warnings.catch_warnings():  # experimental since Optuna 3.2, and what the dashboard shows
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         study.set_metric_names(metric_names(recipe.objective.two_objectives))
-    atomic_write_text(out / "recipe.yaml", RUN_MARKER + yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False))
+    write_run_recipe(out, recipe)
 
     if n_existing == 0 and inputs.seed_mixture is not None:
         params = params_for_mixture(inputs.seed_mixture.weights, list(ctx.families))
@@ -263,6 +305,11 @@ def open_search(recipe: Recipe, inputs: CheckedInputs, out: Path, storage: str |
     return OpenSearch(study, store, url)
 
 
+def write_run_recipe(out: Path, recipe: Recipe) -> None:
+    """The run folder's recipe.yaml (with RUN_MARKER): what makes it a run folder of this recipe."""
+    atomic_write_text(out / "recipe.yaml", RUN_MARKER + yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False))
+
+
 def score_base(search: OpenSearch, ctx: TrialContext, log: Callable[[str], None]) -> float:
     """The base model's probe scores, once per study (again if the probes changed); its objective."""
     recipe, study = ctx.recipe, search.study
@@ -275,9 +322,10 @@ def score_base(search: OpenSearch, ctx: TrialContext, log: Callable[[str], None]
 
 
 def run_worker(search: OpenSearch, ctx: TrialContext, base_value: float, max_failures: int, show_progress: bool,
-               log: Callable[[str], None], progress: _Progress | None = None) -> None:
+               log: Callable[[str], None], progress: _Progress | None = None, proxy=None) -> None:
     """Ask for trials and run them until the study holds the budget of trials (of any worker),
-    completed or stopped by the pruner; stop after `max_failures` failures in a row."""
+    completed or stopped by the pruner; stop after `max_failures` failures in a row. With a
+    `proxy` (soupkit.search.merge_proxy.MergeProxy) each trial is a merge of experts, not a finetune."""
     import optuna
 
     study, spec = search.study, ctx.recipe.search
@@ -297,10 +345,11 @@ def run_worker(search: OpenSearch, ctx: TrialContext, base_value: float, max_fai
         if progress is not None:
             progress.started = True
         fail_stale_trials(study)
-        with lifecycle.progress_bar(show_progress, ctx.finetune.steps, f"trial {n}/{spec.budget}") as ctx.on_step:
+        body = (lambda t: search_trial(t, ctx)) if proxy is None else (lambda t: merge_trial(t, ctx, proxy))
+        bar = show_progress and proxy is None
+        with lifecycle.progress_bar(bar, ctx.finetune.steps, f"trial {n}/{spec.budget}") as ctx.on_step:
             # a queued mixture first, with a heartbeat; the finished trial (frozen) comes back
-            last = lifecycle.run_and_tell(study, lifecycle.ask(study), ctx, lambda t: search_trial(t, ctx),
-                                          search.store)
+            last = lifecycle.run_and_tell(study, lifecycle.ask(study), ctx, body, search.store)
         record = TrialRecord.of(last)
         if stopped_by_pruner(last):
             failures = 0
@@ -310,9 +359,10 @@ def run_worker(search: OpenSearch, ctx: TrialContext, base_value: float, max_fai
         elif last.state == optuna.trial.TrialState.COMPLETE:
             failures = 0
             secs = record.seconds
+            work = "merge" if proxy is not None else "finetune"
             log(
                 f"trial {n}/{spec.budget} (#{last.number}) {_progress_line(study, last, base_value)}  "
-                f"finetune {secs.get('finetune', 0):.0f}s probe {secs.get('probe', 0):.0f}s "
+                f"{work} {secs.get(work, 0):.0f}s probe {secs.get('probe', 0):.0f}s "
                 f"total {time.perf_counter() - before:.0f}s"
             )
             if spec.keep_checkpoints:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from optuna import TrialPruned
 
-from soupkit.probes.score import objective_value, score_probes, told
+from soupkit.probes.score import objective_value, score_probes, study_values, told
 from soupkit.search.checkpoints import remove_folder
 from soupkit.search.lifecycle import TrialContext, train_and_score
 from soupkit.search.space import suggest_mixture
@@ -90,3 +90,20 @@ def search_trial(trial, ctx: TrialContext) -> float | list[float]:
     return told(train_and_score(trial, ctx, weights, on_step=milestones.on_step,
                                 finetuned=lambda folder: _give_way_to_duplicate(trial, folder),
                                 uncounted_seconds=milestones.recorded_seconds))
+
+
+def merge_trial(trial, ctx: TrialContext, proxy) -> float | list[float]:
+    """The Optuna objective of a search by merging: the same giving way and suggestion as a trained
+    trial, then the merge of the experts with the mixture's weights scored on the probes (in
+    memory: no finetune, no folder), recorded as a merge proxy of its bank."""
+    from soupkit.study_record import record_merge_proxy, record_mixture, record_result
+
+    _give_way_to_budget(trial, ctx)
+    weights = suggest_mixture(trial, list(ctx.families))
+    _give_way_to_duplicate(trial)
+    record_merge_proxy(trial, proxy.bank.name)
+    record_mixture(trial, {k: round(v, 6) for k, v in weights.items()})
+    scores, seconds = proxy.score(weights, ctx.probes, ctx.probe_settings)
+    objective = objective_value(scores, ctx.recipe.objective.weights)
+    record_result(trial, scores, objective, seconds, None)
+    return told(study_values(scores, ctx.recipe.objective))

@@ -221,24 +221,10 @@ def _keep_base(member: BankMember, staged: dict) -> BankMember:
 
 def _join_trunk_cache(merger, recipe: Recipe, log) -> None:
     """Proposals read the trunk cache when every bank member holds the same frozen bottom (top:<k>
-    checkpoints of one base): no merge ever writes it, so its cached output stays right."""
-    from soupkit.models.layers import backbone_of
-    from soupkit.config import top_layers
-    from soupkit.models.trunk import join_trunk_cache
+    checkpoints of one base): soupkit.search.merge_proxy.join_bank_trunk, as a search by merging."""
+    from soupkit.search.merge_proxy import join_bank_trunk
 
-    train = _train_setting(recipe)
-    k = top_layers(train)
-    if k is None:
-        return
-    try:
-        backbone = backbone_of(merger.model)
-    except SoupkitError:
-        return
-    if k > backbone.layer_count or set(backbone.bottom_names(merger.model, k)) & merger.varying_names:
-        log(f"the bank's models differ below their top {k} layers: proposals are scored without the trunk cache")
-        return
-    if join_trunk_cache(merger.model, train, recipe.base) is not None:
-        log(f"proposals are scored on the cached trunk (the bank shares its bottom; top {k} layers merged)")
+    join_bank_trunk(merger, _train_setting(recipe), recipe.base, log)
 
 
 def _train_setting(recipe: Recipe) -> str:

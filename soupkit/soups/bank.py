@@ -1,7 +1,7 @@
 """The bank of an `adapt` run: every checkpoint that earlier runs left, and their base models.
 
 A run folder's storage holds the search's study and those of later stages (the ingredient study
-of `soupkit ingredients`). Their trials record checkpoints (`checkpoint`), their `soups` (and any
+of `soupkit ingredients`, the expert study of `soupkit experts`). Their trials record checkpoints (`checkpoint`), their `soups` (and any
 `ingredients` record) a `path`, and the search records the base model it started from (an
 ingredient its own `base`). Every one whose folder still holds a model is a bank member; so is
 each base (the run's `base-model` folder when a soup saved one, else the recorded base).
@@ -25,7 +25,7 @@ RECORD_KINDS = {SOUPS: "soup", INGREDIENTS: "ingredient"}  # study attribute -> 
 class BankMember:
     label: str  # unique in the bank; also the Optuna parameter's name (x_<label>)
     path: Path | None  # a model folder; None for a base known only by hub id (saved later)
-    kind: str  # trial | soup | ingredient | base
+    kind: str  # trial | soup | ingredient | expert | base
     run: str  # the run folder it came from ("" for a base shared by several runs)
     objective: float | None = None  # its scalar objective in its own run's study
     reference: str = ""  # for a base: the recorded reference (folder, bundled, hub id)
@@ -73,8 +73,10 @@ def collect_bank(runs: Sequence[Path], log: Callable[[str], None] = print) -> li
             for base in _bases_of(study, Path(run)):
                 bases.setdefault(str(base.path or base.reference), base)
             found.extend(_checkpoints(study, name, Path(run)))
+        experts = sum(m.kind == "expert" for m in found)
         log(f"bank: {run}: {sum(m.kind == 'trial' for m in found)} trials, "
-            f"{sum(m.kind == 'ingredient' for m in found)} ingredients, {sum(m.kind == 'soup' for m in found)} soups")
+            f"{sum(m.kind == 'ingredient' for m in found)} ingredients, {sum(m.kind == 'soup' for m in found)} soups"
+            + (f", {experts} experts" if experts else ""))
         members.extend(found)
     labelled = [_base_label(b, i, len(bases)) for i, b in enumerate(bases.values())] + members
     unique, seen, labels = [], set(), set()
@@ -157,7 +159,7 @@ def _checkpoints(study, run_name: str, run: Path | None = None) -> Iterator[Bank
     """A search study's trials, an ingredient study's ingredients, and either's recorded soups
     (a copied or moved run's own models: TrialRecord.checkpoint_in)."""
     study_record = StudyRecord.of(study)
-    trial_kind = "ingredient" if study_record.stage == "ingredients" else "trial"
+    trial_kind = {"ingredients": "ingredient", "experts": "expert"}.get(study_record.stage or "", "trial")
     for trial in map(TrialRecord.of, study.get_trials(deepcopy=False)):
         if trial.has_model(run):
             yield BankMember(f"{run_name}:{trial_kind}-{trial.number:04d}", trial.checkpoint_in(run), trial_kind, run_name,

@@ -32,9 +32,7 @@ from soupkit.soups.selection import Candidate, choose_diverse, choose_top, dista
 from soupkit.study_record import (
     StudyRecord,
     TrialRecord,
-    ingredient_key_of,
     ingredient_sets,
-    record_error,
     record_ingredient,
     record_scores_by_base,
     scores_by_base,
@@ -136,7 +134,7 @@ def make_ingredients(
     from soupkit.data.load import load_recipe_families
     from soupkit.probes.score import ProbeSettings, objective_value
     from soupkit.search.checkpoints import claim_checkpoint_folder
-    from soupkit.search.lifecycle import TrainedStage, base_scores, load_context, progress_bar, recover
+    from soupkit.search.lifecycle import TrainedStage, base_scores, load_context, progress_bar, recover, trained_with_key
     from soupkit.search.study import check_held_out_halves
     from soupkit.soups.study_soup import study_recipe
     from soupkit.train.finetune import check_train_setting
@@ -173,7 +171,7 @@ def make_ingredients(
     reused = []
     for i, (source, mixture) in enumerate(zip(chosen.sources, chosen.mixtures)):
         key = ingredient_key(mixture, base, chosen.finetune, recipe.seed)
-        done = _trained(study, key, run_dir)
+        done = trained_with_key(study, key, run_dir)
         if done is not None:
             chosen.ingredients[i] = done.number
             reused.append(done.number)
@@ -206,20 +204,9 @@ def make_ingredients(
 def train_ingredient(study, ctx, source: int, mixture: dict, key: str, base: str, set_name: str):
     """One ingredient as a trial of the ingredient study, through the trained-candidate lifecycle:
     RUNNING while it trains, then COMPLETE, or FAIL with its error (and a later run trains it again)."""
-    from optuna.trial import TrialState
+    from soupkit.search.lifecycle import ask_mixture, run_and_tell, train_and_score
 
-    from soupkit.search.lifecycle import ask, run_and_tell, train_and_score
-    from soupkit.search.space import params_for_mixture, suggest_mixture
-
-    names = list(ctx.families)
-    study.enqueue_trial(params_for_mixture(mixture, names))
-    while True:
-        trial = ask(study)  # pops the oldest queued mixture: ours, or one a killed run queued
-        weights = suggest_mixture(trial, names)
-        if all(abs(weights.get(f, 0.0) - w) < 1e-5 for f, w in mixture.items()):
-            break
-        record_error(trial, "a mixture queued by an interrupted run")
-        study.tell(trial, state=TrialState.FAIL)
+    trial, weights = ask_mixture(study, list(ctx.families), mixture)
 
     def body(trial) -> list[float]:
         record_ingredient(trial, key, source, base, ctx.finetune.model_dump(mode="json"), set_name)
@@ -230,14 +217,6 @@ def train_ingredient(study, ctx, source: int, mixture: dict, key: str, base: str
     except Exception as exc:
         reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
         raise SoupkitError(f"ingredient #{trial.number} (mixture of trial {source}) failed: {reason}") from exc
-
-
-def _trained(study, key: str, run: Path | None = None):
-    """A completed ingredient with this key whose checkpoint is still on disk (in run folder `run`)."""
-    for t in study.get_trials(deepcopy=False, states=None):
-        if ingredient_key_of(t) == key and TrialRecord.of(t).has_model(run):
-            return t
-    return None
 
 
 def ingredients_table(result: IngredientsResult) -> str:
