@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import cProfile
 import io
+import itertools
 import os
 import pstats
 import statistics
@@ -71,12 +72,12 @@ def main() -> None:
         model = load_model(spec_recipe.base, device)
         state = base_weights(model, spec_recipe.finetune)
 
-        def once(label):
+        def once(label, model=model, state=state, spec=spec_recipe.finetune):
             model.load_state_dict(state)
             stamps = [time.perf_counter()]
-            finetune_on_mixture(model, families, weights, spec_recipe.finetune, scratch / label, recipe.seed,
+            finetune_on_mixture(model, families, weights, spec, scratch / label, recipe.seed,
                                 bf16, on_step=lambda s, v: stamps.append(time.perf_counter()))
-            return statistics.median(b - a for a, b in zip(stamps, stamps[1:]))
+            return statistics.median(b - a for a, b in itertools.pairwise(stamps))
 
         warm = once(f"{setting}-fill".replace(":", ""))
         if args.probe:
