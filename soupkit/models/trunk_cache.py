@@ -9,11 +9,9 @@ set and adapt bank of one base shares it, and it survives a resume.
 
 A row is one text: the key (a hash of the layer index, the precision, and the token ids, which
 already encode the prompt, the text and the truncation length), the hidden states of its real
-tokens as raw bytes, and when it was stored; when it was last read lives in a narrow table of its
-own (SQLite rewrites a whole row, its blob too, to change one column). WAL mode and one
-transaction per batch make concurrent writers on one machine safe, and a writer killed mid-write
-leaves the file as its last commit. The file is bounded: past its size limit the least recently
-used rows go.
+tokens as raw bytes, and when it was last used. WAL mode and one transaction per batch make
+concurrent writers on one machine safe, and a writer killed mid-write leaves the file as its last
+commit. The file is bounded: past its size limit the least recently used rows go.
 """
 
 from __future__ import annotations
@@ -32,7 +30,6 @@ DEFAULT_LIMIT_GB = 8.0
 # a hit refreshes a row's last-used time only when it is older than this: reads stay reads
 TOUCH_SECONDS = 60.0
 SUFFIX = ".sqlite"
-LAST_USED = "COALESCE(t.last_used, e.last_used)"  # the last read, else when the row was stored
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS entries (key BLOB PRIMARY KEY, value BLOB NOT NULL, nbytes INTEGER NOT NULL,
@@ -45,9 +42,6 @@ CREATE TRIGGER IF NOT EXISTS entries_added AFTER INSERT ON entries
   BEGIN UPDATE total SET bytes = bytes + NEW.nbytes WHERE id = 0; END;
 CREATE TRIGGER IF NOT EXISTS entries_removed AFTER DELETE ON entries
   BEGIN UPDATE total SET bytes = bytes - OLD.nbytes WHERE id = 0; END;
-CREATE TABLE IF NOT EXISTS touched (key BLOB PRIMARY KEY, last_used REAL NOT NULL) WITHOUT ROWID;
-CREATE TRIGGER IF NOT EXISTS entries_untouched AFTER DELETE ON entries
-  BEGIN DELETE FROM touched WHERE key = OLD.key; END;
 """
 
 
@@ -106,18 +100,14 @@ class TrunkCache:
             part = keys[start:start + 500]
             marks = ",".join("?" * len(part))
             for key, value, used in self.connection.execute(
-                    f"SELECT e.key, e.value, {LAST_USED} FROM entries e LEFT JOIN touched t ON t.key = e.key "
-                    f"WHERE e.key IN ({marks})", part):
+                    f"SELECT key, value, last_used FROM entries WHERE key IN ({marks})", part):
                 found[key] = value
                 if now - used > TOUCH_SECONDS:
                     stale.append(key)
         if stale:
             with _transaction(self.connection):
-                # a few bytes per row, not the row's hidden states again; a row another process
-                # evicted meanwhile stays gone
-                self.connection.executemany(
-                    "INSERT OR REPLACE INTO touched SELECT ?, ? WHERE EXISTS (SELECT 1 FROM entries WHERE key = ?)",
-                    [(key, now, key) for key in stale])
+                self.connection.executemany("UPDATE entries SET last_used = ? WHERE key = ?",
+                                            [(now, key) for key in stale])
         return found
 
     def put_many(self, items: Mapping[bytes, bytes]) -> None:
@@ -137,9 +127,7 @@ class TrunkCache:
         if excess <= 0:
             return
         victims = []
-        for key, nbytes in self.connection.execute(
-                f"SELECT e.key, e.nbytes FROM entries e LEFT JOIN touched t ON t.key = e.key "
-                f"ORDER BY {LAST_USED}, e.rowid"):
+        for key, nbytes in self.connection.execute("SELECT key, nbytes FROM entries ORDER BY last_used, rowid"):
             victims.append((key,))
             excess -= nbytes
             if excess <= 0:
