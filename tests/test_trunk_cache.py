@@ -277,6 +277,23 @@ def test_the_least_recently_used_rows_go_past_the_limit(tmp_path, monkeypatch):
     assert set(cache.get_many([b"a", b"c", b"d", b"e"])) == {b"e"}
 
 
+def test_a_read_refreshes_a_rows_last_use_without_rewriting_its_hidden_states(tmp_path, monkeypatch):
+    """A warm step or probe pass reads every row it uses; refreshing their last-used times must not
+    write the rows' megabytes again (SQLite overwrites only the changed pages of a same-size row)."""
+    from soupkit.models import trunk_cache
+
+    monkeypatch.setattr(trunk_cache, "TOUCH_SECONDS", 0.0)
+    path = tmp_path / "cache.sqlite"
+    cache = trunk_cache.TrunkCache(path, limit=2**30)
+    rows = {bytes([i]): bytes([i]) * 2**20 for i in range(4)}
+    cache.put_many(rows)
+    cache.connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    assert Path(f"{path}-wal").stat().st_size == 0
+    time.sleep(0.01)
+    assert cache.get_many(list(rows)) == rows
+    assert 0 < Path(f"{path}-wal").stat().st_size < 2**18  # the touch was written, the rows were not
+
+
 def test_a_malformed_size_limit_is_one_line(monkeypatch):
     from soupkit.errors import SoupkitError
     from soupkit.models.trunk_cache import size_limit

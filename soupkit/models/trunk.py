@@ -18,6 +18,7 @@ models loaded from folders) joins only a cache that a finetune of that base alre
 from __future__ import annotations
 
 import hashlib
+import itertools
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -25,6 +26,7 @@ from soupkit.models.layers import Backbone, backbone_of, check_top
 from soupkit.models.trunk_cache import SUFFIX, TrunkCache, cache_root
 
 if TYPE_CHECKING:
+    import numpy
     import torch
 
 BINDING = "_soupkit_trunk"  # the attribute of the transformer module that holds its binding
@@ -50,46 +52,48 @@ class TrunkBinding:
 
     def trunk_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                      token_type_ids: torch.Tensor | None) -> torch.Tensor:
-        """[batch, length, width] hidden states entering layer L-k; zeros at padding."""
+        """[batch, length, width] hidden states entering layer L-k; zeros at padding.
+
+        Whole-batch tensor work (one mask, one copy of the ids to numpy, one scatter into the
+        padded batch): a per-row loop of masked indexing cost about a tenth of a MiniLM `top:2` step."""
         import torch
 
         real = attention_mask.bool()
+        lengths = real.sum(dim=1).tolist()
         tag = _precision(input_ids.device)
-        keys = [self._key(input_ids[b][real[b]], None if token_type_ids is None else token_type_ids[b][real[b]], tag)
-                for b in range(input_ids.shape[0])]
+        ids = input_ids[real].to(torch.int64).cpu().numpy()
+        types = None if token_type_ids is None else token_type_ids[real].to(torch.int64).cpu().numpy()
+        ends = list(itertools.accumulate(lengths))
+        keys = [self._key(ids[end - n:end], None if types is None else types[end - n:end], tag)
+                for n, end in zip(lengths, ends)]
         found = self.cache.get_many(keys)
-        rows: dict[int, torch.Tensor] = {b: _decode(found[key]) for b, key in enumerate(keys) if key in found}
-        first_of = {}  # each missing text computed once, however often the batch holds it
+        first_of: dict[bytes, int] = {}  # each missing text computed once, however often the batch holds it
         for b, key in enumerate(keys):
-            if b not in rows:
+            if key not in found:
                 first_of.setdefault(key, b)
         missing = list(first_of.values())
         self.misses += len(missing)
         self.hits += len(keys) - len(missing)
+        fresh: dict[bytes, torch.Tensor] = {}
         if missing:
             computed = self._bottom(input_ids[missing], attention_mask[missing],
                                     None if token_type_ids is None else token_type_ids[missing])
-            fresh = {}
-            for i, b in enumerate(missing):
-                fresh[keys[b]] = computed[i][real[b]]
+            parts = computed[real[missing]].split([lengths[b] for b in missing])
+            fresh = {keys[b]: part for b, part in zip(missing, parts)}
             self.cache.put_many({key: _encode(value) for key, value in fresh.items()})
-            for b, key in enumerate(keys):
-                if b not in rows:
-                    rows[b] = fresh[key]
-        width = next(iter(rows.values())).shape[-1]
-        dtype = next(iter(rows.values())).dtype
-        hidden = torch.zeros((*input_ids.shape, width), dtype=dtype, device=input_ids.device)
-        for b, value in rows.items():
-            hidden[b][real[b]] = value.to(input_ids.device)
+        rows = [fresh[key] if key in fresh else _decode(found[key]) for key in keys]
+        flat = torch.cat(rows).to(input_ids.device)
+        hidden = torch.zeros((*input_ids.shape, flat.shape[-1]), dtype=flat.dtype, device=input_ids.device)
+        hidden[real] = flat  # rows in batch order fill the real positions in the same (row-major) order
         return hidden
 
-    def _key(self, ids: torch.Tensor, types: torch.Tensor | None, tag: str) -> bytes:
-        import torch
-
+    def _key(self, ids: numpy.ndarray, types: numpy.ndarray | None, tag: str) -> bytes:
+        """The row's cache key: the layer, the precision and its int64 token ids (and token types
+        when any is non-zero)."""
         digest = hashlib.blake2b(f"{self.first_top}|{tag}|".encode(), digest_size=20)
-        digest.update(ids.to(torch.int64).cpu().numpy().tobytes())
+        digest.update(ids.tobytes())
         if types is not None and bool(types.any()):
-            digest.update(b"|types|" + types.to(torch.int64).cpu().numpy().tobytes())
+            digest.update(b"|types|" + types.tobytes())
         return digest.digest()
 
     def _bottom(self, input_ids, attention_mask, token_type_ids) -> torch.Tensor:
