@@ -89,6 +89,15 @@ def page_text_with(browser, *needles: str, seconds: float = 45) -> str:
         time.sleep(0.3)
 
 
+def show_every_row(browser) -> None:
+    """Set the first table's "Rows per page" to All (a native select in optuna-dashboard)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    select = browser.find_element(By.XPATH, "//*[contains(text(), 'Rows per page')]/following::select[1]")
+    Select(select).select_by_visible_text("All")
+
+
 def test_dashboard_shows_the_study_its_trials_and_their_attributes(load_study, dashboard, browser):
     from selenium.webdriver.common.by import By
 
@@ -101,6 +110,8 @@ def test_dashboard_shows_the_study_its_trials_and_their_attributes(load_study, d
     page_text_with(browser, "tiny", "MAXIMIZE")
 
     browser.get(f"{url}/studies/{study._study_id}")
+    page_text_with(browser, "tiny", "Study User Attributes")
+    show_every_row(browser)  # the attribute table shows 5 rows a page; a study records more
     page_text_with(browser, "tiny", "Study User Attributes", "base_scores", "base_objective")
 
     browser.get(f"{url}/studies/{study._study_id}/trials")
