@@ -17,11 +17,21 @@ from safetensors.torch import load_file
 from soupkit.cli import main
 from soupkit.config import IngredientSpec, Recipe
 from soupkit.errors import SoupkitError
-from soupkit.soups.study_soup import build_soup
+from soupkit.search.checkpoints import OWNER_FILE
 from soupkit.search.study import default_storage, open_storage, search_study_names
 from soupkit.soups.ingredient_study import find_ingredient_study, load_set
-from soupkit.soups.ingredients import choose_ingredients, ingredient_soup_source, make_ingredients
-from soupkit.soups.selection import Candidate, choose_diverse, choose_top, simplex_distance
+from soupkit.soups.ingredients import (
+    choose_ingredients,
+    ingredient_soup_source,
+    make_ingredients,
+)
+from soupkit.soups.selection import (
+    Candidate,
+    choose_diverse,
+    choose_top,
+    simplex_distance,
+)
+from soupkit.soups.study_soup import build_soup
 
 QUIET = {"log": lambda s: None, "show_progress": False}
 
@@ -248,8 +258,9 @@ def test_ingredients_killed_mid_finetune_resume_with_the_same_mixture(study_run,
     resumed = load_set(ing, None)
     assert resumed.sources == chosen.sources and resumed.ingredients == [0, 2]
     assert trials[2].user_attrs["mixture"] == trials[1].user_attrs["mixture"]  # the same mixture, again
-    assert not [p for p in (out / "ingredients").iterdir() if p.name.startswith(".")]
-    for folder in (out / "ingredients").iterdir():
+    folders = [p for p in (out / "ingredients").iterdir() if p.name != OWNER_FILE]  # the folder's owner file stays
+    assert not [p for p in folders if p.name.startswith(".")]
+    for folder in folders:
         assert {"modules.json", "model.safetensors", "mixture.yaml"} <= {p.name for p in folder.iterdir()}
         read_model_folder(folder)  # every safetensors file whole
 

@@ -14,6 +14,7 @@ from safetensors.torch import load_file
 
 from soupkit.cli import main
 from soupkit.config import Recipe
+from soupkit.search.checkpoints import OWNER_FILE
 from soupkit.search.samplers import make_pruner
 from soupkit.search.space import PARAM_PREFIX, params_for_mixture
 from soupkit.search.study import trial_counts
@@ -108,7 +109,8 @@ def test_trials_the_pruner_stops_leave_no_checkpoint_and_fill_the_budget(search,
         assert trial.intermediate_values == {1: value} and trial.value == value < 1
         assert "checkpoint" not in trial.user_attrs and "skipped" not in trial.user_attrs
         assert set(trial.user_attrs["seconds"]) == {"finetune", "milestones"}
-    assert not (out / "trials").exists()  # not even a partial checkpoint folder
+    # not even a partial checkpoint folder: the trials folder holds only its owner file
+    assert [p.name for p in (out / "trials").iterdir()] == [OWNER_FILE]
     pruned_lines = [line for line in lines if " pruned at step " in line]
     assert len(pruned_lines) == 2
     assert re.fullmatch(r"trial 6/7 \(#5\) pruned at step 1: objective 0\.\d{4}  \(best 2\.0000, base 0\.\d{4}\)",
