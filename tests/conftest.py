@@ -56,6 +56,28 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     return build_tiny_bert(tmp_path_factory.mktemp("tiny") / "tiny-bert")
 
 
+@pytest.fixture(scope="session")
+def gemma_dir(tmp_path_factory) -> Path:
+    """A tiny EmbeddingGemma-shaped model (Gemma3 backbone, Dense heads), built once per session."""
+    from soupkit.models import build_embeddinggemma
+
+    return build_embeddinggemma(tmp_path_factory.mktemp("tiny-gemma") / "gemma", size="tiny", seed=0)
+
+
+@pytest.fixture(params=["bert", "gemma"])
+def model_dir(request, tiny_model_dir, gemma_dir) -> Path:
+    """Each tiny architecture soupkit supports in turn: BERT (MiniLM's) and Gemma3 (EmbeddingGemma's)."""
+    return tiny_model_dir if request.param == "bert" else gemma_dir
+
+
+@pytest.fixture
+def trunk_home(tmp_path, monkeypatch) -> Path:
+    """A fresh $SOUPKIT_HOME (so a fresh trunk cache) with the default size limit."""
+    monkeypatch.setenv("SOUPKIT_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("SOUPKIT_TRUNK_CACHE_GB", raising=False)
+    return tmp_path / "home"
+
+
 @pytest.fixture
 def tiny_model(tiny_model_dir, tmp_path) -> Path:
     dst = tmp_path / "model"

@@ -7,30 +7,12 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from pathlib import Path
 
 import pytest
 
 from soupkit.data.family import TaskFamily, TrainExample
 
-
-@pytest.fixture(autouse=True)
-def home(tmp_path, monkeypatch) -> Path:
-    monkeypatch.setenv("SOUPKIT_HOME", str(tmp_path / "home"))
-    monkeypatch.delenv("SOUPKIT_TRUNK_CACHE_GB", raising=False)
-    return tmp_path / "home"
-
-
-@pytest.fixture(scope="module")
-def gemma_dir(tmp_path_factory) -> Path:
-    from soupkit.models import build_embeddinggemma
-
-    return build_embeddinggemma(tmp_path_factory.mktemp("tiny-gemma") / "gemma", size="tiny", seed=0)
-
-
-@pytest.fixture(params=["bert", "gemma"])
-def model_dir(request, tiny_model_dir, gemma_dir) -> Path:
-    return tiny_model_dir if request.param == "bert" else gemma_dir
+pytestmark = pytest.mark.usefixtures("trunk_home")  # a fresh $SOUPKIT_HOME: each test its own cache
 
 
 def family() -> TaskFamily:

@@ -23,23 +23,7 @@ TEXTS = ["Cholera due to Vibrio cholerae", "x",
          "Other salmonella infections"]
 
 
-@pytest.fixture(autouse=True)
-def home(tmp_path, monkeypatch) -> Path:
-    monkeypatch.setenv("SOUPKIT_HOME", str(tmp_path / "home"))
-    monkeypatch.delenv("SOUPKIT_TRUNK_CACHE_GB", raising=False)
-    return tmp_path / "home"
-
-
-@pytest.fixture(scope="module")
-def gemma_dir(tmp_path_factory) -> Path:
-    from soupkit.models import build_embeddinggemma
-
-    return build_embeddinggemma(tmp_path_factory.mktemp("tiny-gemma") / "gemma", size="tiny", seed=0)
-
-
-@pytest.fixture(params=["bert", "gemma"])
-def model_dir(request, tiny_model_dir, gemma_dir) -> Path:
-    return tiny_model_dir if request.param == "bert" else gemma_dir
+pytestmark = pytest.mark.usefixtures("trunk_home")  # a fresh $SOUPKIT_HOME: each test its own cache
 
 
 def load(path: Path):
@@ -174,7 +158,7 @@ def test_k_beyond_the_models_layers_is_one_line(tiny_model, tiny_recipe_file, se
     one_line_error([*args, "--train", "top:1"], "SOUPKIT_TRUNK_CACHE_GB=lots", workdir=tmp_path)
 
 
-def test_cache_command_shows_and_clears(tiny_model_dir, home):
+def test_cache_command_shows_and_clears(tiny_model_dir, trunk_home):
     from click.testing import CliRunner
 
     from soupkit.cli import main
@@ -187,7 +171,7 @@ def test_cache_command_shows_and_clears(tiny_model_dir, home):
     assert shown.exit_code == 0 and "tiny (BertModel, layers 1+ of 2 trained) 4 texts" in shown.output
     cleared = CliRunner().invoke(main, ["cache", "--clear"])
     assert cleared.exit_code == 0 and "removed 1 trunk cache file" in cleared.output
-    assert not list((home / "trunk-cache").glob("*"))
+    assert not list((trunk_home / "trunk-cache").glob("*"))
     bad = CliRunner(env={"SOUPKIT_TRUNK_CACHE_GB": "lots"}).invoke(main, ["cache"])
     assert bad.exit_code == 2 and "SOUPKIT_TRUNK_CACHE_GB=lots" in bad.output
 
@@ -324,7 +308,7 @@ def _top_checkpoint(base: Path, out: Path, seed: int) -> Path:
     return out
 
 
-def test_a_merge_of_top_k_checkpoints_equals_a_full_merge_and_keeps_the_bottom(model_dir, tmp_path, home):
+def test_a_merge_of_top_k_checkpoints_equals_a_full_merge_and_keeps_the_bottom(model_dir, tmp_path, trunk_home):
     from soupkit.merge import merge_models
     from soupkit.merge.in_memory import InMemoryMerge
     from soupkit.models.layers import backbone_of
@@ -347,7 +331,7 @@ def test_a_merge_of_top_k_checkpoints_equals_a_full_merge_and_keeps_the_bottom(m
     for name, value in in_memory.state_dict().items():
         assert torch.allclose(value.float(), soup.state_dict()[name].float(), atol=1e-6), name
     # the soup loads and encodes on a machine that never saw the cache ...
-    assert not home.exists()
+    assert not trunk_home.exists()
     plain = encode(soup)
     # ... and, where the base's cache exists, joins it with the same numbers
     attach_trunk(base, 1)
@@ -358,7 +342,7 @@ def test_a_merge_of_top_k_checkpoints_equals_a_full_merge_and_keeps_the_bottom(m
 
 
 @pytest.mark.slow
-def test_a_top_k_search_keeps_the_bottom_and_fills_the_cache(tiny_model, tiny_recipe, search, load_study, tmp_path, home):
+def test_a_top_k_search_keeps_the_bottom_and_fills_the_cache(tiny_model, tiny_recipe, search, load_study, tmp_path, trunk_home):
     from soupkit.merge import merge_models
     from soupkit.models.layers import backbone_of
     from soupkit.models.trunk import join_trunk_cache

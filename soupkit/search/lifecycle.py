@@ -25,7 +25,12 @@ from soupkit.data.family import TaskFamily
 from soupkit.data.halves import EVERY_PROBE_HALVED
 from soupkit.errors import SoupkitError
 from soupkit.pause import pause_for_test
-from soupkit.probes.score import ProbeSettings, objective_value, score_probes, study_values
+from soupkit.probes.score import (
+    ProbeSettings,
+    objective_value,
+    score_probes,
+    study_values,
+)
 from soupkit.search.checkpoints import checkpoint_dir, remove_partial_checkpoints
 from soupkit.search.heartbeat import heartbeat
 from soupkit.search.study import recover_dead_trials, worker_id
@@ -199,6 +204,16 @@ def run_and_tell(study, trial, ctx: TrialContext, body: Callable[[object], float
                 raise
             return frozen
     return study.tell(trial, values)
+
+
+@contextlib.contextmanager
+def failure_as_one_line(what: str) -> Iterator[None]:
+    """A stage's failed candidate as one line naming it; the trial keeps the whole error."""
+    try:
+        yield
+    except Exception as exc:
+        reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
+        raise SoupkitError(f"{what} failed: {reason}") from exc
 
 
 def trained_with_key(study, key: str, run: Path | None = None):

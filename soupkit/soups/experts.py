@@ -108,7 +108,13 @@ def make_experts(
     """Record the bank (or resume the one recorded under `name`), train its missing experts."""
     from soupkit.base_model import resolve_base
     from soupkit.data.load import check_recipe
-    from soupkit.search.lifecycle import load_context, progress_bar, recover
+    from soupkit.search.checkpoints import claim_checkpoint_folder
+    from soupkit.search.lifecycle import (
+        load_context,
+        progress_bar,
+        recover,
+        trained_with_key,
+    )
     from soupkit.search.run import (
         check_run_folder,
         directions,
@@ -121,8 +127,6 @@ def make_experts(
         default_storage,
         open_storage,
     )
-    from soupkit.search.checkpoints import claim_checkpoint_folder
-    from soupkit.search.lifecycle import trained_with_key
     from soupkit.soups.ingredient_study import ingredient_key
     from soupkit.train.finetune import check_train_setting
 
@@ -243,7 +247,12 @@ def expert_soup_source(out: Path, storage: str | None, bank_name: str | None):
 def _train_expert(study, ctx, family: str, mixture: dict, key: str, share: float, bank: str):
     """One expert as a trial of the expert study (RUNNING while it trains, then COMPLETE, or FAIL
     with its error: the next run trains it again)."""
-    from soupkit.search.lifecycle import ask_mixture, run_and_tell, train_and_score
+    from soupkit.search.lifecycle import (
+        ask_mixture,
+        failure_as_one_line,
+        run_and_tell,
+        train_and_score,
+    )
 
     trial, weights = ask_mixture(study, list(ctx.families), mixture)
 
@@ -252,11 +261,8 @@ def _train_expert(study, ctx, family: str, mixture: dict, key: str, share: float
         return train_and_score(trial, ctx, weights, {"family": family, "general_share": share,
                                                      "base": ctx.recipe.base, "bank": bank})
 
-    try:
+    with failure_as_one_line(f"expert #{trial.number} ({family})"):
         return run_and_tell(study, trial, ctx, body)
-    except Exception as exc:
-        reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
-        raise SoupkitError(f"expert #{trial.number} ({family}) failed: {reason}") from exc
 
 
 def experts_table(result: ExpertsResult) -> str:

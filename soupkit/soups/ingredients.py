@@ -28,7 +28,12 @@ from soupkit.soups.ingredient_study import (
     open_ingredient_study,
     record_set,
 )
-from soupkit.soups.selection import Candidate, choose_diverse, choose_top, distance_matrix
+from soupkit.soups.selection import (
+    Candidate,
+    choose_diverse,
+    choose_top,
+    distance_matrix,
+)
 from soupkit.study_record import (
     StudyRecord,
     TrialRecord,
@@ -134,7 +139,14 @@ def make_ingredients(
     from soupkit.data.load import load_recipe_families
     from soupkit.probes.score import ProbeSettings, objective_value
     from soupkit.search.checkpoints import claim_checkpoint_folder
-    from soupkit.search.lifecycle import TrainedStage, base_scores, load_context, progress_bar, recover, trained_with_key
+    from soupkit.search.lifecycle import (
+        TrainedStage,
+        base_scores,
+        load_context,
+        progress_bar,
+        recover,
+        trained_with_key,
+    )
     from soupkit.search.study import check_held_out_halves
     from soupkit.soups.study_soup import study_recipe
     from soupkit.train.finetune import check_train_setting
@@ -204,7 +216,12 @@ def make_ingredients(
 def train_ingredient(study, ctx, source: int, mixture: dict, key: str, base: str, set_name: str):
     """One ingredient as a trial of the ingredient study, through the trained-candidate lifecycle:
     RUNNING while it trains, then COMPLETE, or FAIL with its error (and a later run trains it again)."""
-    from soupkit.search.lifecycle import ask_mixture, run_and_tell, train_and_score
+    from soupkit.search.lifecycle import (
+        ask_mixture,
+        failure_as_one_line,
+        run_and_tell,
+        train_and_score,
+    )
 
     trial, weights = ask_mixture(study, list(ctx.families), mixture)
 
@@ -212,11 +229,8 @@ def train_ingredient(study, ctx, source: int, mixture: dict, key: str, base: str
         record_ingredient(trial, key, source, base, ctx.finetune.model_dump(mode="json"), set_name)
         return train_and_score(trial, ctx, weights, {"source_trial": source, "base": base})
 
-    try:
+    with failure_as_one_line(f"ingredient #{trial.number} (mixture of trial {source})"):
         return run_and_tell(study, trial, ctx, body)
-    except Exception as exc:
-        reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
-        raise SoupkitError(f"ingredient #{trial.number} (mixture of trial {source}) failed: {reason}") from exc
 
 
 def ingredients_table(result: IngredientsResult) -> str:
@@ -254,8 +268,8 @@ def describe_set(chosen: IngredientSet) -> str:
 def ingredient_soup_source(storage, search_study, set_name: str | None = None, run: Path | None = None):
     """The trained ingredients of a set (the last one recorded by default) as soup candidates, best
     objective first, with their own base model; their soups are recorded in the ingredient study."""
-    from soupkit.soups.study_soup import Ingredient, SoupSource, study_recipe
     from soupkit.soups.ingredient_study import find_ingredient_study
+    from soupkit.soups.study_soup import Ingredient, SoupSource, study_recipe
 
     study = find_ingredient_study(storage, search_study)
     chosen = load_set(study, set_name)
