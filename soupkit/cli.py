@@ -200,7 +200,7 @@ def _next_steps(out: Path, storage: str | None, recipe) -> str:
     from soupkit.search.study import redact
     from soupkit.soups.study_soup import default_soup_name
 
-    front = recipe.objective.mode == "pareto"
+    front = recipe.objective.two_objectives
     where = f"--out {shlex.quote(str(out))}" + (f" --storage {shlex.quote(redact(storage))}" if storage else "")
     soup = out / "soups" / default_soup_name("uniform", "front" if front else "top", 5)
     return ("next: make the soup of the best trials, then its verdict on the test halves (probe items nothing chose on):\n"

@@ -59,12 +59,12 @@ def soups_frame(study):
     """One row per recorded soup: name, method, members, base share, objective, domain/general, `score:*`."""
     import polars as pl
 
-    rows = []
+    rows, two = [], two_objectives(study)
     for name, soup in StudyRecord.of(study).soups.items():
         row: dict[str, Any] = {"soup": name, "method": soup.method, "members": [str(m) for m in soup.members],
                                "weights": json.dumps(soup.weights), "role": soup.role,
                                "base_share": soup.base_share, "objective": soup.objective, "path": soup.path}
-        if len(soup.values) == 2:
+        if two and soup.values:
             row["domain"], row["general"] = soup.values
         row.update({f"score:{k}": v for k, v in soup.scores.items()})
         rows.append(row)
