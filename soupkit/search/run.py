@@ -144,7 +144,7 @@ def _search(recipe, out, storage, recipe_path, command, log, show_progress, max_
             from soupkit.search.merge_proxy import MergeProxy
 
             proxy = MergeProxy(bank, str(ctx.model.device), log)
-        search = open_search(recipe, inputs, out, storage, ctx, log, progress)
+        search = open_search(recipe, inputs, out, storage, ctx, log, progress, trains=proxy is None)
         opened.append(search.store)
         if proxy is not None:
             from soupkit.study_record import record_merge_proxy
@@ -255,8 +255,9 @@ class OpenSearch:
 
 
 def open_search(recipe: Recipe, inputs: CheckedInputs, out: Path, storage: str | None, ctx: TrialContext,
-                log: Callable[[str], None], progress: _Progress | None = None) -> OpenSearch:
-    """Create or resume the study; seed it with the recipe's mixture; tidy up after dead workers."""
+                log: Callable[[str], None], progress: _Progress | None = None, trains: bool = True) -> OpenSearch:
+    """Create or resume the study; seed it with the recipe's mixture; tidy up after dead workers.
+    `trains`: its trials write checkpoints (a search by merging writes none, so claims no folder)."""
     import optuna
 
     from soupkit.search.samplers import make_pruner, make_sampler
@@ -292,7 +293,8 @@ def open_search(recipe: Recipe, inputs: CheckedInputs, out: Path, storage: str |
     if n_existing == 0 and inputs.seed_mixture is not None:
         params = params_for_mixture(inputs.seed_mixture.weights, list(ctx.families))
         study.enqueue_trial(params, user_attrs=seeded_attrs(), skip_if_exists=True)
-    claim_checkpoint_folder(ctx.checkpoint_root, study, storage_label(storage, out))  # checked by check_inputs
+    if trains:
+        claim_checkpoint_folder(ctx.checkpoint_root, study, storage_label(storage, out))  # checked by check_inputs
     requeued, removed = lifecycle.recover(study, store, ctx.checkpoint_root)
     if requeued:
         which = ", ".join(f"#{n}" for n in requeued)
