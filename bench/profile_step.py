@@ -24,6 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from cold_cache import recipe_with_cold_cache  # bench/cold_cache.py: this script's folder is on the path
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -45,19 +47,13 @@ def main() -> None:
 
     import torch
 
-    from soupkit.base_model import load_model, pick_device, resolve_base, use_bf16
-    from soupkit.config import load_recipe, seed_mixture_of, with_overrides
+    from soupkit.base_model import load_model, pick_device, use_bf16
+    from soupkit.config import seed_mixture_of, with_overrides
     from soupkit.data.load import load_families
-    from soupkit.models.fetch import same_model
     from soupkit.models.trunk import binding_of
     from soupkit.train.finetune import base_weights, finetune_on_mixture
 
-    recipe = load_recipe(args.recipe)
-    recipe = with_overrides(recipe, {"base": ("--base", args.base)}).for_base(same_model)
-    recipe = with_overrides(recipe, {"finetune.steps": ("--steps", args.steps),
-                                     "finetune.batch_size": ("--batch-size", args.batch_size)})
-    recipe = recipe.model_copy(update={"base": resolve_base(recipe.base)})
-    os.environ["SOUPKIT_HOME"] = tempfile.mkdtemp(prefix="profile-step-home-")
+    recipe = recipe_with_cold_cache(args, "profile-step-home-")  # a cold trunk cache
     families = load_families(recipe)
     mixture = seed_mixture_of(recipe)
     weights = mixture.normalised() if mixture else {name: 1 / len(families) for name in families}

@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import statistics
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from cold_cache import recipe_with_cold_cache  # bench/cold_cache.py: this script's folder is on the path
 
 
 @dataclass
@@ -73,19 +74,12 @@ def main() -> None:
     parser.add_argument("--seed-mixture", default=None, help="Mixture to train (default: the recipe's seed mixture).")
     args = parser.parse_args()
 
-    from soupkit.base_model import load_model, pick_device, resolve_base, use_bf16
-    from soupkit.config import load_mixture, load_recipe, seed_mixture_of, with_overrides
+    from soupkit.base_model import load_model, pick_device, use_bf16
+    from soupkit.config import load_mixture, seed_mixture_of, with_overrides
     from soupkit.data.load import load_recipe_families
-    from soupkit.models.fetch import same_model
     from soupkit.train.finetune import base_weights
 
-    recipe = load_recipe(args.recipe)
-    recipe = with_overrides(recipe, {"base": ("--base", args.base)}).for_base(same_model)
-    recipe = with_overrides(recipe, {"finetune.steps": ("--steps", args.steps),
-                                     "finetune.batch_size": ("--batch-size", args.batch_size)})
-    # the base's folder is found before the cold $SOUPKIT_HOME hides the models `fetch-model` put there
-    recipe = recipe.model_copy(update={"base": resolve_base(recipe.base)})
-    os.environ["SOUPKIT_HOME"] = tempfile.mkdtemp(prefix="train-top-home-")  # a cold cache
+    recipe = recipe_with_cold_cache(args, "train-top-home-")  # a cold trunk cache
     settings = ["all"] + [s for s in dict.fromkeys(args.train.split(",")) if s and s != "all"]
     families, probes = load_recipe_families(recipe)
     mixture = load_mixture(args.seed_mixture) if args.seed_mixture else seed_mixture_of(recipe)
