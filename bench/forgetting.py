@@ -1,15 +1,20 @@
 """Does training only the top forget less? `all` against `top:<k>` at given step counts.
 
     python bench/forgetting.py [--base bundled] [--recipe medical] [--train all,top:8,top:4,top:2]
-        [--steps 24,240] [--batch-size N] [--seed-mixture NAME] [--out DIR]
+        [--steps 24,240] [--batch-size N] [--seed-mixture NAME] [--out DIR] [--csv FILE]
+
+A setting may name its own step counts: `--train all@24,top:4` trains `all` for 24 steps only
+(on EmbeddingGemma on a CPU, `all` for 240 steps is half an hour).
 
 For each setting and step count: the recipe's seed mixture finetuned from the base (as a trial,
 seed the recipe's), its checkpoint kept under --out (default a temporary folder; an existing one
 is reused, so a second table costs only its probe passes), scored on the recipe's probes (the
 selection halves the search sees). Prints, per model, the domain and general means (a pareto
 recipe; else the objective) and every probe as a difference from the base in points; then every
-held-out probe's test half (read by nothing else) as the difference from the base with its 95%
-paired-bootstrap interval (soupkit.soups.compare, as bench/domain_table.py). The issue's goal: a
+probe's test half (read by nothing else), trained families and held-out ones, as the difference
+from the base with its 95% paired-bootstrap interval: the verdict of `soupkit eval`
+(soupkit.soups.verdict, as bench/domain_table.py), one per setting so each scores on its own trunk
+cache. `--csv` writes the test-half verdicts (one row per model and probe). The issue's goal: a
 setting with a domain gain of at least +3 points, every test half's difference at or above -0.5
 and every general probe within 1 point. `top:<k>` settings share one trunk cache per k.
 """
@@ -30,6 +35,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=None, help="Batch size (default: the recipe's).")
     parser.add_argument("--seed-mixture", default=None, help="Mixture to train (default: the recipe's seed mixture).")
     parser.add_argument("--out", type=Path, default=None, help="Folder for the checkpoints (kept, reused).")
+    parser.add_argument("--csv", type=Path, default=None, help="Write the test-half verdicts here.")
     args = parser.parse_args()
 
     from soupkit.base_model import load_model, pick_device, use_bf16
@@ -43,8 +49,11 @@ def main() -> None:
     recipe = load_recipe(args.recipe)
     recipe = with_overrides(recipe, {"base": ("--base", args.base)}).for_base(same_model)
     recipe = with_overrides(recipe, {"finetune.batch_size": ("--batch-size", args.batch_size)})
-    settings = [s for s in dict.fromkeys(args.train.split(",")) if s]
-    step_counts = [int(s) for s in args.steps.split(",") if s]
+    default_steps = [int(s) for s in args.steps.split(",") if s]
+    settings = {}
+    for item in dict.fromkeys(s for s in args.train.split(",") if s):
+        setting, _, steps = item.partition("@")
+        settings[setting] = [int(n) for n in steps.split("+")] if steps else default_steps
     out = args.out or Path(tempfile.mkdtemp(prefix="forgetting-"))
     families, probes = load_recipe_families(recipe)
     mixture = load_mixture(args.seed_mixture) if args.seed_mixture else seed_mixture_of(recipe)
@@ -58,7 +67,7 @@ def main() -> None:
     scores = {"base": score_probes(load_model(recipe.base, device), probes, probe_settings)}
     folders = {"base": recipe.base}
     trains = {"base": "all"}
-    for setting in settings:
+    for setting, step_counts in settings.items():
         model = base_state = None
         for steps in step_counts:
             label, folder = f"{setting} {steps} steps", out / f"{setting.replace(':', '')}-{steps}"
@@ -78,7 +87,7 @@ def main() -> None:
         del model, base_state
 
     selection_table(recipe, scores)
-    test_half_table(recipe, folders, trains, device)
+    test_half_table(recipe, folders, trains, device, args.csv)
 
 
 def selection_table(recipe, scores: dict[str, dict[str, float]]) -> None:
@@ -105,28 +114,47 @@ def selection_table(recipe, scores: dict[str, dict[str, float]]) -> None:
         print(f"| {label} | " + " | ".join(cells) + " |")
 
 
-def test_half_table(recipe, folders: dict[str, str], trains: dict[str, str], device: str) -> None:
-    from soupkit.data.load import load_held_out_test_halves
-    from soupkit.soups.compare import differences, item_scores
+def test_half_table(recipe, folders: dict[str, str], trains: dict[str, str], device: str,
+                    csv_path: Path | None) -> None:
+    """Every probe's test half: `soupkit eval`'s verdict of the models of each setting against the
+    base, the base scored on that setting's trunk cache too (its numbers equal the uncached ones)."""
+    from soupkit.soups.verdict import evaluate_models
 
-    halves = load_held_out_test_halves(recipe)
-    if not halves:
-        print("\n(the recipe has no held-out probes: no test halves)")
+    records = []
+    for setting in dict.fromkeys(trains[label] for label in folders if label != "base"):
+        labels = {folders[label]: label for label in folders if label != "base" and trains[label] == setting}
+        verdict = evaluate_models(list(labels), recipe, base=folders["base"], split="test", device=device,
+                                  train=setting)
+        records += [(labels[r.model], r) for r in verdict.records]
+    if not records:
         return
-    items = {}
-    for label, folder in folders.items():  # each model scored with its own trunk cache, if it has one
-        setting_recipe = recipe.model_copy(update={"finetune": recipe.finetune.model_copy(update={"train": trains[label]})})
-        items.update(item_scores({label: folder}, halves, setting_recipe, device))
-    names = [n for n in halves if items["base"][n] is not None]
-    print("\nHeld-out probes, test halves: the base's score, then each model's difference from it, points, "
-          "95% paired-bootstrap interval (! = below -0.5 at its lower bound)\n")
-    print("| model | " + " | ".join(f"{n}* test half ({len(items['base'][n])} items)" for n in names) + " |")
-    print("|" + "---|" * (len(names) + 1))
-    print("| base | " + " | ".join(f"{100 * items['base'][n].mean():.1f}" for n in names) + " |")
-    for label in list(folders)[1:]:
-        found = {d.probe: d for d in differences(items, label, ["base"], seed=recipe.seed)}
-        print(f"| {label} | " + " | ".join(found[n].cell() + (" !" if found[n].low < -0.005 else "")
-                                            for n in names) + " |")
+    probes = list(dict.fromkeys(r.probe for _, r in records))
+    first = {p: next(r for _, r in records if r.probe == p) for p in probes}
+    held_out = set(recipe.probe_names_only())
+    print("\nTest halves of every probe (read by nothing else; `soupkit eval --split test`): the base's score, then "
+          "each model's difference from it, points, 95% paired-bootstrap interval (* beyond the noise; "
+          "! = a held-out probe below -0.5)\n")
+    print("| model | " + " | ".join(f"{p}{'*' if p in held_out else ''} ({first[p].items or 'set'})" for p in probes) + " |")
+    print("|" + "---|" * (len(probes) + 1))
+    print("| base | " + " | ".join(f"{100 * first[p].base_score:.1f}" for p in probes) + " |")
+    by = {(label, r.probe): r for label, r in records}
+    for label in dict.fromkeys(label for label, _ in records):
+        cells = []
+        for p in probes:
+            r = by[(label, p)]
+            interval = f" [{100 * r.low:+.1f}, {100 * r.high:+.1f}]" if r.low is not None else ""
+            flag = " !" if p in held_out and r.difference < -0.005 else ""
+            cells.append(f"{100 * r.difference:+.1f}{interval}{' *' if r.beyond_noise else ''}{flag}")
+        print(f"| {label} | " + " | ".join(cells) + " |")
+    if csv_path:
+        import csv
+
+        with open(csv_path, "w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["model", "train", "probe", "role", "items", "base_score", "score", "difference", "low", "high"])
+            for label, r in records:
+                writer.writerow([label, trains[label], r.probe, r.role, r.items, r.base_score, r.score,
+                                 r.difference, r.low, r.high])
 
 
 if __name__ == "__main__":

@@ -148,11 +148,14 @@ def check_outputs(*paths: Path | None) -> None:
 
 def evaluate_models(models: Sequence[str], recipe: Recipe, base: str | None = None, split: str = "test",
                     base_dir: Path | None = None, log: Callable[[str], None] | None = None,
-                    device: str | None = None, trust_remote_code: bool = False) -> Verdict:
+                    device: str | None = None, trust_remote_code: bool = False,
+                    train: str | None = None) -> Verdict:
     """Score each model and the base (default: the recipe's) on the `split` half of every probe of
-    the recipe; each model against the base, probe by probe."""
+    the recipe; each model against the base, probe by probe. A model that still holds the frozen
+    bottom of `train` (default the recipe's `finetune.train`) encodes on its existing trunk cache."""
     from soupkit.base_model import load_model, pick_device, use_bf16
     from soupkit.data.load import SPLITS, check_recipe, load_probes
+    from soupkit.models.trunk import join_trunk_cache
     from soupkit.probes.score import ProbeSettings, score_and_items
     from soupkit.soups.compare import differences
 
@@ -175,6 +178,7 @@ def evaluate_models(models: Sequence[str], recipe: Recipe, base: str | None = No
     for label, ref in refs.items():
         model = load_model(ref, device, trust_remote_code=trust_remote_code,
                            what="base model" if label == BASE_LABEL else "model")
+        join_trunk_cache(model, train or recipe.finetune.train, recipe.base)
         scores[label], items[label] = {}, {}
         for name, family in probes.items():
             scores[label][name], items[label][name] = score_and_items(model, family, settings)
