@@ -221,3 +221,26 @@ def test_search_prints_the_soup_and_eval_commands_that_then_run(tiny_model, tiny
     assert "verdict, test halves" in report.output
     html = (out / "report.html").read_text()
     assert "test half: points vs base" in html
+
+
+def test_eval_on_the_trunk_cache_equals_eval_without_it(eval_setup, trunk_home):
+    """A `train: top:<k>` recipe's verdict reads the base's trunk cache where one exists, and the
+    numbers are those of the uncached forward (the tiny BERT in fp32: equal to rounding)."""
+    import sqlite3
+
+    from soupkit.base_model import load_model
+    from soupkit.config import load_recipe
+    from soupkit.models.trunk import attach_trunk
+    from soupkit.soups.verdict import evaluate_models
+
+    base, other, recipe_file = eval_setup
+    recipe = load_recipe(str(recipe_file))
+    plain = evaluate_models([str(other)], recipe, split="test", device="cpu", train="all")
+    binding = attach_trunk(load_model(str(base), "cpu"), 1)  # a top:1 search made the cache; it is empty
+    cached = evaluate_models([str(other)], recipe, split="test", device="cpu", train="top:1")
+    rows = sqlite3.connect(binding.cache.path).execute("SELECT COUNT(*) FROM entries").fetchone()[0]
+    assert rows > 0  # the base filled it (other's bottom differs: seed 1, so it encodes on its own)
+    assert [(r.probe, r.items) for r in cached.records] == [(r.probe, r.items) for r in plain.records]
+    for a, b in zip(plain.records, cached.records):
+        assert b.base_score == pytest.approx(a.base_score, abs=1e-6)
+        assert b.score == pytest.approx(a.score, abs=1e-6)
