@@ -123,22 +123,28 @@ def test_half_table(recipe: Recipe, rows: list[tuple[str, dict, str]]) -> None:
     base_label, _, base_path = rows[0]
     labels = {str(path): label for label, _, path in rows[1:]}
     verdict = evaluate_models(list(labels), recipe, base=str(base_path), split="test")
-    probes = list(dict.fromkeys(r.probe for r in verdict.records))
-    first = {p: next(r for r in verdict.records if r.probe == p) for p in probes}
-    held_out = set(recipe.probe_names_only())
-    print("\nTest halves of every probe (read by nothing before this table; `soupkit eval --split test`): the base"
-          " model's score, then each model's difference from it, points, with a 95% paired-bootstrap interval"
-          " (* beyond the noise)\n")
+    intro = ("Test halves of every probe (read by nothing before this table; `soupkit eval --split test`): the base"
+             " model's score, then each model's difference from it, points, with a 95% paired-bootstrap interval"
+             " (* beyond the noise)")
+    print_verdict_rows([(labels[r.model], r) for r in verdict.records], base_label, set(recipe.probe_names_only()), intro)
+
+
+def print_verdict_rows(records: list, base_label: str, held_out: set[str], intro: str,
+                       mark_held_out_losses: bool = False) -> None:
+    """A Markdown table of (label, VerdictRecord) pairs: one column per probe (held-out ones marked
+    *), the base's score, then each label's difference; `mark_held_out_losses` adds ! to a held-out
+    probe's difference below -0.5 point (the no-forgetting goal's line)."""
+    probes = list(dict.fromkeys(r.probe for _, r in records))
+    first = {p: next(r for _, r in records if r.probe == p) for p in probes}
+    print(f"\n{intro}\n")
     print("| model | " + " | ".join(f"{p}{'*' if p in held_out else ''} ({first[p].items or 'set'})" for p in probes) + " |")
     print("|" + "---|" * (len(probes) + 1))
     print(f"| {base_label} | " + " | ".join(f"{100 * first[p].base_score:.1f}" for p in probes) + " |")
-    by = {(r.model, r.probe): r for r in verdict.records}
-    for path, label in labels.items():
-        cells = []
-        for p in probes:
-            r = by[(path, p)]
-            interval = f" [{100 * r.low:+.1f}, {100 * r.high:+.1f}]" if r.low is not None else ""
-            cells.append(f"{100 * r.difference:+.1f}{interval}{' *' if r.beyond_noise else ''}")
+    by = {(label, r.probe): r for label, r in records}
+    for label in dict.fromkeys(label for label, _ in records):
+        cells = [by[(label, p)].difference_cell()
+                 + (" !" if mark_held_out_losses and p in held_out and by[(label, p)].difference < -0.005 else "")
+                 for p in probes]
         print(f"| {label} | " + " | ".join(cells) + " |")
 
 

@@ -22,8 +22,11 @@ and every general probe within 1 point. `top:<k>` settings share one trunk cache
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 def main() -> None:
@@ -118,6 +121,7 @@ def test_half_table(recipe, folders: dict[str, str], trains: dict[str, str], dev
                     csv_path: Path | None) -> None:
     """Every probe's test half: `soupkit eval`'s verdict of the models of each setting against the
     base, the base scored on that setting's trunk cache too (its numbers equal the uncached ones)."""
+    from domain_table import print_verdict_rows
     from soupkit.soups.verdict import evaluate_models
 
     records = []
@@ -128,24 +132,10 @@ def test_half_table(recipe, folders: dict[str, str], trains: dict[str, str], dev
         records += [(labels[r.model], r) for r in verdict.records]
     if not records:
         return
-    probes = list(dict.fromkeys(r.probe for _, r in records))
-    first = {p: next(r for _, r in records if r.probe == p) for p in probes}
-    held_out = set(recipe.probe_names_only())
-    print("\nTest halves of every probe (read by nothing else; `soupkit eval --split test`): the base's score, then "
-          "each model's difference from it, points, 95% paired-bootstrap interval (* beyond the noise; "
-          "! = a held-out probe below -0.5)\n")
-    print("| model | " + " | ".join(f"{p}{'*' if p in held_out else ''} ({first[p].items or 'set'})" for p in probes) + " |")
-    print("|" + "---|" * (len(probes) + 1))
-    print("| base | " + " | ".join(f"{100 * first[p].base_score:.1f}" for p in probes) + " |")
-    by = {(label, r.probe): r for label, r in records}
-    for label in dict.fromkeys(label for label, _ in records):
-        cells = []
-        for p in probes:
-            r = by[(label, p)]
-            interval = f" [{100 * r.low:+.1f}, {100 * r.high:+.1f}]" if r.low is not None else ""
-            flag = " !" if p in held_out and r.difference < -0.005 else ""
-            cells.append(f"{100 * r.difference:+.1f}{interval}{' *' if r.beyond_noise else ''}{flag}")
-        print(f"| {label} | " + " | ".join(cells) + " |")
+    intro = ("Test halves of every probe (read by nothing else; `soupkit eval --split test`): the base's score, then "
+             "each model's difference from it, points, 95% paired-bootstrap interval (* beyond the noise; "
+             "! = a held-out probe below -0.5)")
+    print_verdict_rows(records, "base", set(recipe.probe_names_only()), intro, mark_held_out_losses=True)
     if csv_path:
         import csv
 

@@ -54,8 +54,12 @@ class VerdictRecord:
 
     def cell(self) -> str:
         """The model's score, its difference in points, the interval, * beyond the noise."""
+        return f"{self.score:.3f} {self.difference_cell()}"
+
+    def difference_cell(self) -> str:
+        """The difference from the base in points, the interval, * beyond the noise (tables in points)."""
         interval = f" [{100 * self.low:+.1f}, {100 * self.high:+.1f}]" if self.low is not None else ""
-        return f"{self.score:.3f} {100 * self.difference:+.1f}{interval}{' *' if self.beyond_noise else ''}"
+        return f"{100 * self.difference:+.1f}{interval}{' *' if self.beyond_noise else ''}"
 
 
 @dataclass
