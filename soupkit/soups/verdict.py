@@ -156,9 +156,10 @@ def evaluate_models(models: Sequence[str], recipe: Recipe, base: str | None = No
                     train: str | None = None) -> Verdict:
     """Score each model and the base (default: the recipe's) on the `split` half of every probe of
     the recipe; each model against the base, probe by probe. A model that still holds the frozen
-    bottom of `train` (default the recipe's `finetune.train`) encodes on its existing trunk cache."""
+    bottom of `train` (default the recipe's `finetune.train` for its base) encodes on its existing trunk cache."""
     from soupkit.base_model import load_model, pick_device, use_bf16
     from soupkit.data.load import SPLITS, check_recipe, load_probes
+    from soupkit.models.fetch import same_model
     from soupkit.models.trunk import join_trunk_cache
     from soupkit.probes.score import ProbeSettings, score_and_items
     from soupkit.soups.compare import differences
@@ -178,11 +179,12 @@ def evaluate_models(models: Sequence[str], recipe: Recipe, base: str | None = No
 
     device = device or pick_device()
     settings = ProbeSettings.from_recipe(recipe, use_bf16(device, recipe.finetune.bf16))
+    train = train or recipe.for_base(same_model).finetune.train  # finetune_by_base: e.g. EmbeddingGemma's top:2
     scores, items = {}, {}
     for label, ref in refs.items():
         model = load_model(ref, device, trust_remote_code=trust_remote_code,
                            what="base model" if label == BASE_LABEL else "model")
-        join_trunk_cache(model, train or recipe.finetune.train, recipe.base)
+        join_trunk_cache(model, train, recipe.base)
         scores[label], items[label] = {}, {}
         for name, family in probes.items():
             scores[label][name], items[label][name] = score_and_items(model, family, settings)
