@@ -244,3 +244,22 @@ def test_a_bank_of_top_k_checkpoints_is_scored_on_the_cached_trunk(tiny_recipe, 
     run_adapt(recipe, [fake_run(tmp_path / "full", models[0], models[1:3], [0.3, 0.5], recipe)],
               tmp_path / "adapt-full", budget=3, keep=1, log=lines.append)
     assert any("differ below their top 1 layers" in line for line in lines), lines
+
+
+def test_a_bank_that_cannot_read_the_trunk_cache_says_why(models, tmp_path, monkeypatch):
+    from soupkit.merge.in_memory import InMemoryMerge
+    from soupkit.search.merge_proxy import join_bank_trunk
+    from soupkit.models.trunk import binding_of
+
+    monkeypatch.setenv("SOUPKIT_HOME", str(tmp_path / "home"))
+    tops = [_top_of(models[0], donor, tmp_path / f"top-{i}") for i, donor in enumerate(models[1:3])]
+    merger = InMemoryMerge(tops, "cpu")
+    lines: list[str] = []
+    assert not join_bank_trunk(merger, "all", "tiny", lines.append)
+    assert not join_bank_trunk(merger, "top:1", "tiny", lines.append)  # no finetune of top:1 made its cache
+    assert binding_of(merger.model) is None
+    assert lines == [
+        "proposals are scored without the trunk cache (the recipe trains 'all' for this base)",
+        "proposals are scored without the trunk cache: no cache of this bank's bottom yet for top:1 "
+        "(a search or finetune of tiny with train top:1 makes one)",
+    ]

@@ -147,10 +147,12 @@ def join_bank_trunk(merger, train: str, base: str, log: Callable[[str], None] = 
 
     k = top_layers(train)
     if k is None:
+        log(f"proposals are scored without the trunk cache (the recipe trains {train!r} for this base)")
         return False
     try:
         backbone = backbone_of(merger.model)
-    except SoupkitError:
+    except SoupkitError as error:
+        log(f"proposals are scored without the trunk cache ({error})")
         return False
     if k > backbone.layer_count or set(backbone.bottom_names(merger.model, k)) & merger.varying_names:
         log(f"the bank's models differ below their top {k} layers: proposals are scored without the trunk cache")
@@ -158,4 +160,6 @@ def join_bank_trunk(merger, train: str, base: str, log: Callable[[str], None] = 
     if join_trunk_cache(merger.model, train, base) is not None:
         log(f"proposals are scored on the cached trunk (the bank shares its bottom; top {k} layers merged)")
         return True
+    log(f"proposals are scored without the trunk cache: no cache of this bank's bottom yet for top:{k} "
+        f"(a search or finetune of {base or 'its base'} with train top:{k} makes one)")
     return False
