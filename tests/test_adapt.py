@@ -246,20 +246,31 @@ def test_a_bank_of_top_k_checkpoints_is_scored_on_the_cached_trunk(tiny_recipe, 
     assert any("differ below their top 1 layers" in line for line in lines), lines
 
 
-def test_a_bank_that_cannot_read_the_trunk_cache_says_why(models, tmp_path, monkeypatch):
+def test_a_bank_reads_the_trunk_cache_of_the_layers_it_varies_or_says_why_not(models, tmp_path, monkeypatch):
+    """The bank, not only the recipe, says which top layers differ: a bank searched with
+    `--train top:1` over a recipe that trains `all` still scores on the cache (the defect of issue 28)."""
+    from sentence_transformers import SentenceTransformer
+
     from soupkit.merge.in_memory import InMemoryMerge
+    from soupkit.models.trunk import attach_trunk, binding_of
     from soupkit.search.merge_proxy import join_bank_trunk
-    from soupkit.models.trunk import binding_of
 
     monkeypatch.setenv("SOUPKIT_HOME", str(tmp_path / "home"))
     tops = [_top_of(models[0], donor, tmp_path / f"top-{i}") for i, donor in enumerate(models[1:3])]
     merger = InMemoryMerge(tops, "cpu")
     lines: list[str] = []
-    assert not join_bank_trunk(merger, "all", "tiny", lines.append)
-    assert not join_bank_trunk(merger, "top:1", "tiny", lines.append)  # no finetune of top:1 made its cache
+    assert not join_bank_trunk(merger, "all", "tiny", lines.append)  # no finetune of top:1 made its cache yet
     assert binding_of(merger.model) is None
+    attach_trunk(SentenceTransformer(str(models[0]), device="cpu"), 1)  # as a top:1 search's finetunes make it
+    assert join_bank_trunk(merger, "all", "tiny", lines.append)
+    assert binding_of(merger.model).k == 1
+    full = InMemoryMerge([models[0], models[1]], "cpu")
+    assert not join_bank_trunk(full, "all", "tiny", lines.append)
+    assert not join_bank_trunk(full, "top:1", "tiny", lines.append)
     assert lines == [
-        "proposals are scored without the trunk cache (the recipe trains 'all' for this base)",
         "proposals are scored without the trunk cache: no cache of this bank's bottom yet for top:1 "
         "(a search or finetune of tiny with train top:1 makes one)",
+        "proposals are scored on the cached trunk (the bank shares its bottom; top 1 layers merged)",
+        "the bank's models differ in every layer: proposals are scored without the trunk cache",
+        "the bank's models differ below their top 1 layers: proposals are scored without the trunk cache",
     ]

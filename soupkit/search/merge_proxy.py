@@ -139,27 +139,32 @@ class MergeProxy:
 
 def join_bank_trunk(merger, train: str, base: str, log: Callable[[str], None] = print) -> bool:
     """Score merges on the cached trunk when every member holds the same frozen bottom (top:<k>
-    checkpoints of one base): no merge ever writes it, so its cached output stays right. True when
-    joined."""
+    checkpoints of one base): no merge ever writes it, so its cached output stays right. The bank
+    itself says how many top layers differ, so a bank searched with `--train top:<k>` over a recipe
+    that trains `all` joins too; the recipe's own `top:<k>` is tried first. True when joined."""
     from soupkit.config import top_layers
     from soupkit.models.layers import backbone_of
     from soupkit.models.trunk import join_trunk_cache
 
-    k = top_layers(train)
-    if k is None:
-        log(f"proposals are scored without the trunk cache (the recipe trains {train!r} for this base)")
-        return False
     try:
         backbone = backbone_of(merger.model)
     except SoupkitError as error:
         log(f"proposals are scored without the trunk cache ({error})")
         return False
-    if k > backbone.layer_count or set(backbone.bottom_names(merger.model, k)) & merger.varying_names:
-        log(f"the bank's models differ below their top {k} layers: proposals are scored without the trunk cache")
+    varying = merger.varying_names
+    shared = next((k for k in range(1, backbone.layer_count + 1)
+                   if not set(backbone.bottom_names(merger.model, k)) & varying), None)
+    wanted = top_layers(train)
+    if wanted is not None and (shared is None or wanted < shared):
+        log(f"the bank's models differ below their top {wanted} layers: proposals are scored without the trunk cache")
         return False
-    if join_trunk_cache(merger.model, train, base) is not None:
-        log(f"proposals are scored on the cached trunk (the bank shares its bottom; top {k} layers merged)")
-        return True
-    log(f"proposals are scored without the trunk cache: no cache of this bank's bottom yet for top:{k} "
-        f"(a search or finetune of {base or 'its base'} with train top:{k} makes one)")
+    if shared is None or wanted is None and shared == backbone.layer_count:
+        log("the bank's models differ in every layer: proposals are scored without the trunk cache")
+        return False
+    for k in dict.fromkeys(k for k in (wanted, shared) if k is not None):
+        if join_trunk_cache(merger.model, f"top:{k}", base) is not None:
+            log(f"proposals are scored on the cached trunk (the bank shares its bottom; top {k} layers merged)")
+            return True
+    log(f"proposals are scored without the trunk cache: no cache of this bank's bottom yet for top:{wanted or shared} "
+        f"(a search or finetune of {base or 'its base'} with train top:{wanted or shared} makes one)")
     return False
