@@ -9,7 +9,8 @@ real finetune, in a quarter of its seconds? The race of issue 30.
 
 Both studies run on one machine, one process each, so their seconds compare. A trial's seconds are
 its span in the study (start to completion: the sampler's proposal, the finetune or merge, the probe
-pass); the merged side counts every expert of the bank its search merged, every proposal, and the
+pass; not the start-up every command pays once: loading data, the base's probe pass, loading
+the bank); the merged side counts every expert of the bank its search merged, every proposal, and the
 finetune of the confirmed mixture. Printed as Markdown: the trained search's best objective and
 the seconds it took to first reach it and in all; the merged search's best proxy, the confirmed
 objective of the mixture it chose, and its seconds; their ratio (goal: at most 0.25 of the trained
@@ -82,7 +83,8 @@ def main() -> None:
     experts = load(args.merged, EXPERTS)
     bank = expert_banks(experts)[bank_name]
     by_number = {t.number: t for t in experts.get_trials(deepcopy=False)}
-    expert_seconds = sum(seconds(by_number[n]) for n in bank["trials"])
+    numbers = [n for n in bank["experts"].values() if n is not None]  # {family: its expert's trial}
+    expert_seconds = sum(seconds(by_number[n]) for n in numbers)
     proposals = completed(merged, args.limit)
     proxy_best, proxy_to_best, proxy_number, proposal_seconds = race_to_best(proposals)
     ingredients = load(args.merged, INGREDIENTS)
@@ -96,7 +98,7 @@ def main() -> None:
     print("|---|---|---|---|---|")
     print(f"| trained (`{args.trained.name}`) | {len(completed(trained, args.limit))} | {total:.0f} | "
           f"{best:.4f} (trial {best_number}) | {to_best:.0f} s |")
-    print(f"| by merging (`{args.merged.name}`, bank {bank_name}): {len(bank['trials'])} experts | - | "
+    print(f"| by merging (`{args.merged.name}`, bank {bank_name}): {len(numbers)} experts | - | "
           f"{expert_seconds:.0f} | - | - |")
     print(f"| by merging: proposals | {len(proposals)} | {proposal_seconds:.0f} | {proxy_best:.4f} proxy "
           f"(trial {proxy_number}) | {expert_seconds + proxy_to_best:.0f} s with the experts |")
