@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -140,6 +141,15 @@ def save(path: Path, rows: list[dict]) -> None:
                           *(round(r["scores"][p], 6) for p in probes)])
 
 
+def load_saved(path: Path) -> list[dict]:
+    """The rows `save` wrote: a bank's proxies read back without the experts."""
+    with open(path, newline="") as handle:
+        return [{"number": int(r["number"]), "objective": float(r["objective"]), "merge": float(r["merge_seconds"]),
+                 "probe": float(r["probe_seconds"]),
+                 "scores": {k.removeprefix("score:"): float(v) for k, v in r.items() if k.startswith("score:")}}
+                for r in csv.DictReader(handle)]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--experts", type=Path, required=True, help="run folder holding the expert banks")
@@ -148,24 +158,37 @@ def main() -> None:
     parser.add_argument("--banks", required=True, help="comma-separated expert bank names (soupkit experts --name)")
     parser.add_argument("--limit", type=int, default=None, help="only the first N trials")
     parser.add_argument("--save", type=Path, default=None, help="write DIR-<bank>.csv with each bank's proxy scores")
+    parser.add_argument("--proxies", type=Path, default=None,
+                        help="read each bank's proxies from DIR-<bank>.csv (an earlier --save) instead of merging")
     parser.add_argument("--reference", default=None,
                         help="the same mixtures trained otherwise (a table, or a run whose ingredients trained its "
                              "trials' mixtures longer): the baseline correlation a proxy must beat")
     args = parser.parse_args()
-    if not (args.experts / "study.db").is_file():
+    if args.proxies is None and not (args.experts / "study.db").is_file():
         raise SystemExit(f"error: --experts {args.experts}: no study.db (make the experts with `soupkit experts --out`)")
     source = trials_of(args.trials)
     lines = ["| bank | probe | trials | Spearman (proxy vs real) |", "|---|---|---|---|"]
+    proxies = {}
     for bank in args.banks.split(","):
-        rows = proxy_scores(args.experts, bank, source, args.limit, log=lambda s: print(s, file=sys.stderr))
+        if args.proxies:
+            rows = load_saved(args.proxies.with_name(f"{args.proxies.name}-{bank}.csv"))
+            source = dataclasses.replace(source, rows=[t for t in source.rows if t.number in {r["number"] for r in rows}])
+        else:
+            rows = proxy_scores(args.experts, bank, source, args.limit, log=lambda s: print(s, file=sys.stderr))
         if args.save:
             save(args.save.with_name(f"{args.save.name}-{bank}.csv"), rows)
+        proxies[bank] = {r["number"]: r for r in rows}
         lines += report(bank, source, rows)
     if args.reference:
         other = {mixture_key(t.mixture): t for t in reference_rows(args.reference)}
         pairs = [(t, other[mixture_key(t.mixture)]) for t in source.rows if mixture_key(t.mixture) in other]
-        lines.append(f"| reference {args.reference} | all (objective) | {len(pairs)} | "
-                     f"{spearman([a.objective for a, _ in pairs], [b.objective for _, b in pairs]):.2f} |")
+        longer = [b.objective for _, b in pairs]
+        lines.append(f"| reference {args.reference}: the trials vs the same mixtures trained otherwise | all (objective) | "
+                     f"{len(pairs)} | {spearman([a.objective for a, _ in pairs], longer):.2f} |")
+        for bank, rows in proxies.items():  # the proxy on the same mixtures, against both trainings
+            proxy = [rows[a.number]["objective"] if a.number in rows else float("nan") for a, _ in pairs]
+            lines.append(f"| {bank} on the same mixtures: vs the trials / vs the reference | all (objective) | {len(pairs)} | "
+                         f"{spearman(proxy, [a.objective for a, _ in pairs]):.2f} / {spearman(proxy, longer):.2f} |")
     print("\n".join(lines))
 
 
