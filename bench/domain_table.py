@@ -4,7 +4,8 @@
 
 Rows: the base model; the best single trial (the best domain score among trials whose general
 score stays within 1 point of the base's, else the best domain score); every soup recorded in the
-study and every soup of its ingredients (`soupkit ingredients`). Columns: domain and general
+study and every soup of its ingredients (`soupkit ingredients`). For a search by merging, whose
+trials are merges scored in memory and not models, each trained ingredient takes the best trial's place. Columns: domain and general
 weighted means, then each probe (probe-only ones marked *);
 these are the scores the search and the soups saw: each probe's *selection* half (a trained
 family's whole probe in a study made before trained families were halved). A second table reads
@@ -30,7 +31,7 @@ from soupkit.probes.score import study_values
 from soupkit.search.study import check_held_out_halves, default_storage, open_storage
 from soupkit.errors import SoupkitError
 from soupkit.soups.ingredient_study import find_ingredient_study
-from soupkit.study_record import STAGE, StudyRecord, TrialRecord
+from soupkit.study_record import STAGE, StudyRecord, TrialRecord, merge_proxy_of
 
 
 def main() -> None:
@@ -47,6 +48,8 @@ def main() -> None:
     base_scores = record.base_scores
     done = [t for t in study.trials if t.state.name == "COMPLETE"]
     rows = model_rows(study, recipe, base_scores, done) + ingredient_soup_rows(args.out, study)
+    if merge_proxy_of(study):  # its trials are merges scored in memory, not models: its trained ingredients stand in
+        rows[1:1] = ingredient_rows(args.out, study)
     for other in args.compare:
         other_study = run_study(other)
         if json.loads(StudyRecord.of(other_study).recipe_json or "{}") != json.loads(record.recipe_json):
@@ -83,6 +86,8 @@ def model_rows(study, recipe: Recipe, base_scores: dict, done: list) -> list[tup
         # the bank's base as merged; a bank whose base did not merge is compared with the recipe's
         base = next((m["path"] for m in record.bank if m["kind"] == "base"), recipe.base)
         return [("base model", base_scores, base), *soup_rows(study)]
+    if merge_proxy_of(study):
+        return [("base model", base_scores, recipe.base)]
     _, base_general = study_values(base_scores, recipe.objective)
     keeps_general = [t for t in done if t.values[1] >= base_general - 0.01]
     best = max(keeps_general or done, key=lambda t: t.values[0])
@@ -98,6 +103,17 @@ def ingredient_soup_rows(out: Path, study) -> list[tuple[str, dict, str]]:
     except SoupkitError:  # no ingredients made
         return []
     return soup_rows(ingredients, members="ingredients")
+
+
+def ingredient_rows(out: Path, study) -> list[tuple[str, dict, str]]:
+    """Each trained ingredient of a search by merging: the mixtures its proxies chose, finetuned."""
+    try:
+        ingredients = find_ingredient_study(open_storage(default_storage(out)), study)
+    except SoupkitError:
+        return []
+    records = [TrialRecord.of(t) for t in ingredients.trials if t.state.name == "COMPLETE"]
+    return [(f"ingredient #{r.number} (trained; mixture chosen by merging)", r.scores, str(r.checkpoint))
+            for r in records if r.checkpoint]
 
 
 def soup_rows(study, members: str = "trials") -> list[tuple[str, dict, str]]:
