@@ -87,6 +87,34 @@ def test_bad_weights_are_one_line(bank):
             merger.merge(weights)
 
 
+def test_members_after_the_first_are_read_from_their_files(bank, monkeypatch):
+    """Only the first member is built as a model; the others are read straight from their
+    safetensors files, and give exactly the tensors loading them gives."""
+    import soupkit.merge.in_memory as in_memory
+
+    loads: list[str] = []
+    real_load = in_memory._load
+    monkeypatch.setattr(in_memory, "_load", lambda path, device: loads.append(Path(path).name) or real_load(path, device))
+    merger = InMemoryMerge(bank)
+    assert loads == ["model-0"]
+    for index, path in enumerate(bank):
+        expected = state(real_load(path, "cpu"))
+        merged = state(merger.merge([1.0 if i == index else 0.0 for i in range(len(bank))]))
+        for name in expected:
+            assert torch.equal(merged[name], expected[name]), (path.name, name)
+
+
+def test_a_first_member_whose_files_do_not_give_its_tensors_loads_every_member(bank, monkeypatch):
+    import soupkit.merge.in_memory as in_memory
+
+    loads: list[str] = []
+    real_load = in_memory._load
+    monkeypatch.setattr(in_memory, "_load", lambda path, device: loads.append(Path(path).name) or real_load(path, device))
+    monkeypatch.setattr(in_memory, "_saved_keys", lambda folder: iter(()))  # no file key maps to a tensor
+    InMemoryMerge(bank)
+    assert loads == ["model-0", "model-1", "model-2"]
+
+
 def _narrow_head(source: Path, destination: Path) -> Path:
     shutil.copytree(source, destination)
     config_file = destination / "2_Dense" / "config.json"
