@@ -24,7 +24,7 @@ import optuna
 from soupkit.base_model import load_model, pick_device, use_bf16
 from soupkit.data.load import load_recipe_families
 from soupkit.probes.score import ProbeSettings, objective_value, score_probes
-from soupkit.search.study import default_storage, open_storage
+from soupkit.search.study import default_storage, open_storage, search_study_names
 from soupkit.study_record import StudyRecord, TrialRecord
 from soupkit.train.finetune import base_weights, finetune_on_mixture
 
@@ -37,7 +37,8 @@ def main() -> None:
     args = parser.parse_args()
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.load_study(study_name=None, storage=open_storage(default_storage(args.table)))
+    storage = open_storage(default_storage(args.table))
+    study = optuna.load_study(study_name=search_study_names(storage)[0], storage=storage)  # not its ingredients'
     recipe = StudyRecord.of(study).recipe()
     done = {t.number: TrialRecord.of(t) for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"}
     best = max(done.values(), key=lambda r: r.objective).number
