@@ -25,15 +25,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("runs", type=Path, nargs="+", help="run folders of soupkit searches (their study.db)")
     parser.add_argument("--out", type=Path, required=True, help="folder for the CSVs, e.g. bench/tables/default-minilm")
+    parser.add_argument("--ingredients", default=None, metavar="SET",
+                        help="export the ingredient set SET of each run (`soupkit ingredients --name`) instead of its "
+                             "trials, as `<run>-<SET>.csv`")
     args = parser.parse_args()
     for run in args.runs:
         if not (run / "study.db").is_file():
             raise SystemExit(f"error: {run}: no study.db (give the run folder of a soupkit search)")
     for run in args.runs:
-        source = study_source(run)
+        source = study_source(run, args.ingredients)
         if not source.rows:
             raise SystemExit(f"error: {run}: no completed trials to export")
-        path = args.out / f"{run.resolve().name}.csv"
+        path = args.out / f"{run.resolve().name}{'-' + args.ingredients if args.ingredients else ''}.csv"
         write_trials_csv(source, path)
         back = read_trials_csv(path)
         assert len(back.rows) == len(source.rows) and back.families == source.families

@@ -109,7 +109,9 @@ def load_table(runs: list[Path], drop: tuple[str, ...] = ()) -> Table:
     )
 
 
-def study_source(run: Path) -> _Source:
+def study_source(run: Path, ingredient_set: str | None = None) -> _Source:
+    """The completed trials of a run's search; with `ingredient_set`, the ingredients of that set
+    instead (its mixtures finetuned as the set says, e.g. longer: the --reference of a rank check)."""
     import optuna
 
     from soupkit.config import seed_mixture_of
@@ -125,19 +127,28 @@ def study_source(run: Path) -> _Source:
         record = StudyRecord.of(study)
         recipe = record.recipe()
         rows, kinds, pruned = [], [], False
-        for t in study.get_trials(deepcopy=False):
+        steps, train, trials = recipe.finetune.steps, recipe.finetune.train, study.get_trials(deepcopy=False)
+        if ingredient_set is not None:
+            from soupkit.soups.ingredient_study import find_ingredient_study, load_set
+
+            ingredients = find_ingredient_study(storage, study)
+            chosen = load_set(ingredients, ingredient_set)
+            steps, train = chosen.finetune.get("steps", steps), chosen.finetune.get("train", train)
+            trials = [t for t in ingredients.get_trials(deepcopy=False) if t.number in chosen.ingredients]
+        for t in trials:
             pruned = pruned or stopped_by_pruner(t)
             if t.state.name == "COMPLETE":
                 rows.append(TrialRecord.of(t))
                 # trial 0 is the seed mixture, the next n_startup_trials are the sampler's random draws;
                 # a trial recorded before soupkit kept its sampler was recorded by --record: random first
                 sampler = rows[-1].sampler or ("random" if t.number < RANDOM_TRIALS else "gp")
-                kinds.append("random" if sampler == "random" or t.number <= recipe.search.n_startup_trials else sampler)
+                kinds.append("ingredient" if ingredient_set is not None else
+                             "random" if sampler == "random" or t.number <= recipe.search.n_startup_trials else sampler)
     finally:
         close_storage(storage)
     return _Source(list(recipe.family_names()), dict(record.base_scores), float(record.base_objective),
-                   dict(seed_mixture_of(recipe, None).weights), recipe.finetune.steps, rows, kinds, pruned,
-                   recipe.name, recipe.base, recipe.finetune.train)
+                   dict(seed_mixture_of(recipe, None).weights), steps, rows, kinds, pruned,
+                   recipe.name, recipe.base, train)
 
 
 # The CSV form of a table (bench/export_trials.py): one row per completed trial, a `base` row with
