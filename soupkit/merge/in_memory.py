@@ -9,6 +9,8 @@ module (Transformer, Dense heads) is merged and nothing is written to disk. Inte
 (position ids) stay the first member's, as in the streaming merge, and so does a tensor every
 member holds identically (the frozen bottom of `train: top:<k>` checkpoints): it is never
 averaged (a weighted sum of equal values is not always bit-equal to them), and needs no stack.
+Members after the first are read straight from their safetensors files (`SavedTensors`), not
+built as models: what loading a member costs is then the disk read, not the tokenizer and modules.
 """
 
 from __future__ import annotations
