@@ -124,6 +124,10 @@ def report(bank: str, source, rows: list[dict]) -> list[str]:
     for probe in source.base_scores:
         lines.append(f"| {bank} | {probe} | {len(rows)} | "
                      f"{spearman([r['scores'][probe] for r in rows], [t.scores[probe] for t in real]):.2f} |")
+    pick = int(np.argmax(proxy_obj))  # what a search by merging would confirm: its best proxy
+    rank = 1 + sum(value > real_obj[pick] for value in real_obj)
+    lines.append(f"| {bank} | the proxy's top pick: trial {real[pick].number}, real objective {real_obj[pick]:.4f}, "
+                 f"rank {rank} of the real trials | {len(rows)} | - |")
     merge = np.median([r["merge"] for r in rows])
     probe = np.median([r["probe"] for r in rows])
     lines.append(f"| {bank} | seconds per proxy (median merge + probe) | {len(rows)} | {merge:.2f} + {probe:.1f} |")
@@ -167,6 +171,9 @@ def main() -> None:
     if args.proxies is None and not (args.experts / "study.db").is_file():
         raise SystemExit(f"error: --experts {args.experts}: no study.db (make the experts with `soupkit experts --out`)")
     source = trials_of(args.trials)
+    objectives = [t.objective for t in source.rows]
+    print(f"real objectives of {len(objectives)} trials: {min(objectives):.4f}-{max(objectives):.4f}, "
+          f"sd {np.std(objectives, ddof=1):.4f} between mixtures\n")
     lines = ["| bank | probe | trials | Spearman (proxy vs real) |", "|---|---|---|---|"]
     proxies = {}
     for bank in args.banks.split(","):
