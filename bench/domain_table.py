@@ -5,8 +5,8 @@
 Rows: the base model; the best single trial (the best domain score among trials whose general
 score stays within 1 point of the base's, else the best domain score); every soup recorded in the
 study and every soup of its ingredients (`soupkit ingredients`). For a search by merging, whose
-trials are merges scored in memory and not models, each trained ingredient takes the best trial's place. Columns: domain and general
-weighted means, then each probe (probe-only ones marked *);
+trials are merges scored in memory and not models, each trained ingredient takes the best trial's
+place. Columns: domain and general weighted means, then each probe (probe-only ones marked *);
 these are the scores the search and the soups saw: each probe's *selection* half (a trained
 family's whole probe in a study made before trained families were halved). A second table reads
 every probe's *test* half, which nothing before this report scored, through `soupkit eval`'s
@@ -47,9 +47,7 @@ def main() -> None:
 
     base_scores = record.base_scores
     done = [t for t in study.trials if t.state.name == "COMPLETE"]
-    rows = model_rows(study, recipe, base_scores, done) + ingredient_soup_rows(args.out, study)
-    if merge_proxy_of(study):  # its trials are merges scored in memory, not models: its trained ingredients stand in
-        rows[1:1] = ingredient_rows(args.out, study)
+    rows = model_rows(args.out, study, recipe, base_scores, done) + ingredient_soup_rows(args.out, study)
     for other in args.compare:
         other_study = run_study(other)
         if json.loads(StudyRecord.of(other_study).recipe_json or "{}") != json.loads(record.recipe_json):
@@ -79,15 +77,16 @@ def run_study(out: Path):
     return optuna.load_study(study_name=own[0].study_name, storage=storage)
 
 
-def model_rows(study, recipe: Recipe, base_scores: dict, done: list) -> list[tuple[str, dict, str]]:
-    """(label, selection scores, model folder): the base, the best single trial (a search), the soups."""
+def model_rows(out: Path, study, recipe: Recipe, base_scores: dict, done: list) -> list[tuple[str, dict, str]]:
+    """(label, selection scores, model folder): the base, the best single trial (a search; a search by
+    merging's trials are no models, so its trained ingredients instead), the soups."""
     record = StudyRecord.of(study)
     if record.stage == "adapt":
         # the bank's base as merged; a bank whose base did not merge is compared with the recipe's
         base = next((m["path"] for m in record.bank if m["kind"] == "base"), recipe.base)
         return [("base model", base_scores, base), *soup_rows(study)]
     if merge_proxy_of(study):
-        return [("base model", base_scores, recipe.base)]
+        return [("base model", base_scores, recipe.base), *ingredient_rows(out, study)]
     _, base_general = study_values(base_scores, recipe.objective)
     keeps_general = [t for t in done if t.values[1] >= base_general - 0.01]
     best = max(keeps_general or done, key=lambda t: t.values[0])

@@ -52,11 +52,16 @@ def load(run: Path, suffix: str = ""):
 
     from soupkit.search.study import default_storage, open_storage, search_study_names
 
+    if not (run / "study.db").is_file():
+        raise SystemExit(f"error: {run}: no study.db (give the run folder of a soupkit search)")
     storage = open_storage(default_storage(run))
     names = search_study_names(storage)
     if len(names) != 1:
-        raise SystemExit(f"{run}: expected one search study, found {names}")
-    return optuna.load_study(study_name=names[0] + suffix, storage=storage)
+        raise SystemExit(f"error: {run}: expected one search study, found {names}")
+    try:
+        return optuna.load_study(study_name=names[0] + suffix, storage=storage)
+    except KeyError:
+        raise SystemExit(f"error: {run}: no study '{names[0] + suffix}' (run its experts / ingredients first)") from None
 
 
 def main() -> None:
@@ -74,12 +79,12 @@ def main() -> None:
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
 
-    trained = load(args.trained)
-    best, to_best, best_number, total = race_to_best(completed(trained, args.limit))
+    trained = completed(load(args.trained), args.limit)
+    best, to_best, best_number, total = race_to_best(trained)
     merged = load(args.merged)
     bank_name = merge_proxy_of(merged)
     if bank_name is None:
-        raise SystemExit(f"{args.merged}: its search is not a search by merging")
+        raise SystemExit(f"error: {args.merged}: its search is not a search by merging")
     experts = load(args.merged, EXPERTS)
     bank = expert_banks(experts)[bank_name]
     by_number = {t.number: t for t in experts.get_trials(deepcopy=False)}
@@ -94,9 +99,9 @@ def main() -> None:
     confirm_seconds = sum(seconds(t) for t in confirm)
     merged_total = expert_seconds + proposal_seconds + confirm_seconds
 
-    print(f"| search | trials | seconds | best objective | reached after |")
+    print("| search | trials | seconds | best objective | reached after |")
     print("|---|---|---|---|---|")
-    print(f"| trained (`{args.trained.name}`) | {len(completed(trained, args.limit))} | {total:.0f} | "
+    print(f"| trained (`{args.trained.name}`) | {len(trained)} | {total:.0f} | "
           f"{best:.4f} (trial {best_number}) | {to_best:.0f} s |")
     print(f"| by merging (`{args.merged.name}`, bank {bank_name}): {len(numbers)} experts | - | "
           f"{expert_seconds:.0f} | - | - |")
